@@ -1,0 +1,1 @@
+"""genmatch.pipeline: networks and the generate / relax / score stages."""
