@@ -1,0 +1,1 @@
+"""Networks: the permutation-invariant crystal DiT (KO appendix E.2)."""
