@@ -98,3 +98,20 @@ class ConditionalGenerator(ABC):
         p(z_m | x_t) of each batch element (rows sum to 1). Linear parameterisations average F;
         jump-type generators mix their jump measures.
         """
+
+
+def expand_pairs(x: Tensor, support: Tensor, t: TimeLike) -> tuple[Tensor, Tensor, Tensor]:
+    """All (x_b, z_m) pairs for posterior averages (GM Prop. 1): ``x`` [B, *event], ``support`` [M, *event]
+    -> x [B*M, *event], z [B*M, *event], t [B*M] (row b*M + m holds (x_b, z_m, t_b))."""
+    b, m = x.shape[0], support.shape[0]
+    t = as_time(t, b, x)
+    xe = x.unsqueeze(1).expand((b, m) + tuple(x.shape[1:])).reshape((b * m,) + tuple(x.shape[1:]))
+    ze = support.unsqueeze(0).expand((b, m) + tuple(support.shape[1:])).reshape((b * m,) + tuple(support.shape[1:]))
+    return xe, ze, t.repeat_interleave(m)
+
+
+def posterior_average(values: Tensor, weights: Tensor) -> Tensor:
+    """sum_m w[b, m] values[b*M + m]: ``values`` [B*M, ...], ``weights`` [B, M] -> [B, ...]."""
+    b, m = weights.shape
+    v = values.reshape((b, m) + tuple(values.shape[1:]))
+    return (weights.reshape((b, m) + (1,) * (v.ndim - 2)).to(v.dtype) * v).sum(1)
