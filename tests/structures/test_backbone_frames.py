@@ -141,3 +141,19 @@ def test_degenerate_input_stays_finite():
     f = frames_from_backbone(zeros, zeros, zeros)
     assert torch.isfinite(f.rots).all()
     assert torch.isfinite(backbone_from_frames(Frames(f.rots[None], f.trans[None]))).all()
+
+
+@pytest.mark.slow
+def test_roundtrip_error_on_all_npz_chains(proteins):
+    """All 3,000 chains (446,732 residues) of the npz: measured RMSD N 0.069, CA 0, C 0.014, O 0.132 A."""
+    L = int(proteins.lengths.max())
+    x = torch.zeros(len(proteins), L, 4, 3, dtype=torch.float64)
+    m = torch.zeros(len(proteins), L, dtype=torch.bool)
+    for j in range(len(proteins)):
+        a, b = int(proteins.offsets[j]), int(proteins.offsets[j + 1])
+        x[j, : b - a] = torch.from_numpy(proteins.coords[a:b]).double()
+        m[j, : b - a] = True
+    rep = backbone_roundtrip_error(x, m)
+    print(rep)
+    assert rep.n_residues == int(proteins.lengths.sum())
+    assert rep.rmsd["CA"] == 0.0 and rep.rmsd["N"] < 0.08 and rep.rmsd["C"] < 0.02 and rep.rmsd["O"] < 0.15

@@ -209,7 +209,7 @@ def crystals(draw):
     return s
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(crystals())
 def test_random_crystals_roundtrip(s):
     tok = ct.encode(s)
