@@ -261,6 +261,19 @@ def token_mask_from_atom_mask(atom_mask: np.ndarray) -> np.ndarray:
     return np.concatenate([np.ones((b, LATTICE_TOKENS), bool), np.repeat(atom_mask, TOKENS_PER_ATOM, axis=1)], axis=1)
 
 
+def masked_template(num_atoms: Sequence[int] | np.ndarray, max_atoms: int) -> CrystalTokenBatch:
+    """The source x_0 of a masked discrete flow for given atom counts: MASK on the 6 lattice tokens
+    and the 4 tokens of each of the first ``num_atoms[i]`` atoms, PAD elsewhere (KO E.2 mask source).
+    Draw ``num_atoms`` from the training set's distribution (``TokenizedCrystals.sample_num_atoms``)."""
+    n = np.asarray(num_atoms, dtype=np.int64)
+    if len(n) and (n.min() < 1 or n.max() > max_atoms):
+        raise ValueError(f"atom counts must be in 1..{max_atoms}, got {n.min()}..{n.max()}")
+    atom_mask = np.arange(max_atoms)[None, :] < n[:, None]
+    token_mask = token_mask_from_atom_mask(atom_mask)
+    return CrystalTokenBatch(tokens=np.where(token_mask, MASK, PAD).astype(np.int64), atom_mask=atom_mask,
+                             token_mask=token_mask, num_atoms=n)
+
+
 def canonical_cell(structure: "Structure", cell: Cell = "niggli") -> "Structure":
     """The canonical cell of ``structure`` (Niggli reduced, frac coords wrapped to [0, 1)).
 
@@ -541,6 +554,12 @@ def _detail(reason: FailureReason, row: np.ndarray, params: np.ndarray, volume: 
             (kind[LATTICE_TOKENS:] != expected[LATTICE_TOKENS:]) & (kind[LATTICE_TOKENS:] != TokenKind.PAD)),
     }.get(reason)
     where = f" at position {int(pos[0])} (token id {int(row[pos[0]])})" if pos is not None and len(pos) else ""
+    if reason in (FailureReason.PAD_INSIDE_ATOM, FailureReason.ATOM_AFTER_PADDING):
+        pad = (kind[LATTICE_TOKENS:] == TokenKind.PAD).reshape(n_atoms, TOKENS_PER_ATOM)
+        full = pad.all(1)
+        bad = (pad.any(1) & ~full) if reason == FailureReason.PAD_INSIDE_ATOM else (np.cumsum(full) > 0) & ~full
+        j = int(np.flatnonzero(bad)[0])
+        where = f" in atom slot {j} (positions {LATTICE_TOKENS + 4 * j}-{LATTICE_TOKENS + 4 * j + 3})"
     return f"{reason.value}{where}; sequence starts: {head}"
 
 

@@ -152,6 +152,15 @@ def _set(t, i, v):
     return t
 
 
+def test_masked_template_for_sampling():
+    t = ct.masked_template([1, 3], max_atoms=4)
+    assert t.tokens.shape == (2, 22) and (t.tokens[t.token_mask] == ct.MASK).all()
+    assert (t.tokens[~t.token_mask] == ct.PAD).all() and t.token_mask.sum(1).tolist() == [10, 18]
+    assert ct.decode(t.tokens[0]).reason == ct.FailureReason.MASK_LEFT  # nothing unmasked yet
+    with pytest.raises(ValueError, match="1..4"):
+        ct.masked_template([5], max_atoms=4)
+
+
 def test_bos_is_accepted_and_mixed_batches_keep_valid_rows():
     t = _valid_tokens()
     assert isinstance(ct.decode(np.r_[ct.BOS, t]), Structure)
