@@ -9,14 +9,13 @@ secondary structure). It prints a table and, with ``out_dir``, writes ``demo_sum
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from structures.atomic import atomic_open
 from structures.data import load_crystals, load_proteins
 
 
@@ -62,18 +61,6 @@ def _protein_summary(n: int) -> dict[str, Any]:
     }
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run_demo(n_crystals: int = 200, n_proteins: int = 200, out_dir: str | None = None) -> dict[str, Any]:
     """Run the demo and return its summary (also printed; written as JSON when ``out_dir``)."""
     t0 = time.perf_counter()
@@ -95,5 +82,6 @@ def run_demo(n_crystals: int = 200, n_proteins: int = 200, out_dir: str | None =
           f"{p['ca_ca_std_A']:.3f} A, helix {p['helix_fraction']:.3f}, strand {p['strand_fraction']:.3f}")
     print(f"done in {summary['seconds']} s")
     if out_dir:
-        _write_json_atomic(Path(out_dir) / "demo_summary.json", summary)
+        with atomic_open(Path(out_dir) / "demo_summary.json") as fh:
+            json.dump(summary, fh, indent=2)
     return summary
