@@ -24,6 +24,10 @@ from structures.crystal_tokens import decode_batch, encode_batch  # noqa: E402
 from structures.data import load_crystals  # noqa: E402
 
 
+def _jsonable(o: object) -> object:
+    return o.item() if hasattr(o, "item") else str(o)  # numpy scalars
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["perov_5", "carbon_24"])
@@ -52,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key}: matched {rep.n_matched}/{rep.n} ({100 * rep.match_rate:.2f} %), "
                   f"max |dlength| {rep.max_length_error:.4f} A, max |dangle| {rep.max_angle_error:.3f} deg, "
                   f"max site error {rep.max_site_error:.4f} A (mean {rep.mean_site_error:.4f} A), "
-                  f"unmatched {rep.unmatched[:10]}", flush=True)
-    print(json.dumps({"benchmark": "tokenizer_roundtrip", "results": results}))
+                  f"unmatched {rep.unmatched[:10]}; matched with primitive_cell=False too: "
+                  f"{rep.n_matched_same_cell}/{rep.n}", flush=True)
+    print(json.dumps({"benchmark": "tokenizer_roundtrip", "results": results}, default=_jsonable))
     return 0
 
 

@@ -252,6 +252,7 @@ def test_roundtrip_on_real_subset(name):
     rep = roundtrip_report(ds.structures)
     assert rep.n_encoded == rep.n == 60
     assert rep.match_rate >= 0.98, rep.unmatched
+    assert rep.n_matched_same_cell == rep.n
     assert rep.max_length_error <= 0.05 + 1e-9 and rep.max_angle_error <= 0.5 + 1e-9
     assert rep.max_site_error < 0.15
 
@@ -263,5 +264,6 @@ def test_roundtrip_full_test_sets(name, rounding):
     ds = load_crystals(name, "test")
     rep = roundtrip_report(ds.structures, rounding=rounding)
     assert rep.match_rate >= 0.99, rep.to_dict()
+    assert rep.n_matched_same_cell == rep.n, rep.to_dict()
     step = 1.0 if rounding == "truncate" else 0.5
     assert rep.max_length_error <= 0.1 * step + 1e-9 and rep.max_angle_error <= step + 1e-9
