@@ -211,9 +211,10 @@ class EncodeError(ValueError):
 
 @dataclass
 class CanonicalCrystals:
-    """Continuous canonical-cell arrays of a batch, in the canonical (storage) atom order.
+    """Continuous canonical-cell arrays of a batch (Niggli cell, ``frac`` wrapped to [0, 1)).
 
-    ``frac`` is wrapped to [0, 1); padded slots hold 0 and ``atomic_numbers`` 0.
+    Sites are in the cell's own order from :func:`canonical_arrays` and in the canonical storage
+    order (the order of the tokens) from :func:`tokenize_arrays`. Padded slots hold 0.
     """
 
     lattice_params: np.ndarray  # [B, 6] a, b, c (Angstrom), alpha, beta, gamma (degrees)

@@ -104,8 +104,28 @@ def test_named_dataset_perov_xz_and_missing(tmp_path, monkeypatch):
     assert ds.atom_count_distribution()[5] == 1.0
     with pytest.raises(FileNotFoundError, match="mp_20"):
         TokenizedCrystals.from_name("mp_20", "train")
+    # an MP-20-format CSV (its own column set) is read the same way
+    mp = root / "crystals" / "mp_20"
+    mp.mkdir()
+    pd.DataFrame({"material_id": df["material_id"], "formation_energy_per_atom": df["heat_ref"],
+                  "band_gap": df["dir_gap"], "pretty_formula": df["formula"], "e_above_hull": 0.0,
+                  "elements": "[]", "cif": df["cif"], "spacegroup.number": 221}).to_csv(mp / "val.csv", index=False)
+    mp20 = TokenizedCrystals.from_name("mp_20", "val", progress=False)
+    assert mp20.max_atoms == 20 and (mp20.tokens == ds.tokens).all()
     with pytest.raises(ValueError, match="cif"):
         bad = tmp_path / "bad.csv"
         pd.DataFrame({"a": [1]}).to_csv(bad)
         TokenizedCrystals.from_csv(bad, cache=False)
     assert os.environ["GENMATCH_DATA"] == str(root)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, n_rows", [("perov_5", 3787), ("carbon_24", 2032)])
+def test_full_validation_splits_tokenise(name, n_rows, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENMATCH_CACHE", str(tmp_path))
+    ds = TokenizedCrystals.from_name(name, "val", progress=False)
+    assert len(ds) + len(ds.skipped) == n_rows and not ds.skipped
+    p = ds.atom_count_distribution()
+    assert (p[5] == 1.0) if name == "perov_5" else (p[:6].sum() == 0 and p[6:25].sum() == pytest.approx(1.0))
+    dec = ct.decode_batch(ds.batch(np.arange(len(ds))).tokens)
+    assert dec.valid.all()
