@@ -15,7 +15,6 @@ beyond Pu, unparsable CIF) are skipped; their row numbers and reasons are kept i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from structures.atomic import atomic_savez
+from structures.cache import CACHE_ENV, cache_dir, cache_key, file_sha256  # noqa: F401 (re-exported)
 from structures.crystal_tokens import (
     PAD,
     Cell,
@@ -43,23 +43,8 @@ from structures.data import CRYSTAL_DATASETS, DataNotFoundError, resolve_dataset
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-CACHE_ENV = "GENMATCH_CACHE"
 CACHE_FORMAT = 1  # bump when the cached arrays or the tokenizer change meaning
 DEFAULT_MAX_ATOMS = {"perov_5": 20, "carbon_24": 24, "mp_20": 20, "mpts_52": 52}
-
-
-def cache_dir() -> Path:
-    """``$GENMATCH_CACHE`` or ``~/.cache/genmatch``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "genmatch"
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(eq=False)
@@ -139,7 +124,7 @@ class TokenizedCrystals(Dataset):
         cache_path = None
         if cache is not False and limit is None:
             settings = f"v{CACHE_FORMAT}-{cell}-{rounding}-A{max_atoms}"
-            key = hashlib.sha256(f"{file_sha256(path)}:{settings}".encode()).hexdigest()[:20]
+            key = cache_key([file_sha256(path), settings])
             folder = cache_dir() if cache is True else Path(cache)
             cache_path = folder / "crystal_tokens" / f"{path.parent.name}-{path.name.split('.')[0]}-{key}.npz"
             if cache_path.is_file():

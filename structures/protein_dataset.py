@@ -6,7 +6,8 @@
 - Filters (folders): length range, chain breaks (C_i-N_{i+1} > 2 Angstrom, a numbering gap does
   not count when the peptide bond is intact, so cis peptides stay), standard residues only,
   complete N/CA/C. A missing carbonyl O is rebuilt from the frames (:func:`structures.frames.place_oxygen`).
-  Every rejected chain is kept in ``rejected`` with its reason.
+  Every rejected chain is kept in ``rejected`` with its reason. A parsed folder is cached as an
+  npz under :func:`structures.cache.cache_dir` (key: every file's bytes and the filter settings).
 - :class:`LengthBucketBatchSampler`: batches of similar length under a padded-residue budget.
 - :meth:`ProteinDataset.split`: train / validation split on *groups*, so near-identical chains
   never straddle it. Groups are connected components of the graph linking two chains when
@@ -23,6 +24,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -33,12 +35,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from structures.atomic import atomic_savez
+from structures.cache import cache_dir, cache_key, file_sha256
 from structures.data import ProteinBackboneSet, load_proteins
 from structures.frames import Frames, frames_from_atoms, place_oxygen
 from structures.protein_io import FORMATS, STANDARD_AA, StructureFileError, read_chains
 
 AA_INDEX = {a: i for i, a in enumerate(STANDARD_AA)}  # A=0 .. Y=19 (alphabetical one-letter order)
 UNKNOWN_AA = 20
+FOLDER_CACHE_FORMAT = 1  # bump when the cached arrays change meaning
 
 
 def sequence_to_aatype(seq: str) -> np.ndarray:
@@ -142,12 +147,16 @@ class ProteinDataset(Dataset):
     @classmethod
     def from_directory(cls, folder: str | os.PathLike, min_length: int = 40, max_length: int | None = 512,
                        allow_chain_breaks: bool = False, standard_only: bool = True, chain: str | None = None,
-                       max_c_n: float = 2.0, progress: bool = True) -> "ProteinDataset":
+                       max_c_n: float = 2.0, progress: bool = True,
+                       cache: bool | str | os.PathLike = True) -> "ProteinDataset":
         """All protein chains of the PDB / mmCIF files in ``folder`` (recursively) that pass the filters.
 
         Args:
             chain: keep only this chain id of every file (default: all chains, split).
             max_c_n: C_i-N_{i+1} distance (Angstrom) above which residues i, i+1 are a break.
+            cache: reuse / write the parsed set under :func:`structures.cache.cache_dir` (True), a
+                folder, or not at all (False). The key covers every file's path and bytes and
+                the filter settings.
         """
         from tqdm import tqdm
 
@@ -157,6 +166,16 @@ class ProteinDataset(Dataset):
         files = sorted(p for p in folder.rglob("*") if p.is_file() and _is_structure_file(p))
         if not files:
             raise StructureFileError(f"{folder}: no PDB / mmCIF files ({', '.join(FORMATS)}, optionally .gz)")
+        cache_path = None
+        if cache is not False:
+            settings = f"v{FOLDER_CACHE_FORMAT}-{min_length}-{max_length}-{allow_chain_breaks}-{standard_only}-{chain}-{max_c_n}"
+            key = cache_key([settings] + [f"{p.relative_to(folder)}:{file_sha256(p)}" for p in files])
+            cache_path = (cache_dir() if cache is True else Path(cache)) / "protein_folders" / f"{folder.name}-{key}.npz"
+            if cache_path.is_file():
+                try:
+                    return cls._load_cache(cache_path)
+                except (OSError, ValueError, KeyError):
+                    pass  # unreadable cache entry: rebuild it
         rejected: dict[str, str] = {}
         coords, seqs, pdb_ids, chain_ids, starts = [], [], [], [], []
         for path in tqdm(files, desc=f"reading {folder.name}", unit="file", disable=not progress):
@@ -197,7 +216,28 @@ class ProteinDataset(Dataset):
             pdb_id=np.array(pdb_ids), chain_id=np.array(chain_ids), start_resnum=np.array(starts, dtype=np.int32),
             source=folder,
         )
-        return cls(bb, None, rejected)
+        ds = cls(bb, None, rejected)
+        if cache_path is not None:
+            ds._save_cache(cache_path)
+        return ds
+
+    def _save_cache(self, path: Path) -> None:
+        b = self.backbones
+        atomic_savez(path, coords=b.coords, offsets=b.offsets, sequence=b.sequence, dssp=b.dssp, pdb_id=b.pdb_id,
+                     chain_id=b.chain_id, start_resnum=b.start_resnum,
+                     meta=np.array(json.dumps({"format": FOLDER_CACHE_FORMAT, "source": str(b.source),
+                                               "rejected": self.rejected})))
+
+    @classmethod
+    def _load_cache(cls, path: Path) -> "ProteinDataset":
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("format") != FOLDER_CACHE_FORMAT:
+                raise ValueError(f"{path}: cache format {meta.get('format')}")
+            bb = ProteinBackboneSet(coords=z["coords"], offsets=z["offsets"], sequence=z["sequence"], dssp=z["dssp"],
+                                    pdb_id=z["pdb_id"], chain_id=z["chain_id"], start_resnum=z["start_resnum"],
+                                    source=Path(meta["source"]))
+        return cls(bb, None, meta["rejected"])
 
     # ------------------------------------------------------------------ splitting
 

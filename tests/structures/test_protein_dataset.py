@@ -95,9 +95,12 @@ def test_npz_split_keeps_entries_together(npz_set):
     assert not tr_ids & {n.split("_")[0] for n in val.names}
 
 
-def test_directory_dataset_filters_and_split(tmp_path):
+def test_directory_dataset_filters_and_split(tmp_path, monkeypatch):
     """A folder of PDB/mmCIF files: filters (length, breaks, non-standard, incomplete backbone),
     missing O rebuilt, cis peptides kept, near-duplicates grouped on one side of the split."""
+    monkeypatch.setenv("GENMATCH_CACHE", str(tmp_path / "cache"))
+    tmp_path = tmp_path / "pdbs"
+    tmp_path.mkdir()
     full = ProteinDataset.from_npz()
     bb = full.backbones
     rng = np.random.default_rng(0)
@@ -157,3 +160,13 @@ def test_directory_dataset_filters_and_split(tmp_path):
     assert {"gap_A", "mse_A"} <= set(allowed.names)
     with pytest.raises(Exception, match="no chain passed"):
         ProteinDataset.from_directory(tmp_path, min_length=1000, progress=False)
+    # the parsed folder is cached (npz, no pickle); editing a file invalidates the entry
+    cached = list((tmp_path.parent / "cache" / "protein_folders").glob("*.npz"))
+    assert len(cached) == 2  # the two successful settings
+    again = ProteinDataset.from_directory(tmp_path, min_length=40, max_length=400, progress=False)
+    assert again.names == ds.names and again.rejected == ds.rejected
+    assert torch.equal(again[k].atoms, ds[k].atoms)
+    (tmp_path / "short.pdb").unlink()
+    third = ProteinDataset.from_directory(tmp_path, min_length=40, max_length=400, progress=False)
+    assert "short_A" not in third.rejected and third.names == ds.names
+    assert len(list((tmp_path.parent / "cache" / "protein_folders").glob("*.npz"))) == 3
