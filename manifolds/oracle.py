@@ -19,7 +19,7 @@ from manifolds import so3
 from manifolds.samplers import MoveFn, StepFn, VelocityFn
 
 __all__ = ["ExactOracle", "wasserstein1_1d", "wasserstein1_to_cdf", "energy_distance", "nearest_angle",
-           "gaussian_mixture_cdf", "piecewise_uniform_sigma2"]
+           "gaussian_mixture_cdf", "tent_mixture_sigma2", "tent_mixture_cdf"]
 
 
 def _batch(x: Any) -> int:
@@ -147,28 +147,43 @@ def nearest_angle(x: Tensor, support: Tensor) -> tuple[Tensor, Tensor]:
 # ------------------------------------------------------------------------------------- pure diffusion oracle
 
 
-def piecewise_uniform_sigma2(x: Tensor, t: float, gen: Any, edges: Tensor, probs: Tensor) -> Tensor:
-    """Exact marginal sigma^2_t(x) of the pure diffusion (GM eq. 14) for data with a piecewise-uniform density
-    q = sum_k probs_k Unif[edges_k, edges_k + width_k] (edges [K, 2] = (left, right)), on the uniform mixture path.
+def tent_mixture_sigma2(x: Tensor, t: float, gen: Any, centres: Tensor, half_widths: Tensor, probs: Tensor) -> Tensor:
+    """Exact marginal sigma^2_t(x) of the pure diffusion (GM eq. 14) on the uniform mixture path for data with the
+    continuous density q = sum_k probs_k Tent(centre_k, half_width_k) (triangular densities inside [a1, a2]).
 
-    Posterior at x (off the atoms of a finite data set there are none here): z = x with probability
-    w = k q(x) / (k q(x) + (1 - k)/L), else z ~ q; sigma^2(x | x) = 0, so sigma^2_t(x) = (1 - w) E_q[sigma^2_t(x | z)],
-    with E_q[[x - z]_+] and E_q[(z - a1)^2] in closed form per cell.
+    The posterior at x is z = x with probability w = k q(x) / (k q(x) + (1 - k)/L), else z ~ q, and sigma^2_t(x | x) = 0,
+    so sigma^2_t(x) = (1 - w) E_q[sigma^2_t(x | z)], with E_q[[x - z]_+] = int_{-inf}^x F_q and E_q[(z - a1)^2] in
+    closed form. (A continuous q keeps sigma^2 continuous, so Euler-Maruyama converges at order 1; a finite data set
+    would put atoms that a diffusion cannot hit.) Returns [*x.shape].
     """
     path = gen.path
     a1, width = path.low, path.high - path.low
-    lft, rgt = edges[:, 0].double(), edges[:, 1].double()
-    wk = rgt - lft
+    c, hw = centres.double(), half_widths.double()
     pk = probs.double() / probs.sum()
-    xx = x.double()[..., None]  # [..., 1] against cells [K]
-    # E[(x - z)_+] for z ~ U[l, r]
-    inside = (xx - lft).clamp(min=torch.zeros_like(wk), max=wk)
-    e_plus = (inside * (xx - lft) - 0.5 * inside ** 2) / wk  # int_l^{min(x,r)} (x - z) dz / w
-    e_plus = (pk * e_plus).sum(-1)
-    # E[(z - a1)^2]
-    m2 = (pk * (((rgt - a1) ** 3 - (lft - a1) ** 3) / (3 * wk))).sum()
+    u = (x.double()[..., None] - (c - hw)).clamp_min(0.0)  # [..., K], distance from the left end
+    rising = u.clamp_max(hw)
+    falling = (2 * hw - u.clamp_max(2 * hw))
+    # int_{-inf}^x F(s) ds for one tent
+    int_f = torch.where(u <= hw, rising ** 3 / (6 * hw ** 2),
+                        hw / 6 + (u - hw) + (falling ** 3 - hw ** 3) / (6 * hw ** 2))
+    int_f = torch.where(u >= 2 * hw, u - hw, int_f)
+    e_plus = (pk * int_f).sum(-1)
+    m2 = (pk * ((c - a1) ** 2 + hw ** 2 / 6)).sum()
     g = 0.5 * m2 / width + e_plus - 0.5 * (x.double() - a1) ** 2 / width
-    k, _ = path.kappa(torch.tensor(t, dtype=torch.float64))
-    q = (pk / wk * ((xx >= lft) & (xx < rgt)).double()).sum(-1)
+    q = (pk * (hw - (x.double()[..., None] - c).abs()).clamp_min(0.0) / hw ** 2).sum(-1)
+    tt = torch.tensor(t, dtype=torch.float64)
+    k, _ = path.kappa(tt)
     w = k * q / (k * q + (1 - k) / width)
-    return ((1 - w) * gen.rate(torch.tensor(t, dtype=torch.float64)) * g.clamp_min(0.0)).to(x.dtype)
+    return ((1 - w) * gen.rate(tt) * g.clamp_min(0.0)).to(x.dtype)
+
+
+def tent_mixture_cdf(centres: Tensor, half_widths: Tensor, probs: Tensor) -> Any:
+    """CDF of sum_k probs_k Tent(centre_k, half_width_k)."""
+    c, hw = centres.double(), half_widths.double()
+    pk = probs.double() / probs.sum()
+
+    def cdf(x: Tensor) -> Tensor:
+        u = (x.double()[..., None] - (c - hw)).clamp(min=torch.zeros_like(hw), max=2 * hw)
+        f = torch.where(u <= hw, u ** 2 / (2 * hw ** 2), 1 - (2 * hw - u) ** 2 / (2 * hw ** 2))
+        return (pk * f).sum(-1)
+    return cdf

@@ -54,7 +54,11 @@ class PureDiffusionGenerator(ConditionalGenerator):
 
     def step(self, x: Tensor, t: TimeLike, h: float, z: Tensor,
              generator: torch.Generator | None = None) -> Tensor:
-        return self.diffuse(x, self.target(x, z, t), h, generator)
+        """Euler-Maruyama step; z is absorbing (sigma^2(z | z) = 0 and sigma^2 ~ |x - z| nearby, so the continuous
+        process sticks once it reaches z): a step that crosses z ends at z."""
+        y = self.diffuse(x, self.target(x, z, t), h, generator)
+        crossed = (x - z) * (y - z) <= 0
+        return torch.where(crossed, z, y)
 
     def marginal_step(self, x: Tensor, t: TimeLike, h: float, support: Tensor, weights: Tensor,
                       generator: torch.Generator | None = None) -> Tensor:

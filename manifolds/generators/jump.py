@@ -56,7 +56,7 @@ class DensityJumpGenerator(ConditionalGenerator):
         z_j = z_target.reshape(jumps.shape + z_target.shape[jumps.ndim:])[jumps]  # [n, *element_shape]
         y = self.path.sample_jump_target(z_j.unsqueeze(1), t_el[jumps], generator=generator).squeeze(1)
         out = x.clone()
-        out[jumps] = y
+        out[jumps] = y.to(out.dtype)
         return out
 
     def step(self, x: Tensor, t: TimeLike, h: float, z: Tensor,
