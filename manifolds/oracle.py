@@ -68,8 +68,18 @@ class ExactOracle:
         logp = self.path.log_prob(xe, ze, tt).reshape(b, m) + self._log_prior(ref)
         dead = ~torch.isfinite(logp.max(1).values)
         if bool(dead.any()):
-            logp = torch.where(dead[:, None], self._log_prior(ref).expand(b, m), logp)
+            # x lies outside the support of every p_t(. | z_m) (a discretisation error next to a hard support edge,
+            # e.g. the geodesic SO(3) path from Haar noise): attach it to the nearest data point.
+            near = self._nearest(xe, ze, b, m)
+            logp = torch.where(dead[:, None], torch.where(near, 0.0, -math.inf), logp)
         return torch.softmax(logp, dim=1)
+
+    def _nearest(self, xe: Any, ze: Any, b: int, m: int) -> Tensor:
+        spaces = [p.space for p in self.path.paths] if isinstance(xe, tuple) else [self.path.space]
+        xs, zs = (xe, ze) if isinstance(xe, tuple) else ((xe,), (ze,))
+        dist = sum(sp.distance(xi, zi).reshape(b * m, -1).pow(2).sum(1) for sp, xi, zi in zip(spaces, xs, zs))
+        idx = dist.reshape(b, m).argmin(1)
+        return torch.nn.functional.one_hot(idx, m).bool()
 
     def step_fn(self, generator: ConditionalGenerator) -> StepFn:
         """Euler step of the exact marginal generator."""

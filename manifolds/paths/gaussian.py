@@ -80,10 +80,10 @@ class AffineGaussianPath(ProbabilityPath):
         return (ds * (u * u - 1.0) + da * z * u / self.noise_scale) / s
 
     def log_prob(self, x: Tensor, z: Tensor, t: TimeLike) -> Tensor:
-        return self.element_log_prob(x, z, t).flatten(1).sum(1)
+        return self.element_log_prob(x, z, t).reshape(x.shape[0], -1).sum(1)
 
     def dt_log_prob(self, x: Tensor, z: Tensor, t: TimeLike) -> Tensor:
-        return self.element_dt_log_prob(x, z, t).flatten(1).sum(1)
+        return self.element_dt_log_prob(x, z, t).reshape(x.shape[0], -1).sum(1)
 
     # --- flow solution -------------------------------------------------------------------------
     def velocity(self, x: Tensor, z: Tensor, t: TimeLike) -> Tensor:

@@ -76,7 +76,7 @@ class GeodesicSO3Path(ProbabilityPath):
         return torch.where(w <= one_k * math.pi, val, torch.full_like(val, -math.inf))
 
     def log_prob(self, x: Tensor, z: Tensor, t: TimeLike) -> Tensor:
-        return self.element_log_prob(x, z, t).flatten(1).sum(1)
+        return self.element_log_prob(x, z, t).reshape(x.shape[0], -1).sum(1)
 
     def velocity(self, x: Tensor, z: Tensor, t: TimeLike) -> Tensor:
         """Body-frame u_t(x | z) = kappa' / (1 - kappa) Log(x^T z), [B, *elems, 3]."""
