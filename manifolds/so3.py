@@ -38,16 +38,23 @@ def vee(m: Tensor) -> Tensor:
 def exp(v: Tensor) -> Tensor:
     """Rodrigues: Exp(hat(v)) = I + a hat(v) + b hat(v)^2, a = sin(t)/t, b = (1 - cos t)/t^2, t = |v|.
 
-    Taylor branch for t < 1e-4 (a = 1 - t^2/6, b = 1/2 - t^2/24): exact to float64 rounding.
+    Taylor branch for t < 1e-4 (a = 1 - t^2/6, b = 1/2 - t^2/24): exact to float64 rounding, and finite gradients
+    at v = 0. The nine entries are formed elementwise (no batched 3x3 matmul).
     """
-    t2 = (v * v).sum(-1)  # [...]
+    x, y, z = v.unbind(-1)
+    xx, yy, zz = x * x, y * y, z * z
+    t2 = xx + yy + zz  # [...]
     small = t2 < _TAYLOR * _TAYLOR
     ts = torch.where(small, torch.ones_like(t2), t2).sqrt()  # no sqrt(0): finite gradients at v = 0
     a = torch.where(small, 1.0 - t2 / 6.0, torch.sin(ts) / ts)
     b = torch.where(small, 0.5 - t2 / 24.0, (1.0 - torch.cos(ts)) / (ts * ts))
-    k = hat(v)
-    eye = torch.eye(3, dtype=v.dtype, device=v.device)
-    return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
+    bxy, bxz, byz = b * x * y, b * x * z, b * y * z
+    ax, ay, az = a * x, a * y, a * z
+    return torch.stack([
+        1.0 - b * (yy + zz), bxy - az, bxz + ay,
+        bxy + az, 1.0 - b * (xx + zz), byz - ax,
+        bxz - ay, byz + ax, 1.0 - b * (xx + yy),
+    ], dim=-1).reshape(v.shape[:-1] + (3, 3))
 
 
 def angle(r: Tensor) -> Tensor:
@@ -64,29 +71,35 @@ def log(r: Tensor) -> Tensor:
     theta near pi (sin(theta) -> 0): the axis comes from the symmetric part (R + R^T)/2 = cos I + (1 - cos) n n^T
     (largest column of n n^T), and its sign from the antisymmetric part vee(R) = sin(theta) n, so that
     Exp(Log(R)) = R holds to rounding everywhere (MultiFlow's near-pi branch drops that sign, see README 3).
+    The near-pi branch runs on the affected rows only.
     """
-    th = angle(r)  # [...]
-    w = vee(r)  # sin(th) * n
+    w = vee(r)  # sin(th) * n, [..., 3]
+    sin_th = w.norm(dim=-1)
+    cos_th = 0.5 * (r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2] - 1.0)
+    th = torch.atan2(sin_th, cos_th)
     small = th < _TAYLOR
-    near_pi = th > math.pi - 1e-2
-    sin_th = torch.sin(th)
-    safe = torch.where(small | near_pi, torch.ones_like(sin_th), sin_th)
+    safe = torch.where(small, torch.ones_like(sin_th), sin_th)
     scale = torch.where(small, 1.0 + th * th / 6.0, th / safe)
     v = w * scale[..., None]
+    near_pi = th > math.pi - 1e-2
     if bool(near_pi.any()):
-        # n n^T = (S - cos I) / (1 - cos), with S = (R + R^T) / 2.
-        cos_th = torch.cos(th)
-        sym = 0.5 * (r + r.transpose(-1, -2))
-        eye = torch.eye(3, dtype=r.dtype, device=r.device)
-        nn_t = (sym - cos_th[..., None, None] * eye) / (1.0 - cos_th)[..., None, None].clamp_min(1e-12)
-        diag = torch.diagonal(nn_t, dim1=-2, dim2=-1)  # [..., 3] = n_i^2
-        k = diag.argmax(-1, keepdim=True)  # [..., 1]
-        col = torch.gather(nn_t, -1, k[..., None].expand(nn_t.shape[:-1] + (1,))).squeeze(-1)  # n * n_k
-        n = col / col.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-        sign = torch.sign((n * w).sum(-1))
-        sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-        v = torch.where(near_pi[..., None], n * (sign * th)[..., None], v)
+        idx = near_pi.nonzero(as_tuple=True)
+        v = v.clone()
+        v[idx] = _log_near_pi(r[idx], th[idx], cos_th[idx], w[idx])
     return v
+
+
+def _log_near_pi(r: Tensor, th: Tensor, cos_th: Tensor, w: Tensor) -> Tensor:
+    """[K, 3, 3] rotations with theta near pi -> rotation vectors: axis from (R + R^T)/2, sign from vee(R)."""
+    sym = 0.5 * (r + r.transpose(-1, -2))
+    eye = torch.eye(3, dtype=r.dtype, device=r.device)
+    nn_t = (sym - cos_th[:, None, None] * eye) / (1.0 - cos_th)[:, None, None]  # n n^T
+    k = torch.diagonal(nn_t, dim1=-2, dim2=-1).argmax(-1)  # [K]
+    col = nn_t[torch.arange(r.shape[0], device=r.device), :, k]  # n * n_k
+    n = col / col.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    sign = torch.sign((n * w).sum(-1))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    return n * (sign * th)[:, None]
 
 
 def compose_exp(r: Tensor, v: Tensor) -> Tensor:
