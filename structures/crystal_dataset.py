@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -164,7 +165,9 @@ class TokenizedCrystals(Dataset):
         it = tqdm(cifs, desc=f"tokenising {path.name}", unit="crystal", disable=not progress)
         for i, cif in enumerate(it):
             try:
-                s = Structure.from_str(cif, fmt="cif")
+                with warnings.catch_warnings():  # pymatgen notes every snapped coordinate; not actionable
+                    warnings.filterwarnings("ignore", message="Issues encountered while parsing CIF")
+                    s = Structure.from_str(cif, fmt="cif")
             except Exception as exc:  # pymatgen raises many types on bad CIF text
                 skipped[i] = f"unparsable CIF ({type(exc).__name__}: {exc})"
                 continue

@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from structures.data import load_proteins
 from structures.protein_io import BackboneChain, StructureFileError, read_chain, read_chains, write_structure
@@ -137,3 +139,20 @@ def test_clear_errors_for_unusable_files(tmp_path, chain):
     assert target.read_bytes() == before and not list(tmp_path.glob(".*tmp"))
     with pytest.raises(ValueError, match="NaN"):
         write_structure(tmp_path / "nan.pdb", replace(chain, coords=np.full_like(chain.coords, np.nan)))
+
+
+@settings(max_examples=20, deadline=None)
+@given(L=st.integers(1, 25), seed=st.integers(0, 2**31 - 1), chain_id=st.sampled_from(list("ABXZ")),
+       ext=st.sampled_from(["pdb", "cif"]))
+def test_random_backbones_roundtrip(tmp_path_factory, L, seed, chain_id, ext):
+    """Any coordinates PDB can hold, any standard sequence and B-factors survive a write + read."""
+    rng = np.random.default_rng(seed)
+    coords = rng.uniform(-999.0, 999.0, (L, 4, 3)).astype(np.float32)
+    seq = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), L))
+    bf = rng.uniform(0, 99.0, L).astype(np.float32)
+    c = BackboneChain.from_coords(coords, seq, chain_id=chain_id, b_factors=bf)
+    path = write_structure(tmp_path_factory.mktemp("rt") / f"r.{ext}", c)
+    back = read_chain(path, chain=chain_id)
+    assert back.sequence == seq and len(back) == L
+    assert np.abs(back.coords - coords).max() <= 1e-3 + 1e-4
+    assert np.abs(back.b_factors - bf[:, None]).max() <= 0.01
