@@ -90,7 +90,7 @@ class DiscreteGenerator(ConditionalGenerator):
         if self.fast_mixture:
             assert isinstance(self.path, MixturePath)
             return mixture_velocity_column(x, z, self.path.jump_rate(z, t), self.vocab_size)
-        p, dp, dlogp = self.path.probs(z, t), self.path.dt_probs(z, t), self.path.dt_log_probs(z, t)
+        p, dp, dlogp = self.path.derivatives(z, t)
         return velocity_column(p, dp, x, self.power, self._corrector(x, t), dlogp=dlogp)
 
     def marginal_rates(self, x: Tensor, t: TimeLike, posterior: Tensor) -> Tensor:
@@ -103,10 +103,16 @@ class DiscreteGenerator(ConditionalGenerator):
             assert isinstance(self.path, MixturePath)
             return mixture_marginal_velocity(posterior, x, self.path.token_rates(expand_time(t, x)))
         K = self.vocab_size
-        a = torch.arange(K, device=x.device).expand(x.shape + (K,))  # [B, *event, K(a)]
-        xa = x.unsqueeze(-1).expand_as(a)
-        cols = self.rates(xa.reshape(x.shape[0], -1), a.reshape(x.shape[0], -1), t)  # [B, E*K, K]
-        cols = cols.reshape(x.shape + (K, K))  # [B, *event, K(a), K(y)]
+        tokens = torch.arange(K, device=x.device)
+        full = x.shape + (K, K)  # [B, *event, K(a), K(y)]
+        if bool((t == t[0]).all()):  # one time: the path's PMFs for every x1 = a form one [K(a), K] table
+            tabs = self.path.derivatives(tokens.unsqueeze(0), t[:1])
+        else:
+            tabs = self.path.derivatives(tokens.expand(x.shape[0], K), t)  # [B, K(a), K]
+        view = (tabs[0].shape[0],) + (1,) * (x.ndim - 1) + (K, K)
+        p, dp, dlogp = (v.reshape(view).expand(full) for v in tabs)
+        cols = velocity_column(p, dp, x.unsqueeze(-1).expand(full[:-1]), self.power,
+                               self._corrector(x.unsqueeze(-1), t), dlogp=dlogp)
         return (posterior.unsqueeze(-1) * cols).sum(-2)
 
     # ---- ConditionalGenerator ------------------------------------------------------------------

@@ -56,6 +56,10 @@ class DiscretePath(ProbabilityPath):
         p, dp = self.probs(z, t), self.dt_probs(z, t)
         return torch.where(p > 0, dp / p.clamp_min(torch.finfo(p.dtype).tiny), torch.full_like(p, float("nan")))
 
+    def derivatives(self, z: Tensor, t: TimeLike) -> tuple[Tensor, Tensor, Tensor]:
+        """(p_t, d/dt p_t, d/dt log p_t) per position, each ``[B, *event, K]``, in one pass."""
+        return self.probs(z, t), self.dt_probs(z, t), self.dt_log_probs(z, t)
+
     def sample(self, z: Tensor, t: TimeLike, generator: torch.Generator | None = None) -> Tensor:
         return categorical(self.probs(z, t), generator)
 
@@ -117,6 +121,15 @@ class MixturePath(DiscretePath):
         onehot = torch.nn.functional.one_hot(z, self.vocab_size).to(self.source.dtype)
         return dk.unsqueeze(-1) * (onehot - self.source.to(z.device))
 
+    def derivatives(self, z: Tensor, t: TimeLike) -> tuple[Tensor, Tensor, Tensor]:
+        k, dk = self.kappa(z, t)
+        onehot = torch.nn.functional.one_hot(z, self.vocab_size).to(self.source.dtype)
+        src = self.source.to(z.device)
+        p = (1 - k.unsqueeze(-1)) * src + k.unsqueeze(-1) * onehot
+        dp = dk.unsqueeze(-1) * (onehot - src)
+        dlogp = torch.where(p > 0, dp / p.clamp_min(torch.finfo(p.dtype).tiny), torch.full_like(p, float("nan")))
+        return p, dp, dlogp
+
     def sample_source(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if self.source_token is not None:  # mask source: deterministic, consumes no random numbers
             return torch.full_like(z, self.source_token)
@@ -172,6 +185,12 @@ class MetricPath(DiscretePath):
         p, d, dbeta, done = self._parts(z, t)
         dlogp = -dbeta * (d - (p * d).sum(-1, keepdim=True))
         return torch.where(done, torch.zeros_like(dlogp), dlogp)
+
+    def derivatives(self, z: Tensor, t: TimeLike) -> tuple[Tensor, Tensor, Tensor]:
+        p, d, dbeta, done = self._parts(z, t)
+        dlogp = -dbeta * (d - (p * d).sum(-1, keepdim=True))
+        dlogp = torch.where(done, torch.zeros_like(dlogp), dlogp)
+        return p, p * dlogp, dlogp
 
     def sample_source(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return torch.randint(0, self.vocab_size, z.shape, device=z.device, generator=generator)

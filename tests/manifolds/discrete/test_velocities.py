@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from tests.manifolds.discrete.discrete_toys import D, K, MASK, PATHS, make_path
+from discrete_toys import D, K, MASK, PATHS, make_path
 from manifolds.discrete import (DiscreteGenerator, MetricPath, MixturePath, corrector_flux, divergence,
                                 kinetic_optimal_flux, kinetic_optimal_velocity, mixture_marginal_velocity,
                                 mixture_velocity_column, power_weights, velocity_column)
