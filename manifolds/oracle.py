@@ -18,7 +18,7 @@ from manifolds.base import ConditionalGenerator, ProbabilityPath, TimeLike, as_t
 from manifolds import so3
 from manifolds.samplers import MoveFn, StepFn, VelocityFn
 
-__all__ = ["ExactOracle", "wasserstein1_1d", "wasserstein1_to_cdf", "energy_distance", "nearest_angle",
+__all__ = ["ExactOracle", "ks_statistic", "cdf_from_density", "KS_CRIT_1PCT", "wasserstein1_1d", "wasserstein1_to_cdf", "energy_distance", "nearest_angle",
            "gaussian_mixture_cdf", "tent_mixture_sigma2", "tent_mixture_cdf"]
 
 
@@ -110,6 +110,33 @@ class ExactOracle:
 
 
 # --------------------------------------------------------------------------------------------------- distances
+
+
+KS_CRIT_1PCT = 1.63  # sqrt(n) * D_n at the 1 % level (Kolmogorov distribution)
+
+
+def ks_statistic(sample: Tensor, cdf: Any) -> float:
+    """One-sample Kolmogorov-Smirnov statistic sup |F_n - F| of a 1-D sample against a CDF (a callable on tensors)."""
+    x = torch.sort(sample.reshape(-1).double()).values
+    n = x.numel()
+    f = cdf(x)
+    i = torch.arange(1, n + 1, dtype=torch.float64, device=x.device)
+    return float(torch.maximum((i / n - f).abs(), (f - (i - 1) / n).abs()).max())
+
+
+def cdf_from_density(grid: Tensor, density: Tensor) -> Any:
+    """CDF (normalised cumulative trapezoid, linear interpolation) of a 1-D density tabulated on an increasing grid."""
+    grid, density = grid.double(), density.double().clamp_min(0.0)
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumulative_trapezoid(density, grid)])
+    cum = cum / cum[-1]
+    last = grid.numel() - 1
+
+    def cdf(x: Tensor) -> Tensor:
+        xc = x.double().clamp(float(grid[0]), float(grid[-1]))
+        idx = torch.searchsorted(grid, xc).clamp(1, last)
+        w = (xc - grid[idx - 1]) / (grid[idx] - grid[idx - 1])
+        return cum[idx - 1] + w * (cum[idx] - cum[idx - 1])
+    return cdf
 
 
 def wasserstein1_1d(a: Tensor, b: Tensor) -> float:

@@ -83,7 +83,7 @@ def test_r2_marginal_generators_reach_the_data():
         x = samplers.euler(x0, GRID, oracle.step_fn(gen), g)
         assert worst_w1(x) < TOL_R1, gen
         ref = oracle.sample_marginal(n, T_MAX, g)
-        assert energy_distance(x[:2000], ref[:2000]) < 0.015  # sanity bound only (observed <= 0.0084)
+        assert energy_distance(x[:1500], ref[:1500]) < 0.02  # sanity bound only (observed <= 0.0084 at 2000)
     x = samplers.euler(x0, GRID, oracle.step_fn(WRONG_JUMP), g)
     assert worst_w1(x) > TOL_R1
 
@@ -143,7 +143,7 @@ def test_pure_diffusion_marginal_reaches_continuous_data(dim):
 
     for fn, should_pass in ((sigma2, True), (naive, False)):
         g = torch.Generator().manual_seed(15)
-        x, t, worst = MIX.sample_source(torch.zeros(10000, dim), g), 0.0, 0.0
+        x, t, worst = MIX.sample_source(torch.zeros(10000 // dim, dim), g), 0.0, 0.0
         for t1 in (0.5, 0.9):
             x = samplers.euler(x, samplers.time_grid(round((t1 - t) / 0.002), t, t1),
                                lambda y, s, h, r: DIFF.diffuse(y, fn(y, s), h, r), g)

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from manifolds.oracle import KS_CRIT_1PCT, cdf_from_density, ks_statistic
 from manifolds.paths import AffineGaussianPath
 from manifolds.truncated import sample_quadratic_normal
 
@@ -54,15 +55,7 @@ def test_jump_target_normalised_and_mass_balanced():
 
 
 def _ks_against_density(sample: torch.Tensor, grid: torch.Tensor, dens: torch.Tensor) -> float:
-    cum = torch.cat([torch.zeros(1), torch.cumulative_trapezoid(dens, grid)])
-    cum = cum / cum[-1]
-    x = torch.sort(sample.reshape(-1)).values
-    idx = torch.searchsorted(grid, x).clamp(1, grid.numel() - 1)
-    w = (x - grid[idx - 1]) / (grid[idx] - grid[idx - 1])
-    f = cum[idx - 1] + w * (cum[idx] - cum[idx - 1])
-    n = x.numel()
-    i = torch.arange(1, n + 1, dtype=torch.float64)
-    return float(torch.maximum((i / n - f).abs(), (f - (i - 1) / n).abs()).max())
+    return ks_statistic(sample, cdf_from_density(grid, dens))
 
 
 @pytest.mark.parametrize("t,zval", [(0.05, 0.3), (0.5, 2.0), (0.95, -3.0)])
@@ -74,7 +67,7 @@ def test_jump_target_sampler_is_exact(t, zval):
     y = path.sample_jump_target(z, t, generator=g)
     grid = torch.linspace(zval * t - 8, zval * t + 8, 100001)[:, None]
     dens = path.jump_density(grid, torch.full_like(grid, zval), t)[:, 0]
-    crit = 1.63 / math.sqrt(n)
+    crit = KS_CRIT_1PCT / math.sqrt(n)
     assert _ks_against_density(y, grid[:, 0], dens) < crit
     wrong = path.jump_density(grid, torch.full_like(grid, zval), min(t + 0.1, 0.99))[:, 0]
     assert _ks_against_density(y, grid[:, 0], wrong) > crit
@@ -91,4 +84,4 @@ def test_quadratic_normal_sampler():
     assert float(u.min()) >= float(lo) and float(u.max()) <= float(hi)
     grid = torch.linspace(float(lo), float(hi), 20001)
     dens = torch.exp(-grid ** 2 / 2) * (c0 + c1 * grid + c2 * grid ** 2)
-    assert _ks_against_density(u, grid, dens) < 1.63 / math.sqrt(n)
+    assert _ks_against_density(u, grid, dens) < KS_CRIT_1PCT / math.sqrt(n)

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from manifolds import so3
+from manifolds.oracle import KS_CRIT_1PCT, cdf_from_density, ks_statistic as _ks
 
 pytestmark = pytest.mark.usefixtures("float64_one_thread")
 
@@ -117,30 +118,20 @@ def test_against_geomstats():
     assert (so3.log(ours) - torch.tensor(ref["vec"])).abs().max() < 1e-10
 
 
-def _ks(sample: torch.Tensor, cdf) -> float:
-    x = torch.sort(sample).values
-    n = x.numel()
-    f = cdf(x)
-    i = torch.arange(1, n + 1, dtype=torch.float64)
-    return float(torch.maximum((i / n - f).abs(), (f - (i - 1) / n).abs()).max())
-
-
 def test_uniform_and_igso3_angle_laws():
     g = torch.Generator().manual_seed(2)
     n = 20000
     r = so3.uniform((n,), generator=g)
     haar_cdf = lambda w: (w - torch.sin(w)) / math.pi  # noqa: E731
     ks = _ks(so3.angle(r), haar_cdf)
-    assert ks < 1.63 / math.sqrt(n)  # KS 1 % critical value
+    assert ks < KS_CRIT_1PCT / math.sqrt(n)  # KS 1 % critical value
     sigma = 0.5
     centre = so3.uniform((1,), generator=g).expand(n, 3, 3)
     s = so3.sample_igso3(centre, sigma, generator=g)
     grid = torch.linspace(0, math.pi, 20001)
-    dens = so3.igso3_angle_density(grid, sigma)
-    cum = torch.cat([torch.zeros(1), torch.cumulative_trapezoid(dens, grid)])
-    cdf = lambda w: torch.from_numpy(__import__("numpy").interp(w.numpy(), grid.numpy(), cum.numpy()))  # noqa: E731
+    cdf = cdf_from_density(grid, so3.igso3_angle_density(grid, sigma))
     ks = _ks(so3.rotation_angle_between(centre, s), cdf)
-    assert ks < 1.63 / math.sqrt(n)
+    assert ks < KS_CRIT_1PCT / math.sqrt(n)
     # the wrong sigma is rejected by the same test
     wrong = so3.sample_igso3(centre, 0.6, generator=g)
-    assert _ks(so3.rotation_angle_between(centre, wrong), cdf) > 1.63 / math.sqrt(n)
+    assert _ks(so3.rotation_angle_between(centre, wrong), cdf) > KS_CRIT_1PCT / math.sqrt(n)

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from manifolds import so3
+from manifolds.oracle import KS_CRIT_1PCT, cdf_from_density, ks_statistic as _ks
 from manifolds.paths import VMFSO3Path
 
 pytestmark = pytest.mark.usefixtures("float64_one_thread")
@@ -87,23 +88,7 @@ def test_step_fixture_intensity(jump_ref):
 
 def _angle_cdf(density, lo: float, hi: float, num: int = 40001):
     grid = torch.linspace(lo, hi, num)
-    dens = density(grid).clamp_min(0)
-    cum = torch.cat([torch.zeros(1), torch.cumulative_trapezoid(dens, grid)])
-    cum = cum / cum[-1]
-
-    def cdf(s: torch.Tensor) -> torch.Tensor:
-        idx = torch.searchsorted(grid, s.clamp(lo, hi)).clamp(1, num - 1)
-        w = (s.clamp(lo, hi) - grid[idx - 1]) / (grid[idx] - grid[idx - 1])
-        return cum[idx - 1] + w * (cum[idx] - cum[idx - 1])
-    return cdf
-
-
-def _ks(sample: torch.Tensor, cdf) -> float:
-    x = torch.sort(sample.reshape(-1)).values
-    n = x.numel()
-    f = cdf(x)
-    i = torch.arange(1, n + 1, dtype=torch.float64)
-    return float(torch.maximum((i / n - f).abs(), (f - (i - 1) / n).abs()).max())
+    return cdf_from_density(grid, density(grid))
 
 
 @pytest.mark.parametrize("t", [0.0, 0.15, 0.3, 0.6, 0.95])
@@ -114,7 +99,7 @@ def test_exact_samplers_follow_their_angle_laws(t):
     g = torch.Generator().manual_seed(int(t * 100) + 3)
     z = so3.uniform((n,), generator=g)
     k = float(PATH.schedule(torch.tensor(t))[0])
-    crit = 1.63 / math.sqrt(n)
+    crit = KS_CRIT_1PCT / math.sqrt(n)
 
     def path_density(s, kk=k):
         return torch.sqrt(s * (2 - s)) * torch.exp(-kk * s) * (1 + torch.exp(-2 * kk * (1 - s)))
