@@ -57,6 +57,159 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def _set_threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _cmd_relax_crystals(args: argparse.Namespace) -> int:
+    from pipeline.common.io import read_crystal_input
+    from workflows.crystals import relax_crystals
+
+    if args.max_steps < 0:
+        raise UsageError("genmatch relax crystals: --max-steps must be >= 0")
+    _set_threads(args.threads)
+    inp = read_crystal_input(args.input, split=args.split, limit=args.limit)
+    run = relax_crystals(inp, model=args.model, fmax=args.fmax, max_steps=args.max_steps,
+                         batch_size=args.batch_size, relax_cell=not args.fixed_cell, serial=args.serial,
+                         out_dir=args.out, resume=not args.restart, progress=not args.quiet)
+    s = run.summary
+    print(f"relaxed {s['n']} structures: {s['converged']} converged, {s['step_limit']} at the step limit, "
+          f"{s['failed']} failed -> {args.out}")
+    return EXIT_OK
+
+
+def _cmd_score_crystals(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.common.io import read_crystal_input
+    from workflows.crystals import score_crystals
+
+    if (args.struc_cutoff is None) != (args.comp_cutoff is None) and args.dataset is None \
+            and ":" not in args.reference:
+        raise UsageError("genmatch score crystals: give both --struc-cutoff and --comp-cutoff, or --dataset")
+    _set_threads(args.threads)
+    inp = read_crystal_input(args.input, split=args.split, limit=args.limit)
+    ref = read_crystal_input(args.reference, limit=args.reference_limit)
+    dataset = args.dataset or (args.reference.split(":")[0] if ":" in args.reference else None)
+    if dataset is None and (args.struc_cutoff is None or args.comp_cutoff is None):
+        raise UsageError("genmatch score crystals: the reference is not a named data set; give --dataset "
+                         "(perov_5, carbon_24, mp_20) or both --struc-cutoff and --comp-cutoff")
+    cache_dir = False if args.no_cache else args.cache_dir
+    scores = score_crystals(inp, ref, dataset=dataset, hull=args.hull, trusted=args.trust_pickle,
+                            hull_reference=args.hull_reference, hull_relax=not args.hull_static,
+                            energies=args.energies, training=args.training, out_dir=args.out,
+                            plots=not args.no_plots, struc_cutoff=args.struc_cutoff,
+                            comp_cutoff=args.comp_cutoff, n_samples=args.n_samples, seed=args.seed,
+                            e_hull_threshold=args.e_hull_threshold, workers=args.workers,
+                            scheduler=args.scheduler, backend=args.backend, cache_dir=cache_dir,
+                            energy_model=args.model, progress=not args.quiet)
+    keys = ("struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision", "wdist_density",
+            "wdist_num_elems", "stable_rate", "sun_rate")
+    print(json.dumps({k: scores.summary[k] for k in keys if k in scores.summary}))
+    return EXIT_OK
+
+
+def _add_relax(sub: argparse._SubParsersAction) -> None:
+    relax = sub.add_parser("relax", help="relax crystals with CHGNet (batched FIRE)")
+    rsub = relax.add_subparsers(dest="target", metavar="TARGET", parser_class=_Parser)
+    rc = rsub.add_parser("crystals", help="relax crystals with CHGNet: FIRE + cell filter, batched in flight",
+                         description="Relax crystals with CHGNet (FIRE, FrechetCellFilter). Writes "
+                         "OUT/relaxed/<id>.cif, OUT/relax_results.csv/.parquet (status, energies per atom, "
+                         "steps) and OUT/relax_summary.json; an interrupted run resumes.")
+    rc.add_argument("input", help="folder of .cif files, a .cif, a CDVAE-format .csv[.xz], or a data set "
+                    "split such as perov_5:test")
+    rc.add_argument("--out", required=True, help="output folder")
+    rc.add_argument("--split", default=None, help="split for a data set name given without ':split'")
+    rc.add_argument("--model", default="0.3.0", choices=["0.3.0", "0.2.0", "r2scan"], help="CHGNet model")
+    rc.add_argument("--fmax", type=_positive_float, default=0.1, help="force threshold, eV/A (default 0.1)")
+    rc.add_argument("--max-steps", type=int, default=1500, help="FIRE step limit (default 1500, FlowMM)")
+    rc.add_argument("--batch-size", type=_positive_int, default=32, help="structures per forward pass (32)")
+    rc.add_argument("--fixed-cell", action="store_true", help="relax positions only")
+    rc.add_argument("--serial", action="store_true", help="use chgnet's StructOptimizer one by one (reference)")
+    rc.add_argument("--limit", type=_positive_int, default=None, help="only the first N structures")
+    rc.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    rc.add_argument("--restart", action="store_true", help="ignore the checkpoint in OUT and start over")
+    rc.add_argument("--quiet", action="store_true", help="no progress bars")
+    rc.set_defaults(func=_cmd_relax_crystals)
+    relax.set_defaults(func=_needs_target(relax))
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    score = sub.add_parser("score", help="score crystals (validity, coverage, property distances, stability)")
+    ssub = score.add_subparsers(dest="target", metavar="TARGET", parser_class=_Parser)
+    sc = ssub.add_parser("crystals", help="score crystals against a reference set (CDVAE protocol + stability)",
+                         description="Score crystals as generated samples against a reference (test) set: "
+                         "CDVAE validity, COV-R/COV-P, Wasserstein distances of density and N_el; with --hull, "
+                         "E_hull, stability, uniqueness, novelty (--training) and S.U.N. Writes "
+                         "OUT/scores.csv/.parquet, OUT/summary.json and PNG plots.")
+    sc.add_argument("input", help="folder of .cif files, a .cif, a CDVAE .csv[.xz], or e.g. perov_5:val")
+    sc.add_argument("--reference", required=True, help="reference (test) set: data set split, CSV or CIF folder")
+    sc.add_argument("--out", required=True, help="output folder")
+    sc.add_argument("--split", default=None, help="split for a data set name given without ':split'")
+    sc.add_argument("--dataset", default=None, choices=["perov_5", "carbon_24", "mp_20"],
+                    help="picks the CDVAE coverage cutoffs (default: the reference's data set)")
+    sc.add_argument("--struc-cutoff", type=_positive_float, default=None, help="override structure cutoff")
+    sc.add_argument("--comp-cutoff", type=_positive_float, default=None, help="override composition cutoff")
+    sc.add_argument("--n-samples", type=_positive_int, default=1000, help="valid samples for wdist (1000)")
+    sc.add_argument("--seed", type=int, default=0, help="seed of the wdist sample")
+    sc.add_argument("--hull", default="none", help="none | default | mp-elements | entries .json[.gz] | "
+                    "PatchedPhaseDiagram .pkl[.gz] (needs --trust-pickle)")
+    sc.add_argument("--trust-pickle", action="store_true", help="allow unpickling the --hull file (runs code "
+                    "from the file: only for files you trust)")
+    sc.add_argument("--hull-reference", default=None, help="structures whose CHGNet energies join the MP "
+                    "elemental refs in --hull default (e.g. perov_5:val); cached on disk")
+    sc.add_argument("--hull-static", action="store_true", help="static CHGNet energies for --hull-reference "
+                    "(default: relaxed)")
+    sc.add_argument("--energies", default=None, help="relax_results.csv/.parquet with e_final_per_atom by id "
+                    "(default: static CHGNet energies of the input)")
+    sc.add_argument("--e-hull-threshold", type=float, default=0.0, help="stable if E_hull <= this (0; 0.1)")
+    sc.add_argument("--training", default=None, help="training set for novelty / S.U.N.")
+    sc.add_argument("--model", default="0.3.0", choices=["0.3.0", "0.2.0", "r2scan"], help="CHGNet model")
+    sc.add_argument("--workers", type=_positive_int, default=1, help="local worker processes (1)")
+    sc.add_argument("--scheduler", default=None, help="dask.distributed scheduler address (tcp://host:port)")
+    sc.add_argument("--backend", default="dask", choices=["dask", "processes"],
+                    help="local pool for --workers > 1: dask LocalCluster (default) or a process pool")
+    sc.add_argument("--cache-dir", default=None, help="fingerprint/energy cache (default ~/.cache/genmatch)")
+    sc.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    sc.add_argument("--limit", type=_positive_int, default=None, help="only the first N input structures")
+    sc.add_argument("--reference-limit", type=_positive_int, default=None, help="only the first N reference ones")
+    sc.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    sc.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    sc.add_argument("--quiet", action="store_true", help="no progress bars")
+    sc.set_defaults(func=_cmd_score_crystals)
+    score.set_defaults(func=_needs_target(score))
+
+
+def _needs_target(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        raise UsageError(f"{p.prog}: say what to work on, e.g. '{p.prog} crystals' (see '{p.prog} --help')")
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     from workflows import __version__
 
@@ -76,10 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default=None, help="write the summary JSON here (atomic write)")
     demo.set_defaults(func=_cmd_demo)
 
+    _add_relax(sub)
+    _add_score(sub)
+
     for name, what, hint in (
         ("generate", "generate proteins or crystals", "crystal/protein generation issues"),
-        ("relax", "relax crystals with CHGNet", "crystal relaxation issue"),
-        ("score", "score generated structures", "crystal/protein scoring issues"),
         ("train", "train a model", "generation issues"),
     ):
         sp = sub.add_parser(name, help=f"{what} (not yet available)")
