@@ -90,8 +90,20 @@ class DiscreteGenerator(ConditionalGenerator):
         if self.fast_mixture:
             assert isinstance(self.path, MixturePath)
             return mixture_velocity_column(x, z, self.path.jump_rate(z, t), self.vocab_size)
-        p, dp, dlogp = self.path.derivatives(z, t)
-        return velocity_column(p, dp, x, self.power, self._corrector(x, t), dlogp=dlogp)
+        return self._column(x, z, t, *self.path.derivatives(z, t))
+
+    def _column(self, x: Tensor, z: Tensor, t: Tensor, p: Tensor, dp: Tensor, dlogp: Tensor) -> Tensor:
+        """The O(K) column u(., x | z) from the path's (p, dp, dlogp) at x1 = z (shapes ``[..., K]``)."""
+        col = velocity_column(p, dp, x, self.power, self._corrector(x, t), dlogp=dlogp)
+        if isinstance(self.path, MixturePath):
+            # From a state of zero conditional probability (a learned posterior's x1 inconsistent with an
+            # already-unmasked token) KO eq. 16 gives no flux; continue with eq. 75 there, as Gat et al.'s
+            # mixture velocity does, so that such positions still reach x1 instead of sticking.
+            dead = p.gather(-1, x.unsqueeze(-1)) == 0  # [..., 1]
+            if bool(dead.any()):
+                eq75 = mixture_velocity_column(x, z, self.path.jump_rate(z, t), self.vocab_size)
+                col = torch.where(dead, eq75.to(col.dtype), col)
+        return col
 
     def marginal_rates(self, x: Tensor, t: TimeLike, posterior: Tensor) -> Tensor:
         """Marginal velocity u^i_t(., x) = sum_a u_t(., x^i | a) p^i_{1|t}(a | x) (KO eq. 9), ``[B, *event, K]``.
@@ -111,8 +123,7 @@ class DiscreteGenerator(ConditionalGenerator):
             tabs = self.path.derivatives(tokens.expand(x.shape[0], K), t)  # [B, K(a), K]
         view = (tabs[0].shape[0],) + (1,) * (x.ndim - 1) + (K, K)
         p, dp, dlogp = (v.reshape(view).expand(full) for v in tabs)
-        cols = velocity_column(p, dp, x.unsqueeze(-1).expand(full[:-1]), self.power,
-                               self._corrector(x.unsqueeze(-1), t), dlogp=dlogp)
+        cols = self._column(x.unsqueeze(-1).expand(full[:-1]), tokens.expand(full[:-1]), t, p, dp, dlogp)
         return (posterior.unsqueeze(-1) * cols).sum(-2)
 
     # ---- ConditionalGenerator ------------------------------------------------------------------

@@ -42,8 +42,9 @@ def mixture_elbo_integrand(logits: Tensor, x1: Tensor, xt: Tensor, path: Mixture
     logp = torch.log_softmax(logits, -1)
     p = logp.exp()
     at = lambda v, idx: v.gather(-1, idx.unsqueeze(-1)).squeeze(-1)  # noqa: E731
-    moved = (xt != x1).to(logp.dtype)
-    val = at(lam, xt) * at(p, xt) - (lam * p).sum(-1) + moved * at(lam, x1) * (1 + at(logp, x1))
+    moved = at(lam, x1) * (1 + at(logp, x1))
+    moved = torch.where(xt != x1, moved, torch.zeros_like(moved))  # (no 0 * inf where x_t^i = x1^i)
+    val = at(lam, xt) * at(p, xt) - (lam * p).sum(-1) + moved
     return _masked_sum(val, mask)
 
 
@@ -65,10 +66,10 @@ def general_elbo_integrand(generator: DiscreteGenerator, logits: Tensor, x1: Ten
     return _masked_sum(at(marg) - at(cond) + kl, mask)
 
 
-def _stratified(n: int, hi: float, rng: torch.Generator | None) -> Tensor:
-    """n stratified points on [0, hi]: (j + u) hi / n (KO eq. 109)."""
-    u = torch.rand((), generator=rng, dtype=torch.float64)
-    return (torch.arange(n, dtype=torch.float64) + u) * hi / n
+def _stratified(n: int, batch: int, hi: float, rng: torch.Generator | None) -> Tensor:
+    """n stratified points on [0, hi] per batch element, (j + u_b) hi / n (KO eq. 109): ``[n, B]`` float64."""
+    u = torch.rand(batch, generator=rng, dtype=torch.float64)
+    return (torch.arange(n, dtype=torch.float64)[:, None] + u) * hi / n
 
 
 @torch.no_grad()
@@ -88,12 +89,13 @@ def mixture_elbo(posterior: PosteriorFn, x1: Tensor, path: MixturePath, n_points
         raise ValueError("KO appendix E.1's change of variables needs a token-independent scheduler")
     B = x1.shape[0]
     total = torch.zeros(B, dtype=torch.get_default_dtype(), device=x1.device)
-    for s in _stratified(n_points, 1.0 - eps, rng):
+    dtype = torch.get_default_dtype()
+    for s in _stratified(n_points, B, 1.0 - eps, rng).to(x1.device):  # s: [B]
         if change_of_variables:
-            t = sched.inverse(s.reshape(1)).float().expand(B)
-            rate = (1.0 / (1.0 - s)).float().reshape((1,) * (x1.ndim + 1)).expand(B, *([1] * x1.ndim))
+            t = sched.inverse(s).to(dtype)
+            rate = (1.0 / (1.0 - s)).to(dtype).reshape((B,) + (1,) * x1.ndim)  # [B, 1.., 1]
         else:
-            t, rate = s.float().expand(B), None
+            t, rate = s.to(dtype), None
         xt = path.sample(x1, t, rng)
         total += mixture_elbo_integrand(posterior(xt, t), x1, xt, path, t, token_rate=rate)
     return total * (1.0 - eps) / n_points
@@ -105,8 +107,8 @@ def general_elbo(generator: DiscreteGenerator, posterior: PosteriorFn, x1: Tenso
     """Monte-Carlo estimate of the general ELBO (KO eq. 36) for any path and velocity, ``[B]`` (small K)."""
     B = x1.shape[0]
     total = torch.zeros(B, dtype=torch.get_default_dtype(), device=x1.device)
-    for s in _stratified(n_points, 1.0 - eps, rng):
-        t = s.float().expand(B)
+    for s in _stratified(n_points, B, 1.0 - eps, rng).to(x1.device):
+        t = s.to(torch.get_default_dtype())
         xt = generator.path.sample(x1, t, rng)
         total += general_elbo_integrand(generator, posterior(xt, t), x1, xt, t)
     return total * (1.0 - eps) / n_points

@@ -84,7 +84,7 @@ class MixturePath(DiscretePath):
     def __init__(self, source: Tensor, scheduler: MixtureScheduler) -> None:
         if source.ndim != 1 or (source < 0).any() or abs(float(source.sum()) - 1.0) > 1e-5:
             raise ValueError("source must be a probability vector [K] (non-negative, sums to 1)")
-        self.source = source.float()
+        self.source = source.to(torch.get_default_dtype())  # paths adopt the default dtype at construction
         self.vocab_size = source.shape[0]
         self.scheduler = scheduler
         point = (self.source == 1.0).nonzero()
@@ -102,13 +102,14 @@ class MixturePath(DiscretePath):
 
     def jump_rate(self, z: Tensor, t: TimeLike) -> Tensor:
         """lambda_t(z^i) = kappa'_t(z^i) / (1 - kappa_t(z^i)): the rate of KO eq. 75, broadcastable to ``z``."""
-        k, dk = self.kappa(z, t)
-        return dk / (1 - k)
+        rate = self.scheduler(self._t(z, t).to(self.source.dtype)).rate  # [B, 1.., 1 or K]
+        if rate.shape[-1] == 1:
+            return rate.squeeze(-1)
+        return rate.expand(z.shape + (self.vocab_size,)).gather(-1, z.unsqueeze(-1)).squeeze(-1)
 
     def token_rates(self, t: Tensor) -> Tensor:
         """lambda_t(a) for every token a: ``t`` ``[B, 1..]`` -> ``[B, 1.., 1 or K]`` (KO eq. 76-77)."""
-        s = self.scheduler(t.to(self.source.dtype))
-        return s.dkappa / (1 - s.kappa)
+        return self.scheduler(t.to(self.source.dtype)).rate
 
     def probs(self, z: Tensor, t: TimeLike) -> Tensor:
         k, _ = self.kappa(z, t)
@@ -159,11 +160,11 @@ class MetricPath(DiscretePath):
         if (off <= 0).any():
             raise ValueError("distance must be positive off the diagonal (d(x, x1) = 0 only when x = x1)")
         self.vocab_size = distance.shape[0]
-        self.d_to = distance.t().contiguous().float()  # d_to[x1, x] = d(x, x1)
+        self.d_to = distance.t().contiguous().to(torch.get_default_dtype())  # d_to[x1, x] = d(x, x1)
         self.beta = beta
 
     def _parts(self, z: Tensor, t: TimeLike) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        tt = self._t(z, t).float()
+        tt = self._t(z, t).to(self.d_to.dtype)
         done = tt >= 1.0
         beta, dbeta = self.beta(torch.where(done, torch.zeros_like(tt), tt))
         d = self.d_to.to(z.device)[z]  # [B, *event, K]

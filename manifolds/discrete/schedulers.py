@@ -16,10 +16,12 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class SchedulerValues:
-    """kappa_t and d/dt kappa_t, each ``[..., 1]`` or ``[..., K]``."""
+    """kappa_t, d/dt kappa_t and the jump rate kappa'_t / (1 - kappa_t) (evaluated in float64 before the cast,
+    so that it stays finite where 1 - kappa_t rounds to 0 in float32), each ``[..., 1]`` or ``[..., K]``."""
 
     kappa: Tensor
     dkappa: Tensor
+    rate: Tensor
 
 
 class MixtureScheduler(ABC):
@@ -47,7 +49,10 @@ class PolynomialScheduler(MixtureScheduler):
 
     def __call__(self, t: Tensor) -> SchedulerValues:
         t = t.unsqueeze(-1)
-        return SchedulerValues(t ** self.n, self.n * t ** (self.n - 1.0))
+        kappa, dkappa = t ** self.n, self.n * t ** (self.n - 1.0)
+        t64 = t.double()
+        rate = self.n * t64 ** (self.n - 1.0) / (1 - t64 ** self.n)
+        return SchedulerValues(kappa, dkappa, rate.to(t.dtype))
 
     def inverse(self, kappa: Tensor) -> Tensor:
         return kappa ** (1.0 / self.n)
@@ -85,7 +90,9 @@ class KineticOptimalScheduler(MixtureScheduler):
         s2 = torch.sin(om_safe) ** 2
         kappa = torch.where(small, 1 - (1 - tt) ** 2, 1 - torch.sin((1 - tt) * om_safe) ** 2 / s2)
         dkappa = torch.where(small, 2 * (1 - tt), om_safe * torch.sin(2 * (1 - tt) * om_safe) / s2)
-        return SchedulerValues(kappa.to(t.dtype), dkappa.to(t.dtype))
+        # kappa' / (1 - kappa) = 2 Omega cot((1 - t) Omega)  (limit 2 / (1 - t) as Omega -> 0)
+        rate = torch.where(small, 2 / (1 - tt), 2 * om_safe / torch.tan((1 - tt) * om_safe))
+        return SchedulerValues(kappa.to(t.dtype), dkappa.to(t.dtype), rate.to(t.dtype))
 
     def inverse(self, kappa: Tensor) -> Tensor:
         if not self.token_independent:
