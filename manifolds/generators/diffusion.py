@@ -64,6 +64,6 @@ class PureDiffusionGenerator(ConditionalGenerator):
                       generator: torch.Generator | None = None) -> Tensor:
         """Posterior-averaged sigma^2 (GM Prop. 1). For x off the data atoms the posterior of the mixture path is the
         data prior; a finite data set puts atoms that a diffusion cannot hit, so the exact oracle for this generator
-        uses a data density instead (:func:`manifolds.oracle.piecewise_uniform_sigma2`)."""
+        uses a continuous data density instead (:func:`manifolds.oracle.tent_mixture_sigma2`)."""
         xe, ze, te = expand_pairs(x, support, t)
         return self.diffuse(x, posterior_average(self.target(xe, ze, te), weights), h, generator)

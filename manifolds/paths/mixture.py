@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from manifolds.base import ProbabilityPath, TimeLike, as_time, expand_time
+from manifolds.spaces import Euclidean
 
 __all__ = ["UniformMixturePath"]
 
@@ -21,6 +22,7 @@ class UniformMixturePath(ProbabilityPath):
 
     low: float = 0.0
     high: float = 1.0
+    space = Euclidean()
 
     def kappa(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """kappa_t = t, kappa'_t = 1."""

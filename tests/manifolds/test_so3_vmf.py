@@ -125,3 +125,54 @@ def test_exact_samplers_follow_their_angle_laws(t):
     dens = PATH.jump_density_unnormalised(pts[:, None], centre[:, None], t)[:, 0]
     ratio = dens / (torch.exp(PATH.element_log_prob_s(grid, kt)) * PATH._g(kt, grid))
     assert (ratio / ratio[0] - 1).abs().max() < 1e-9
+
+
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
+def test_radial_flow_solves_the_angle_continuity_equation():
+    """ds/dt = -d/dt F_t(s) / f_t(s) (1-D continuity equation of the angle law), against adaptive scipy quadrature of
+    d/dt F_t(s) = k' int_0^s f g and against a finite difference in t of F_t(s); k from 0.01 to 1e9."""
+    from scipy.integrate import quad
+    worst = 0.0
+    for kk in (0.01, 0.7, 12.0, 3e3, 1e9):
+        k = torch.tensor(kk)
+        for s0 in (1e-6 / kk, 0.3 / kk, 2.0 / kk, 8.0 / kk, 0.4, 0.97):
+            if s0 >= 1:
+                continue
+            sv = torch.tensor(s0)
+
+            def fg(x, k=k, sv=sv):
+                xt = torch.tensor(x)
+                return float(torch.exp(PATH._log_f_ratio(k, xt, sv)) * PATH._g(k, xt))
+            if kk * s0 < 5:
+                ref = -quad(fg, 0, s0, limit=200, epsabs=0, epsrel=1e-12)[0]
+            else:
+                ref = quad(fg, s0, min(1.0, s0 + 60 / kk), limit=200, epsabs=0, epsrel=1e-12)[0]
+            ours = float(PATH.radial_speed(k, torch.tensor(1.0), sv))
+            worst = max(worst, abs(ours - ref) / abs(ref))
+    assert worst < 1e-6
+    # independent check at moderate k: finite difference in t of the CDF of the angle law
+    t, eps, s0 = 0.1, 1e-5, 0.05
+    grid = torch.linspace(0, 1, 400001)
+
+    def cdf_at(tt):
+        k = PATH.schedule(torch.tensor(tt))[0]
+        dens = torch.sqrt(grid * (2 - grid)) * torch.exp(-k * grid) * (1 + torch.exp(-2 * k * (1 - grid)))
+        cum = torch.cumulative_trapezoid(dens, grid)
+        return float(cum[int(s0 * 400000) - 1] / cum[-1]), dens / cum[-1]
+    fp, _ = cdf_at(t + eps)
+    fm, dens = cdf_at(t - eps)
+    k, dk = PATH.schedule(torch.tensor(t))
+    speed = float(PATH.radial_speed(k, dk, torch.tensor(s0)))
+    # 1e-3: the trapezoid error of the CDF next to the sqrt(s) endpoint (~4e-9) is divided by 2 eps = 2e-5
+    assert abs(speed - (-(fp - fm) / (2 * eps) / float(dens[int(s0 * 400000)]))) < 1e-3 * abs(speed)
+
+
+def test_radial_flow_velocity_points_along_the_geodesic():
+    g = torch.Generator().manual_seed(9)
+    z = so3.uniform((32,), generator=g)
+    x = so3.uniform((32,), generator=g)
+    u = PATH.velocity(x, z, 0.2)
+    axis = so3.log_between(z, x)
+    cross = torch.linalg.cross(u, axis).norm(dim=-1)
+    assert (cross < 1e-10 * (u.norm(dim=-1) * axis.norm(dim=-1) + 1e-30)).all()
+    assert ((u * axis).sum(-1) <= 0).all()  # toward z: the angle shrinks
