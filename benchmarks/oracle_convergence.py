@@ -36,7 +36,6 @@ from manifolds.generators import DensityJumpGenerator, FlowGenerator  # noqa: E4
 from manifolds.oracle import ExactOracle, gaussian_mixture_cdf  # noqa: E402
 from manifolds.paths import AffineGaussianPath  # noqa: E402
 from manifolds.paths.gaussian import _roots  # noqa: E402
-from manifolds.superposition import Superposition  # noqa: E402
 from manifolds.truncated import quadratic_normal_mass  # noqa: E402
 
 STEPS = (10, 20, 50, 100, 200)

@@ -7,7 +7,6 @@ targets (1-D Wasserstein, energy distance, nearest-data-point geodesic distance 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 

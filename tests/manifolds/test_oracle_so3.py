@@ -172,7 +172,7 @@ def test_product_r3_so3_couples_the_components():
 
 @pytest.mark.slow
 def test_vmf_flow_and_superposition_reach_the_data():
-    """Slow (about a minute): the vMF radial flow (Euler and Heun) and the flow + jump superposition (Euler and mixed)
+    """Slow (about 35 s): the vMF radial flow (Euler and Heun) and the flow + jump superposition (Euler and mixed)
     run to t = 1 (k_1 = 1.6e9) and end on the data with the prior's frequencies."""
     data, g, n = _data(), torch.Generator().manual_seed(6), 2000
     oracle = ExactOracle(VMF, data, PRIOR)
