@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-N_LATTICE = 6
-TOKENS_PER_ATOM = 4
+from structures.crystal_tokens import LATTICE_TOKENS as N_LATTICE
+from structures.crystal_tokens import TOKENS_PER_ATOM, VOCAB_SIZE
 
 
 @dataclass(frozen=True)
 class CrystalDiTConfig:
-    vocab_size: int = 878
+    vocab_size: int = VOCAB_SIZE
     hidden: int = 256
     blocks: int = 16
     heads: int = 16

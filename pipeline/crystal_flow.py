@@ -1,0 +1,160 @@
+"""The crystal flow shared by training and sampling: KO-DFM on the KO E.2 token sequences.
+
+* Path: the mixture path of KO eq. 2 with the mask source p = delta_MASK and either the cubic
+  scheduler kappa_t = t^3 (DFM, KO section 8.2) or the kinetic-optimal one KO eq. 33, which for the
+  mask source is kappa_t = sin^2(pi t / 2).
+* Posterior: the permutation-invariant DiT (KO E.2) gives logits of p^theta_{1|t}(. | x_t) per
+  position; :class:`CrystalPosterior` restricts them to the token kind each position may hold
+  (:func:`structures.crystal_tokens.allowed_token_mask` without PAD: the atom count is fixed by the
+  template, so real atom slots are never padding). Padded slots stay PAD and are masked out of
+  attention and of the losses.
+* :func:`load_crystal_model` reads a safetensors checkpoint (:mod:`pipeline.checkpoint`, no pickle)
+  or an embedded default by name (``perov_5``, ``carbon_24``) from ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from manifolds.discrete import KineticOptimalScheduler, MixturePath, MixtureScheduler, PolynomialScheduler, mask_source
+from pipeline.checkpoint import load_checkpoint
+from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT, CrystalDiTConfig
+from structures.crystal_tokens import MASK, PAD, VOCAB_SIZE, allowed_token_mask
+
+SCHEDULERS = ("cubic", "kinetic_optimal")
+CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+#: embedded default model per data set name (files in ``checkpoints/``)
+DEFAULT_MODELS = {"perov_5": "perov_5_small.safetensors", "carbon_24": "carbon_24_small.safetensors"}
+
+
+def make_scheduler(name: str) -> MixtureScheduler:
+    """``cubic`` (kappa_t = t^3) or ``kinetic_optimal`` (KO eq. 33 for the mask source)."""
+    if name == "cubic":
+        return PolynomialScheduler(3.0)
+    if name == "kinetic_optimal":
+        return KineticOptimalScheduler(mask_source(VOCAB_SIZE, MASK))
+    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+
+
+def make_path(scheduler: str) -> MixturePath:
+    """KO eq. 2 with the mask source on the 878-token crystal vocabulary."""
+    return MixturePath(mask_source(VOCAB_SIZE, MASK), make_scheduler(scheduler))
+
+
+@lru_cache(maxsize=64)
+def _allowed(max_atoms: int) -> Tensor:
+    allowed = torch.from_numpy(allowed_token_mask(max_atoms))  # [6 + 4A, V]
+    allowed[:, PAD] = False
+    return allowed
+
+
+def allowed_tokens(max_atoms: int, device: torch.device | str = "cpu") -> Tensor:
+    """``[6 + 4A, V]`` bool: the token ids of the right kind at each position (no PAD, no MASK)."""
+    return _allowed(max_atoms).to(device)
+
+
+def atom_mask_of(tokens: Tensor) -> Tensor:
+    """``[B, 6 + 4A]`` tokens -> ``[B, A]`` bool, True where an atom slot is not padding."""
+    return tokens[:, 6::4] != PAD
+
+
+def token_mask_of(atom_mask: Tensor) -> Tensor:
+    """``[B, A]`` atom mask -> ``[B, 6 + 4A]``: the 6 lattice tokens and the 4 tokens of each real atom."""
+    B = atom_mask.shape[0]
+    lattice = torch.ones(B, 6, dtype=torch.bool, device=atom_mask.device)
+    return torch.cat([lattice, atom_mask.repeat_interleave(4, dim=1)], dim=1)
+
+
+def trim_padding(tokens: Tensor) -> Tensor:
+    """Drop trailing atom slots that are padding in every row (atoms are packed first): ``[B, 6 + 4A']``."""
+    n = int(atom_mask_of(tokens).sum(1).max()) if tokens.shape[0] else 0
+    return tokens[:, : 6 + 4 * max(n, 1)]
+
+
+class CrystalPosterior(nn.Module):
+    """p^theta_{1|t}(. | x_t) as logits ``[B, 6 + 4A, V]`` with tokens of the wrong kind at -inf (real positions)."""
+
+    def __init__(self, net: CrystalDiT) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, xt: Tensor, t: Tensor, atom_mask: Tensor | None = None) -> Tensor:
+        # xt [B, 6 + 4A] long, t [B], atom_mask [B, A] bool
+        if atom_mask is None:
+            atom_mask = atom_mask_of(xt)
+        logits = self.net(xt, t, atom_mask)  # [B, 6 + 4A, V]
+        allowed = allowed_tokens(atom_mask.shape[1], xt.device)[None]  # [1, 6 + 4A, V]
+        # padded slots stay unrestricted (finite): they are fixed in sampling and masked out of losses
+        allowed = allowed | ~token_mask_of(atom_mask)[..., None]  # [B, 6 + 4A, V]
+        return logits.masked_fill(~allowed, float("-inf"))
+
+
+@dataclass
+class CrystalModel:
+    """A loaded crystal generator: the network (EMA weights), its flow settings and its record."""
+
+    posterior: CrystalPosterior
+    scheduler: str
+    atom_count_distribution: np.ndarray  # [A_max + 1], index = atom count
+    max_atoms: int
+    record: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def dataset(self) -> str | None:
+        return self.record.get("dataset", {}).get("name")
+
+
+def resolve_model_path(model: str | os.PathLike) -> Path:
+    """A checkpoint file, or the name of an embedded default (``perov_5``, ``carbon_24``)."""
+    if str(model) in DEFAULT_MODELS:
+        path = CHECKPOINT_DIR / DEFAULT_MODELS[str(model)]
+        if not path.is_file():
+            raise FileNotFoundError(f"the embedded {model} model is not in this installation ({path}); "
+                                    "train one with 'genmatch train crystals' and pass --model FILE")
+        return path
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"model {str(model)!r} is neither a checkpoint file nor one of the embedded "
+                                f"models ({', '.join(DEFAULT_MODELS)})")
+    return path
+
+
+def build_network(record: dict[str, Any]) -> CrystalDiT:
+    """The DiT described by a checkpoint record's ``network`` entry (a config dict or a preset name)."""
+    net = record.get("network")
+    if isinstance(net, str):
+        cfg = CONFIGS[net]
+    elif isinstance(net, dict):
+        cfg = CrystalDiTConfig(**net)
+    else:
+        raise ValueError("checkpoint record has no 'network' config; is this a genmatch crystal model?")
+    return CrystalDiT(cfg)
+
+
+def load_crystal_model(model: str | os.PathLike, device: str | torch.device = "cpu") -> CrystalModel:
+    """Load a crystal generator from a safetensors checkpoint (or an embedded default by name)."""
+    path = resolve_model_path(model)
+    ckpt = load_checkpoint(path, device=device)
+    rec = ckpt.record
+    if rec.get("kind") != "crystal_dit":
+        raise ValueError(f"{path}: not a genmatch crystal generator checkpoint (kind={rec.get('kind')!r})")
+    net = build_network(rec).to(device)
+    missing, unexpected = net.load_state_dict(ckpt.state_dict, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not match the network config (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    net.eval()
+    ds = rec.get("dataset", {})
+    dist = np.asarray(ds.get("atom_count_distribution", []), dtype=np.float64)
+    max_atoms = int(ds.get("max_atoms", len(dist) - 1 if len(dist) else 20))
+    return CrystalModel(posterior=CrystalPosterior(net).eval(), scheduler=rec["flow"]["scheduler"],
+                        atom_count_distribution=dist, max_atoms=max_atoms, record=rec, path=path)

@@ -1,0 +1,383 @@
+"""Training the crystal generator: KO-DFM with the permutation-invariant DiT, in PyTorch Lightning.
+
+Objective (mask source, mixture path KO eq. 2): draw t ~ U[0, 1 - eps], x_t ~ p_t(. | x_1) per
+position (padding stays PAD), and minimise either
+
+* ``ce``: the cross-entropy KO eq. 11, -sum_i log p^theta_{1|t}(x_1^i | x_t), or
+* ``elbo``: minus the integrand of the mixture-path ELBO KO eq. 37 at t (an unbiased estimate of
+  minus the ELBO on log p^theta_1(x_1) up to the factor 1 - eps),
+
+summed over real tokens and divided by their number in the batch. AdamW, linear warm-up (then
+constant or cosine), gradient clipping, an exponential moving average (EMA) of the weights (the
+shipped model), a held-out validation split (cross-entropy per token of the EMA model on a fixed
+stratified time grid with a fixed seed). Every validation writes ``OUT/model.safetensors`` (EMA
+weights + record: config, data set name and SHA-256, code version, validation curve) and, when the
+validation loss improves, ``OUT/best.safetensors``; Lightning's ``OUT/lightning/last.ckpt`` holds the
+resume state (optimizer, EMA, curve, data order). Multi-device / multi-node via Lightning's DDP.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from manifolds.discrete import cross_entropy, mixture_elbo_integrand
+from pipeline.checkpoint import Checkpoint, save_checkpoint
+from pipeline.crystal_flow import SCHEDULERS, CrystalPosterior, atom_mask_of, make_path, token_mask_of, trim_padding
+from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT, CrystalDiTConfig
+from structures.cache import file_sha256
+from structures.crystal_dataset import TokenizedCrystals
+from structures.crystal_tokens import PAD
+
+LOSSES = ("ce", "elbo")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in the checkpoint record)."""
+
+    dataset: str = "perov_5"  # a data set name, or a CDVAE-format CSV path
+    split: str = "val"
+    network: str | dict = "small"  # a preset of pipeline.networks.crystal_dit.CONFIGS or a config dict
+    scheduler: Literal["cubic", "kinetic_optimal"] = "kinetic_optimal"
+    loss: Literal["ce", "elbo"] = "ce"
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    max_steps: int = 20_000
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    t_eps: float = 1e-3
+    val_fraction: float = 0.05
+    val_every: int = 500
+    val_times: int = 8  # stratified time points per validation crystal
+    seed: int = 0
+    limit: int | None = None  # use only the first N crystals of the split (tests, smoke runs)
+
+    def network_config(self) -> CrystalDiTConfig:
+        if isinstance(self.network, dict):
+            return CrystalDiTConfig(**self.network)
+        if self.network not in CONFIGS:
+            raise ValueError(f"unknown network preset {self.network!r}; choose one of {', '.join(CONFIGS)}")
+        return CONFIGS[self.network]
+
+    def validate(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        for name in ("batch_size", "max_steps", "val_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.network_config()
+
+
+def code_version() -> dict[str, str]:
+    """genmatch's version and, in a git checkout, the commit (with ``-dirty`` for local changes)."""
+    from workflows import __version__  # noqa: PLC0415 (version lives with the package metadata)
+
+    out = {"genmatch": __version__}
+    root = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        out["git"] = rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+class _Rows(Dataset):
+    def __init__(self, tokens: np.ndarray) -> None:
+        self.tokens = tokens  # [N, 6 + 4A] int16
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return torch.from_numpy(self.tokens[i].astype(np.int64))
+
+
+def collate_tokens(items: list[Tensor]) -> Tensor:
+    """Stack ``[6 + 4A]`` rows and drop atom slots that are padding in every row: ``[B, 6 + 4A']``."""
+    return trim_padding(torch.stack(items))
+
+
+def load_tokens(cfg: TrainConfig, progress: bool = False) -> tuple[TokenizedCrystals, dict[str, Any]]:
+    """The tokenised training split and its description (name, split, file, SHA-256, atom counts)."""
+    from structures.data import CRYSTAL_DATASETS, resolve_dataset
+
+    if cfg.dataset in CRYSTAL_DATASETS:
+        path = Path(resolve_dataset(cfg.dataset, cfg.split))
+        ds = TokenizedCrystals.from_name(cfg.dataset, cfg.split, progress=progress, limit=cfg.limit)
+        name = cfg.dataset
+    else:
+        path = Path(cfg.dataset)
+        ds = TokenizedCrystals.from_csv(path, progress=progress, limit=cfg.limit)
+        name = path.name.split(".")[0]
+    if len(ds) < 2:
+        raise ValueError(f"{path}: {len(ds)} usable crystals; training needs at least 2")
+    info = {"name": name, "split": cfg.split if cfg.dataset in CRYSTAL_DATASETS else None, "file": path.name,
+            "sha256": file_sha256(path), "n_crystals": len(ds), "n_skipped": len(ds.skipped),
+            "max_atoms": ds.max_atoms, "atom_count_distribution": ds.atom_count_distribution().tolist()}
+    return ds, info
+
+
+class CrystalDataModule(L.LightningDataModule):
+    """Train / validation split (seeded permutation, ``val_fraction`` held out) of one tokenised split."""
+
+    def __init__(self, cfg: TrainConfig, progress: bool = False) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.data, self.info = load_tokens(cfg, progress)
+        perm = np.random.default_rng(cfg.seed).permutation(len(self.data))
+        n_val = max(1, int(round(cfg.val_fraction * len(perm))))
+        self.val_idx, self.train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        self.info.update(n_train=len(self.train_idx), n_val=len(self.val_idx))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(_Rows(self.data.tokens[self.train_idx]), batch_size=self.cfg.batch_size, shuffle=True,
+                          drop_last=len(self.train_idx) > self.cfg.batch_size, collate_fn=collate_tokens)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(_Rows(self.data.tokens[self.val_idx]), batch_size=self.cfg.batch_size, shuffle=False,
+                          collate_fn=collate_tokens)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+
+
+def noisy_tokens(x1: Tensor, t: Tensor, scheduler: str, generator: torch.Generator | None = None) -> Tensor:
+    """x_t ~ p_t(. | x_1) per position (KO eq. 2, mask source); padded slots stay PAD. ``[B, 6 + 4A]``."""
+    xt = make_path(scheduler).sample(x1, t, generator)
+    return torch.where(token_mask_of(atom_mask_of(x1)), xt, torch.full_like(xt, PAD))
+
+
+def flow_loss(posterior: CrystalPosterior, x1: Tensor, xt: Tensor, t: Tensor, loss: str,
+              scheduler: str) -> tuple[Tensor, Tensor]:
+    """Loss per real token of a batch ``x1`` ``[B, 6 + 4A]`` at noisy ``xt`` and times ``t`` ``[B]``: (loss, n_tokens).
+
+    ``ce``: KO eq. 11. ``elbo``: minus the KO eq. 37 integrand (the t-integral is the expectation over t).
+    """
+    atom_mask = atom_mask_of(x1)  # [B, A]
+    token_mask = token_mask_of(atom_mask)  # [B, 6 + 4A]
+    logits = posterior(xt, t, atom_mask)  # [B, 6 + 4A, V]
+    if loss == "ce":
+        per = cross_entropy(logits, x1, token_mask)  # [B]
+    else:
+        per = -mixture_elbo_integrand(logits, x1, xt, make_path(scheduler), t, mask=token_mask)  # [B]
+    n = token_mask.sum()
+    return per.sum() / n, n
+
+
+class CrystalFlowModule(L.LightningModule):
+    """The DiT posterior, its EMA copy and the KO-DFM objective."""
+
+    def __init__(self, cfg: TrainConfig, dataset_info: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.dataset_info = dataset_info or {}
+        torch.manual_seed(cfg.seed)
+        self.posterior = CrystalPosterior(CrystalDiT(cfg.network_config()))
+        self.ema = copy.deepcopy(self.posterior).requires_grad_(False).eval()
+        self.val_curve: list[list[float]] = []  # [step, val_ce_per_token]
+        self.train_curve: list[list[float]] = []  # [step, mean train loss since the last validation]
+        self._train_sum, self._train_n = 0.0, 0
+        self._val_sum = torch.zeros(2, dtype=torch.float64)
+        self._wall = 0.0
+        self._t_start = time.monotonic()
+
+    # -- optimisation ------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.cfg
+        opt = torch.optim.AdamW(self.posterior.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+        def factor(step: int) -> float:
+            warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+            if cfg.lr_schedule == "cosine" and step >= cfg.warmup_steps:
+                frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+                return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+            return warm
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def training_step(self, x1: Tensor, batch_idx: int) -> Tensor:
+        t = torch.rand(x1.shape[0], device=x1.device) * (1.0 - self.cfg.t_eps)  # [B]
+        xt = noisy_tokens(x1, t, self.cfg.scheduler)
+        loss, _ = flow_loss(self.posterior, x1, xt, t, self.cfg.loss, self.cfg.scheduler)
+        self._train_sum += float(loss.detach())
+        self._train_n += 1
+        self.log("train_loss", loss.detach(), prog_bar=True, batch_size=x1.shape[0])
+        return loss
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        d = min(self.cfg.ema_decay, (1 + self.global_step) / (10 + self.global_step))  # warm EMA start
+        for e, p in zip(self.ema.parameters(), self.posterior.parameters()):
+            e.lerp_(p.detach(), 1.0 - d)
+
+    # -- validation (EMA weights, fixed times and noise) ---------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_sum = torch.zeros(2, dtype=torch.float64, device=self.device)
+
+    @torch.no_grad()
+    def validation_step(self, x1: Tensor, batch_idx: int) -> None:
+        k = self.cfg.val_times
+        g = torch.Generator(device=x1.device).manual_seed(self.cfg.seed * 1_000_003 + batch_idx)
+        for j in range(k):
+            t = ((j + torch.rand(x1.shape[0], generator=g, device=x1.device)) / k) * (1.0 - self.cfg.t_eps)
+            loss, n = flow_loss(self.ema, x1, noisy_tokens(x1, t, self.cfg.scheduler, g), t, "ce", self.cfg.scheduler)
+            self._val_sum += torch.stack([loss.double() * n, n.double()]) / k
+
+    def on_validation_epoch_end(self) -> None:
+        total = self.trainer.strategy.reduce(self._val_sum, reduce_op="sum") \
+            if self.trainer.world_size > 1 else self._val_sum
+        val = float(total[0] / total[1].clamp_min(1))
+        self.log("val_ce", val, prog_bar=True, sync_dist=False)
+        if self.trainer.sanity_checking:
+            return
+        step = int(self.global_step)
+        if not self.val_curve or self.val_curve[-1][0] != step:
+            self.val_curve.append([step, val])
+            if self._train_n:
+                self.train_curve.append([step, self._train_sum / self._train_n])
+        self._train_sum, self._train_n = 0.0, 0
+
+    # -- records and resume --------------------------------------------------------------------
+    def wall_seconds(self) -> float:
+        return self._wall + (time.monotonic() - self._t_start)
+
+    def record(self) -> dict[str, Any]:
+        cfg = asdict(self.cfg)
+        best = min(self.val_curve, key=lambda r: r[1]) if self.val_curve else None
+        return {"kind": "crystal_dit", "network": self.cfg.network_config().to_dict(),
+                "network_preset": self.cfg.network if isinstance(self.cfg.network, str) else None,
+                "flow": {"source": "mask", "scheduler": self.cfg.scheduler, "loss": self.cfg.loss,
+                         "path": "mixture (KO eq. 2)"},
+                "weights": "ema", "training": {**cfg, "step": int(self.global_step),
+                                                "epoch": int(self.current_epoch),
+                                                "wall_s": round(self.wall_seconds(), 1),
+                                                "world_size": int(self.trainer.world_size) if self._trainer else 1},
+                "dataset": self.dataset_info, "validation_curve": self.val_curve,
+                "train_curve": self.train_curve,
+                "best_val_ce": None if best is None else {"step": best[0], "value": best[1]},
+                "code_version": code_version(), "parameters": self.posterior.net.num_parameters()}
+
+    def shipped_checkpoint(self) -> Checkpoint:
+        """The EMA network's weights and the record (what :func:`pipeline.crystal_flow.load_crystal_model` reads)."""
+        return Checkpoint(state_dict=self.ema.net.state_dict(), record=self.record())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["genmatch"] = {"val_curve": self.val_curve, "train_curve": self.train_curve,
+                                  "wall_s": self.wall_seconds()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        g = checkpoint.get("genmatch", {})
+        self.val_curve = [list(r) for r in g.get("val_curve", [])]
+        self.train_curve = [list(r) for r in g.get("train_curve", [])]
+        self._wall, self._t_start = float(g.get("wall_s", 0.0)), time.monotonic()
+
+
+class SafetensorsExport(L.Callback):
+    """After each validation: ``OUT/model.safetensors`` (latest EMA) and ``OUT/best.safetensors`` (best val)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+
+    def on_validation_end(self, trainer: L.Trainer, module: CrystalFlowModule) -> None:  # type: ignore[override]
+        if trainer.sanity_checking or not module.val_curve or trainer.state.fn != "fit":
+            return
+        if trainer.is_global_zero:
+            ckpt = module.shipped_checkpoint()
+            save_checkpoint(self.out_dir / "model.safetensors", ckpt)
+            if module.val_curve[-1][1] <= min(v for _, v in module.val_curve):
+                save_checkpoint(self.out_dir / "best.safetensors", ckpt)
+        trainer.save_checkpoint(self.out_dir / "lightning" / "last.ckpt")  # every rank (rank 0 writes)
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    model_path: Path
+    best_path: Path
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int = 1, num_nodes: int = 1,
+                   accelerator: str = "cpu", resume: bool = True, progress: bool = True,
+                   threads: int | None = None) -> TrainResult:
+    """Train (or resume training of) a crystal generator; returns the paths of the safetensors models.
+
+    ``OUT/lightning/last.ckpt`` is written every ``val_every`` steps and at the end; with ``resume``
+    an existing one is continued (the config must match the one stored in ``OUT/train_config.json``).
+    """
+    import json
+
+    from structures.atomic import atomic_open
+
+    cfg.validate()
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path, last = out / "train_config.json", out / "lightning" / "last.ckpt"
+    cfg_json = json.loads(json.dumps(asdict(cfg)))
+    if resume and last.is_file():
+        if cfg_path.is_file():
+            old = json.loads(cfg_path.read_text())
+            diff = sorted(k for k in set(old) | set(cfg_json) if k != "max_steps" and old.get(k) != cfg_json.get(k))
+            if diff:
+                raise ValueError(f"{out}: holds a run with different settings ({', '.join(diff)}); use another "
+                                 "--out or --restart to start over")
+    else:
+        last.unlink(missing_ok=True)
+    with atomic_open(cfg_path) as f:
+        json.dump(cfg_json, f, indent=2)
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = CrystalDataModule(cfg, progress=progress)
+    module = CrystalFlowModule(cfg, data.info)
+    strategy = "ddp" if devices * num_nodes > 1 else "auto"
+    trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                        max_steps=cfg.max_steps, enable_checkpointing=False, gradient_clip_val=cfg.grad_clip, val_check_interval=cfg.val_every,
+                        check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False,
+                        callbacks=[SafetensorsExport(out)], enable_progress_bar=progress,
+                        enable_model_summary=False, deterministic=False, use_distributed_sampler=True)
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None,
+                weights_only=True)  # resume state is tensors and plain containers: no arbitrary unpickling
+    if not module.val_curve or module.val_curve[-1][0] != module.global_step:
+        # the run ended between validations: one more validation point, export and resume state
+        trainer.validate(module, datamodule=data, verbose=False)
+        trainer.state.fn = "fit"
+        SafetensorsExport(out).on_validation_end(trainer, module)
+    return TrainResult(out_dir=out, model_path=out / "model.safetensors", best_path=out / "best.safetensors",
+                       record=module.record())
