@@ -132,6 +132,18 @@ def _cmd_score_crystals(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _crystal_io_args(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by the crystal subcommands: input, output, CHGNet model, limits."""
+    p.add_argument("input", help="folder of .cif files, a .cif, a CDVAE-format .csv[.xz], or a data set "
+                   "split such as perov_5:test")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--split", default=None, help="split for a data set name given without ':split'")
+    p.add_argument("--model", default="0.3.0", choices=["0.3.0", "0.2.0", "r2scan"], help="CHGNet model")
+    p.add_argument("--limit", type=_positive_int, default=None, help="only the first N input structures")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def _add_relax(sub: argparse._SubParsersAction) -> None:
     relax = sub.add_parser("relax", help="relax crystals with CHGNet (batched FIRE)")
     rsub = relax.add_subparsers(dest="target", metavar="TARGET", parser_class=_Parser)
@@ -139,20 +151,13 @@ def _add_relax(sub: argparse._SubParsersAction) -> None:
                          description="Relax crystals with CHGNet (FIRE, FrechetCellFilter). Writes "
                          "OUT/relaxed/<id>.cif, OUT/relax_results.csv/.parquet (status, energies per atom, "
                          "steps) and OUT/relax_summary.json; an interrupted run resumes.")
-    rc.add_argument("input", help="folder of .cif files, a .cif, a CDVAE-format .csv[.xz], or a data set "
-                    "split such as perov_5:test")
-    rc.add_argument("--out", required=True, help="output folder")
-    rc.add_argument("--split", default=None, help="split for a data set name given without ':split'")
-    rc.add_argument("--model", default="0.3.0", choices=["0.3.0", "0.2.0", "r2scan"], help="CHGNet model")
+    _crystal_io_args(rc)
     rc.add_argument("--fmax", type=_positive_float, default=0.1, help="force threshold, eV/A (default 0.1)")
     rc.add_argument("--max-steps", type=int, default=1500, help="FIRE step limit (default 1500, FlowMM)")
     rc.add_argument("--batch-size", type=_positive_int, default=32, help="structures per forward pass (32)")
     rc.add_argument("--fixed-cell", action="store_true", help="relax positions only")
     rc.add_argument("--serial", action="store_true", help="use chgnet's StructOptimizer one by one (reference)")
-    rc.add_argument("--limit", type=_positive_int, default=None, help="only the first N structures")
-    rc.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     rc.add_argument("--restart", action="store_true", help="ignore the checkpoint in OUT and start over")
-    rc.add_argument("--quiet", action="store_true", help="no progress bars")
     rc.set_defaults(func=_cmd_relax_crystals)
     relax.set_defaults(func=_needs_target(relax))
 
@@ -165,10 +170,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                          "CDVAE validity, COV-R/COV-P, Wasserstein distances of density and N_el; with --hull, "
                          "E_hull, stability, uniqueness, novelty (--training) and S.U.N. Writes "
                          "OUT/scores.csv/.parquet, OUT/summary.json and PNG plots.")
-    sc.add_argument("input", help="folder of .cif files, a .cif, a CDVAE .csv[.xz], or e.g. perov_5:val")
+    _crystal_io_args(sc)
     sc.add_argument("--reference", required=True, help="reference (test) set: data set split, CSV or CIF folder")
-    sc.add_argument("--out", required=True, help="output folder")
-    sc.add_argument("--split", default=None, help="split for a data set name given without ':split'")
     sc.add_argument("--dataset", default=None, choices=["perov_5", "carbon_24", "mp_20"],
                     help="picks the CDVAE coverage cutoffs (default: the reference's data set)")
     sc.add_argument("--struc-cutoff", type=_positive_float, default=None, help="override structure cutoff")
@@ -187,20 +190,132 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                     "(default: static CHGNet energies of the input)")
     sc.add_argument("--e-hull-threshold", type=float, default=0.0, help="stable if E_hull <= this (0; 0.1)")
     sc.add_argument("--training", default=None, help="training set for novelty / S.U.N.")
-    sc.add_argument("--model", default="0.3.0", choices=["0.3.0", "0.2.0", "r2scan"], help="CHGNet model")
     sc.add_argument("--workers", type=_positive_int, default=1, help="local worker processes (1)")
     sc.add_argument("--scheduler", default=None, help="dask.distributed scheduler address (tcp://host:port)")
     sc.add_argument("--backend", default="dask", choices=["dask", "processes"],
                     help="local pool for --workers > 1: dask LocalCluster (default) or a process pool")
     sc.add_argument("--cache-dir", default=None, help="fingerprint/energy cache (default ~/.cache/genmatch)")
     sc.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    sc.add_argument("--limit", type=_positive_int, default=None, help="only the first N input structures")
     sc.add_argument("--reference-limit", type=_positive_int, default=None, help="only the first N reference ones")
-    sc.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
     sc.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    sc.add_argument("--quiet", action="store_true", help="no progress bars")
     sc.set_defaults(func=_cmd_score_crystals)
     score.set_defaults(func=_needs_target(score))
+
+
+def _cmd_generate_crystals(args: argparse.Namespace) -> int:
+    from pipeline.generate.crystals import SamplingConfig, generate_crystals
+
+    _set_threads(args.threads)
+    num_atoms = None
+    if args.num_atoms is not None:
+        try:
+            counts = [int(v) for v in args.num_atoms.split(",")]
+        except ValueError:
+            raise UsageError(f"genmatch generate crystals: --num-atoms takes an integer or a comma-separated "
+                             f"list of integers, got {args.num_atoms!r}") from None
+        if min(counts) < 1:
+            raise UsageError("genmatch generate crystals: --num-atoms must be >= 1")
+        if len(counts) == 1:
+            num_atoms = counts[0]
+        elif len(counts) != args.n:
+            raise UsageError(f"genmatch generate crystals: {len(counts)} atom counts for -n {args.n} crystals")
+        else:
+            num_atoms = counts
+    if args.temperature <= 0 or args.corrector < 0:
+        raise UsageError("genmatch generate crystals: --temperature must be > 0 and --corrector >= 0")
+    config = SamplingConfig(steps=args.steps, temperature=args.temperature, corrector=args.corrector,
+                            scheduler=args.scheduler)
+    run = generate_crystals(args.model, args.n, args.out, num_atoms=num_atoms, config=config, seed=args.seed,
+                            batch_size=args.batch_size, resume=not args.restart, progress=not args.quiet)
+    s = run.summary
+    reasons = ", ".join(f"{k} {v}" for k, v in s["failures_by_reason"].items()) or "none"
+    print(f"generated {s['n']} crystals: {s['decoded']} decoded, {s['decode_failed']} failed to decode "
+          f"({reasons}) -> {args.out}")
+    return EXIT_OK
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    gen = sub.add_parser("generate", help="generate crystals (KO-DFM) or proteins")
+    gsub = gen.add_subparsers(dest="target", metavar="TARGET", parser_class=_Parser)
+    gc = gsub.add_parser("crystals", help="sample crystals with a KO-DFM model; CIFs + manifest",
+                         description="Sample crystals with a discrete flow model (KO-DFM, mask source). Writes "
+                         "OUT/cifs/gen_<i>.cif, OUT/manifest.json/.csv (one row per sample; failed decodes "
+                         "with their reason) and OUT/run.json; an interrupted run resumes.")
+    gc.add_argument("-n", type=_positive_int, default=200, help="number of crystals (default 200)")
+    gc.add_argument("--out", required=True, help="output folder")
+    gc.add_argument("--model", default="perov_5", help="embedded model (perov_5, carbon_24) or a .safetensors "
+                    "file from 'genmatch train crystals' (default perov_5)")
+    gc.add_argument("--num-atoms", default=None, help="atom count for all, or a comma-separated list of n "
+                    "counts (default: drawn from the training distribution)")
+    gc.add_argument("--steps", type=_positive_int, default=250, help="CTMC steps (default 250)")
+    gc.add_argument("--temperature", type=_positive_float, default=0.7, help="softmax temperature (0.7)")
+    gc.add_argument("--corrector", type=float, default=0.0, help="corrector weight, KO eq. 35 (default 0)")
+    gc.add_argument("--scheduler", default=None, choices=["cubic", "kinetic_optimal"],
+                    help="default: the scheduler the model was trained with")
+    gc.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gc.add_argument("--batch-size", type=_positive_int, default=256, help="crystals per batch (256)")
+    gc.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    gc.add_argument("--restart", action="store_true", help="discard a previous run in OUT and start over")
+    gc.add_argument("--quiet", action="store_true", help="no progress bar")
+    gc.set_defaults(func=_cmd_generate_crystals)
+    gp = gsub.add_parser("proteins", help="generate protein backbones (not yet available)")
+    gp.set_defaults(func=_not_yet("generate proteins", "planned by the protein generation issue"))
+    gen.set_defaults(func=_needs_target(gen))
+
+
+def _cmd_train_crystals(args: argparse.Namespace) -> int:
+    from pipeline.train.crystals import TrainConfig, train_crystals
+
+    _set_threads(args.threads)
+    cfg = TrainConfig(dataset=args.dataset, split=args.split, network=args.network, scheduler=args.scheduler,
+                      loss=args.loss, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+                      max_steps=args.max_steps, grad_clip=args.grad_clip, ema_decay=args.ema_decay,
+                      val_fraction=args.val_fraction, val_every=args.val_every, seed=args.seed, limit=args.limit,
+                      lr_schedule=args.lr_schedule)
+    res = train_crystals(cfg, args.out, devices=args.devices, num_nodes=args.num_nodes,
+                         accelerator=args.accelerator, resume=not args.restart, progress=not args.quiet)
+    best = res.record.get("best_val_ce") or {}
+    if best:
+        print(f"trained to step {res.record['training']['step']}: best validation CE {best['value']:.4f} per token "
+              f"at step {best['step']} -> {res.best_path} (latest: {res.model_path})")
+    return EXIT_OK
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    tr = sub.add_parser("train", help="train a crystal generator (KO-DFM) or a protein model")
+    tsub = tr.add_subparsers(dest="target", metavar="TARGET", parser_class=_Parser)
+    tc = tsub.add_parser("crystals", help="train the permutation-invariant DiT with KO-DFM (Lightning)",
+                         description="Train a crystal generator: mask-source discrete flow, cross-entropy (KO eq. "
+                         "11) or ELBO (KO eq. 37), AdamW + warm-up, EMA, gradient clipping. Writes "
+                         "OUT/model.safetensors and OUT/best.safetensors (EMA weights + record) and the resume "
+                         "state OUT/lightning/last.ckpt; rerun the same command to resume.")
+    tc.add_argument("--dataset", default="perov_5", help="perov_5, carbon_24, mp_20, or a CDVAE-format CSV")
+    tc.add_argument("--split", default="val", help="split of a named data set (default val)")
+    tc.add_argument("--out", required=True, help="output folder")
+    tc.add_argument("--network", default="small", choices=["small", "paper"], help="DiT size (default small)")
+    tc.add_argument("--scheduler", default="kinetic_optimal", choices=["cubic", "kinetic_optimal"])
+    tc.add_argument("--loss", default="ce", choices=["ce", "elbo"], help="cross-entropy or mixture ELBO")
+    tc.add_argument("--batch-size", type=_positive_int, default=256, help="per device (default 256)")
+    tc.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate (1e-3)")
+    tc.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"])
+    tc.add_argument("--warmup-steps", type=int, default=200, help="linear warm-up steps (200)")
+    tc.add_argument("--max-steps", type=_positive_int, default=20000, help="optimizer steps (20000)")
+    tc.add_argument("--grad-clip", type=_positive_float, default=1.0, help="gradient norm clip (1.0)")
+    tc.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay (0.999)")
+    tc.add_argument("--val-fraction", type=float, default=0.05, help="held-out share of the split (0.05)")
+    tc.add_argument("--val-every", type=_positive_int, default=500, help="validate + checkpoint every N steps")
+    tc.add_argument("--limit", type=_positive_int, default=None, help="only the first N crystals")
+    tc.add_argument("--seed", type=int, default=0)
+    tc.add_argument("--devices", type=_positive_int, default=1, help="processes/devices per node (DDP if > 1)")
+    tc.add_argument("--num-nodes", type=_positive_int, default=1, help="nodes (DDP)")
+    tc.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "auto"])
+    tc.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads per process")
+    tc.add_argument("--restart", action="store_true", help="ignore the resume state in OUT and start over")
+    tc.add_argument("--quiet", action="store_true", help="no progress bar")
+    tc.set_defaults(func=_cmd_train_crystals)
+    tp = tsub.add_parser("proteins", help="train a protein model (not yet available)")
+    tp.set_defaults(func=_not_yet("train proteins", "planned by the protein generation issue"))
+    tr.set_defaults(func=_needs_target(tr))
 
 
 def _needs_target(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
@@ -232,13 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_relax(sub)
     _add_score(sub)
 
-    for name, what, hint in (
-        ("generate", "generate proteins or crystals", "crystal/protein generation issues"),
-        ("train", "train a model", "generation issues"),
-    ):
-        sp = sub.add_parser(name, help=f"{what} (not yet available)")
-        sp.add_argument("target", nargs="?", choices=["crystals", "proteins"], help="what to work on")
-        sp.set_defaults(func=_not_yet(name, f"planned by the {hint}"))
+    _add_generate(sub)
+    _add_train(sub)
     return p
 
 
