@@ -140,3 +140,14 @@ def test_cli_train_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     assert main(["train", "crystals", "--out", str(tmp_path), "--loss", "mse"]) == 2
     assert main(["train"]) == 2
     assert main(["generate", "proteins"]) == 1
+
+
+def test_cli_train_then_generate(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`genmatch train crystals` writes a model that `genmatch generate crystals --model FILE` uses."""
+    out = tmp_path / "run"
+    assert main(["train", "crystals", "--out", str(out), "--limit", "32", "--batch-size", "8", "--max-steps", "4",
+                 "--val-every", "2", "--val-fraction", "0.25", "--warmup-steps", "1", "--quiet", "--threads", "1"]) == 0
+    assert "best validation CE" in capsys.readouterr().out
+    assert main(["generate", "crystals", "-n", "3", "--out", str(tmp_path / "gen"), "--model",
+                 str(out / "best.safetensors"), "--steps", "4", "--quiet"]) == 0
+    assert json.loads((tmp_path / "gen" / "manifest.json").read_text())["summary"]["n"] == 3
