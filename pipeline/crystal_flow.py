@@ -1,8 +1,8 @@
 """The crystal flow shared by training and sampling: KO-DFM on the KO E.2 token sequences.
 
-* Path: the mixture path of KO eq. 2 with the mask source p = delta_MASK and either the cubic
-  scheduler kappa_t = t^3 (DFM, KO section 8.2) or the kinetic-optimal one KO eq. 33, which for the
-  mask source is kappa_t = sin^2(pi t / 2).
+* Path: the mixture path of KO eq. 2 with the mask source p = delta_MASK and the kinetic-optimal
+  scheduler KO eq. 33, which for the mask source is kappa_t = sin^2(pi t / 2) (KO-DFM), or the
+  polynomial kappa_t = t^3 (cubic) / kappa_t = t (linear: KO E.2's DFM baseline).
 * Posterior: the permutation-invariant DiT (KO E.2) gives logits of p^theta_{1|t}(. | x_t) per
   position; :class:`CrystalPosterior` restricts them to the token kind each position may hold
   (:func:`structures.crystal_tokens.allowed_token_mask` without PAD: the atom count is fixed by the
@@ -29,16 +29,19 @@ from pipeline.checkpoint import load_checkpoint
 from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT, CrystalDiTConfig
 from structures.crystal_tokens import MASK, PAD, VOCAB_SIZE, allowed_token_mask
 
-SCHEDULERS = ("cubic", "kinetic_optimal")
+SCHEDULERS = ("kinetic_optimal", "cubic", "linear")
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 #: embedded default model per data set name (files in ``checkpoints/``)
 DEFAULT_MODELS = {"perov_5": "perov_5_small.safetensors", "carbon_24": "carbon_24_small.safetensors"}
 
 
 def make_scheduler(name: str) -> MixtureScheduler:
-    """``cubic`` (kappa_t = t^3) or ``kinetic_optimal`` (KO eq. 33 for the mask source)."""
+    """``kinetic_optimal`` (KO eq. 33 for the mask source: sin^2(pi t / 2), KO-DFM), ``cubic`` (kappa_t = t^3)
+    or ``linear`` (kappa_t = t, the DFM baseline of KO appendix E.2)."""
     if name == "cubic":
         return PolynomialScheduler(3.0)
+    if name == "linear":
+        return PolynomialScheduler(1.0)
     if name == "kinetic_optimal":
         return KineticOptimalScheduler(mask_source(VOCAB_SIZE, MASK))
     raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")

@@ -250,7 +250,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     gc.add_argument("--steps", type=_positive_int, default=250, help="CTMC steps (default 250)")
     gc.add_argument("--temperature", type=_positive_float, default=0.7, help="softmax temperature (0.7)")
     gc.add_argument("--corrector", type=float, default=0.0, help="corrector weight, KO eq. 35 (default 0)")
-    gc.add_argument("--scheduler", default=None, choices=["cubic", "kinetic_optimal"],
+    gc.add_argument("--scheduler", default=None, choices=["kinetic_optimal", "cubic", "linear"],
                     help="default: the scheduler the model was trained with")
     gc.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     gc.add_argument("--batch-size", type=_positive_int, default=256, help="crystals per batch (256)")
@@ -293,7 +293,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     tc.add_argument("--split", default="val", help="split of a named data set (default val)")
     tc.add_argument("--out", required=True, help="output folder")
     tc.add_argument("--network", default="small", choices=["small", "paper"], help="DiT size (default small)")
-    tc.add_argument("--scheduler", default="kinetic_optimal", choices=["cubic", "kinetic_optimal"])
+    tc.add_argument("--scheduler", default="kinetic_optimal", choices=["kinetic_optimal", "cubic", "linear"],
+                    help="kinetic_optimal (KO eq. 33, KO-DFM; default), cubic or linear (DFM)")
     tc.add_argument("--loss", default="ce", choices=["ce", "elbo"], help="cross-entropy or mixture ELBO")
     tc.add_argument("--batch-size", type=_positive_int, default=256, help="per device (default 256)")
     tc.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate (1e-3)")

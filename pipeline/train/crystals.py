@@ -51,7 +51,7 @@ class TrainConfig:
     dataset: str = "perov_5"  # a data set name, or a CDVAE-format CSV path
     split: str = "val"
     network: str | dict = "small"  # a preset of pipeline.networks.crystal_dit.CONFIGS or a config dict
-    scheduler: Literal["cubic", "kinetic_optimal"] = "kinetic_optimal"
+    scheduler: Literal["kinetic_optimal", "cubic", "linear"] = "kinetic_optimal"
     loss: Literal["ce", "elbo"] = "ce"
     batch_size: int = 256
     lr: float = 1e-3

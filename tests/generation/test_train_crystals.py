@@ -28,7 +28,7 @@ def _batch(n: int = 8) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("loss", ["ce", "elbo"])
-@pytest.mark.parametrize("scheduler", ["cubic", "kinetic_optimal"])
+@pytest.mark.parametrize("scheduler", ["cubic", "kinetic_optimal", "linear"])
 def test_loss_finite_and_ignores_padding(loss: str, scheduler: str) -> None:
     torch.manual_seed(0)
     post = CrystalPosterior(CrystalDiT(CrystalDiTConfig(**TINY_NET)))
