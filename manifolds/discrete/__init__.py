@@ -6,7 +6,7 @@ metric-induced KO eq. 27), :mod:`.velocities` (kinetic-optimal fluxes and veloci
 :mod:`.sampler`, :mod:`.losses` (KO eq. 11, 36, 37) and :mod:`.oracle` (exact finite-data posteriors).
 """
 
-from manifolds.discrete.generator import DiscreteGenerator, jump_probs, jump_step
+from manifolds.discrete.generator import DiscreteGenerator, jump_probs, jump_step, support_posterior
 from manifolds.discrete.losses import (cross_entropy, general_elbo, general_elbo_integrand, mixture_elbo,
                                        mixture_elbo_integrand)
 from manifolds.discrete.paths import DiscretePath, MetricPath, MixturePath, categorical, categorical_logits
@@ -25,6 +25,6 @@ __all__ = [
     "categorical", "categorical_logits", "corrector_flux", "cross_entropy", "data_statistics_source",
     "divergence", "general_elbo", "general_elbo_integrand", "jump_probs", "jump_step", "kinetic_optimal_flux",
     "kinetic_optimal_velocity", "mask_source", "mixture_elbo", "mixture_elbo_integrand",
-    "mixture_marginal_velocity", "mixture_velocity_column", "power_weights", "sample", "token_statistics",
+    "mixture_marginal_velocity", "mixture_velocity_column", "power_weights", "sample", "support_posterior", "token_statistics",
     "uniform_grid", "uniform_source", "velocity_column", "velocity_from_flux",
 ]

@@ -9,7 +9,6 @@ learned with cross-entropy, the Bregman divergence of the negative entropy (GM T
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -20,6 +19,13 @@ from manifolds.discrete.paths import DiscretePath, MixturePath, categorical
 from manifolds.discrete.velocities import mixture_marginal_velocity, mixture_velocity_column, velocity_column
 
 CorrectorWeight = float | Callable[[Tensor], Tensor]
+
+
+def support_posterior(support: Tensor, weights: Tensor, vocab_size: int) -> Tensor:
+    """Factorised posterior p^i_{1|t}(a | x) = sum_m w_m delta(support_m^i = a) (KO eq. 10) of a weighted finite
+    support: ``support`` ``[M, *event]``, ``weights`` ``[B, M]`` -> ``[B, *event, K]``."""
+    onehot = torch.nn.functional.one_hot(support, vocab_size).to(weights.dtype)  # [M, *event, K]
+    return torch.einsum("bm,m...->b...", weights, onehot)
 
 
 def jump_step(x: Tensor, rates: Tensor, h: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -147,19 +153,9 @@ class DiscreteGenerator(ConditionalGenerator):
             return torch.where((z != x) & (u < -torch.expm1(-h * lam)), z, x)
         return jump_step(x, self.rates(x, z, t), h, generator)
 
-    def posterior_from_support(self, support: Tensor, weights: Tensor) -> Tensor:
-        """Factorised posterior p^i_{1|t}(a | x) = sum_m w_m delta(support_m^i = a): ``[B, *event, K]``."""
-        onehot = torch.nn.functional.one_hot(support, self.vocab_size).to(weights.dtype)  # [M, *event, K]
-        return torch.einsum("bm,m...->b...", weights, onehot)
-
     def marginal_step(self, x: Tensor, t: TimeLike, h: float, support: Tensor, weights: Tensor,
                       generator: torch.Generator | None = None) -> Tensor:
         """Posterior-sampling step (KO section 3, eq. 13): draw x1^i from the factorised posterior of the
         weighted ``support``, then take the conditional step."""
-        z = categorical(self.posterior_from_support(support, weights), generator)
+        z = categorical(support_posterior(support, weights, self.vocab_size), generator)
         return self.step(x, t, h, z, generator)
-
-
-def is_last_step(t_next: float) -> bool:
-    """Whether a step ends at t = 1, where p_1(. | x1) = delta_{x1}: the exact transition is a posterior draw."""
-    return math.isclose(t_next, 1.0, rel_tol=0.0, abs_tol=1e-9) or t_next > 1.0

@@ -52,7 +52,8 @@ def general_elbo_integrand(generator: DiscreteGenerator, logits: Tensor, x1: Ten
                            t: TimeLike, mask: Tensor | None = None) -> Tensor:
     """The integrand of the ELBO for any path and velocity, KO eq. 36, ``[B]`` (O(K^2) per position):
 
-        sum_i u^i(x_t^i, x_t) - u(x_t^i, x_t^i | x1^i) + sum_{y != x_t^i} u(y, x_t^i | x1^i) log(u^i(y, x_t) / u(y, x_t^i | x1^i))
+        sum_i u^i(x_t^i, x_t) - u(x_t^i, x_t^i | x1^i)
+              + sum_{y != x_t^i} u(y, x_t^i | x1^i) log(u^i(y, x_t) / u(y, x_t^i | x1^i))
 
     with the model's marginal velocity u^i (KO eq. 9) and the conditional one of ``generator``.
     """

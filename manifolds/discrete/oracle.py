@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from manifolds.base import TimeLike, as_time
+from manifolds.discrete.generator import support_posterior
 from manifolds.discrete.paths import DiscretePath
 
 
@@ -53,9 +54,7 @@ def posterior_weights(path: DiscretePath, data: FiniteData, x: Tensor, t: TimeLi
 
 def factorised_posterior(path: DiscretePath, data: FiniteData, x: Tensor, t: TimeLike) -> Tensor:
     """Exact p^i_{1|t}(a | x) ``[B, D, K]`` (KO eq. 10)."""
-    w = posterior_weights(path, data, x, t)
-    onehot = torch.nn.functional.one_hot(data.support, path.vocab_size).to(w.dtype)  # [M, D, K]
-    return torch.einsum("bm,mdk->bdk", w, onehot)
+    return support_posterior(data.support, posterior_weights(path, data, x, t), path.vocab_size)
 
 
 def posterior_logits_fn(path: DiscretePath, data: FiniteData):

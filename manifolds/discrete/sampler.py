@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -13,10 +14,15 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from manifolds.discrete.generator import DiscreteGenerator, is_last_step, jump_step
+from manifolds.discrete.generator import DiscreteGenerator, jump_step
 from manifolds.discrete.paths import categorical_logits
 
 PosteriorFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def _ends_at_one(t_next: float) -> bool:
+    """A step ending at t = 1, where p_1(. | x1) = delta_{x1}: its exact transition is a posterior draw."""
+    return math.isclose(t_next, 1.0, rel_tol=0.0, abs_tol=1e-9) or t_next > 1.0
 
 
 def uniform_grid(n_steps: int, t0: float = 0.0, t1: float = 1.0) -> Tensor:
@@ -59,7 +65,7 @@ def sample(generator: DiscreteGenerator, posterior: PosteriorFn, x_init: Tensor,
         logits = posterior(x, tb)
         if temperature != 1.0:
             logits = logits / temperature
-        if is_last_step(grid[k + 1]):
+        if _ends_at_one(grid[k + 1]):
             new = categorical_logits(logits, rng)
         elif method == "posterior":
             new = generator.step(x, tb, h, categorical_logits(logits, rng), rng)
