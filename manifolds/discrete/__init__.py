@@ -25,6 +25,6 @@ __all__ = [
     "categorical", "categorical_logits", "corrector_flux", "cross_entropy", "data_statistics_source",
     "divergence", "general_elbo", "general_elbo_integrand", "jump_probs", "jump_step", "kinetic_optimal_flux",
     "kinetic_optimal_velocity", "mask_source", "mixture_elbo", "mixture_elbo_integrand",
-    "mixture_marginal_velocity", "mixture_velocity_column", "power_weights", "sample", "support_posterior", "token_statistics",
-    "uniform_grid", "uniform_source", "velocity_column", "velocity_from_flux",
+    "mixture_marginal_velocity", "mixture_velocity_column", "power_weights", "sample", "support_posterior",
+    "token_statistics", "uniform_grid", "uniform_source", "velocity_column", "velocity_from_flux",
 ]
