@@ -37,13 +37,4 @@ def chgnet():
     return load_chgnet("0.3.0")
 
 
-def rattled(structures, sigma: float = 0.05, seed: int = 0):
-    """Copies with every atom displaced by N(0, sigma^2) per Cartesian axis (Angstrom)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for s in structures:
-        s = s.copy()
-        for i in range(len(s)):
-            s.translate_sites([i], rng.normal(0.0, sigma, 3), frac_coords=False, to_unit_cell=True)
-        out.append(s)
-    return out
+from pipeline.common.perturb import rattle as rattled  # noqa: E402,F401 - used by the tests
