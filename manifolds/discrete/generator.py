@@ -77,8 +77,10 @@ class DiscreteGenerator(ConditionalGenerator):
         self.path = path
         self.power = float(power)
         self.corrector = corrector
-        self.fast_mixture = closed_form and isinstance(path, MixturePath) and self.power == 1.0 \
-            and not callable(corrector) and corrector == 0
+        #: mixture path with power 1: the step has a closed form (KO eq. 75, plus eq. 35's corrector below)
+        self.closed_mixture = closed_form and isinstance(path, MixturePath) and self.power == 1.0
+        #: ... and no corrector: rates and marginal rates have closed forms too (KO eq. 75-76)
+        self.fast_mixture = self.closed_mixture and not callable(corrector) and corrector == 0
 
     @property
     def vocab_size(self) -> int:
@@ -145,13 +147,42 @@ class DiscreteGenerator(ConditionalGenerator):
     def step(self, x: Tensor, t: TimeLike, h: float, z: Tensor,
              generator: torch.Generator | None = None) -> Tensor:
         """Exponential step (KO Algorithm 1) of the conditional CTMC toward ``z``: x_t -> x_{t+h}."""
-        if self.fast_mixture:
-            assert isinstance(self.path, MixturePath)
-            t = as_time(t, x.shape[0], torch.empty(()))
-            lam = torch.broadcast_to(self.path.jump_rate(z, t), x.shape)
-            u = torch.rand(x.shape, dtype=lam.dtype, device=x.device, generator=generator)
-            return torch.where((z != x) & (u < -torch.expm1(-h * lam)), z, x)
+        if self.closed_mixture:
+            return self._mixture_step(x, as_time(t, x.shape[0], torch.empty(())), h, z, generator)
         return jump_step(x, self.rates(x, z, t), h, generator)
+
+    def _mixture_step(self, x: Tensor, t: Tensor, h: float, z: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Algorithm 1 on a mixture path in O(1) per position (no K-sized tensors).
+
+        Without corrector (KO eq. 75): jump to x1 = z at rate lambda = kappa' / (1 - kappa). With corrector weight c
+        (KO eq. 35 with the flux of eq. 26, simplified on the mixture path): from x != x1 with p(x) > 0 jump to x1 at
+        rate (1 + c) lambda; from x = x1 jump to y ~ p(y) (y != x1) at total rate
+        c kappa' (1 - p(x1)) / (kappa + (1 - kappa) p(x1)); from states of zero probability, eq. 75.
+        """
+        path = self.path
+        assert isinstance(path, MixturePath)
+        lam = torch.broadcast_to(path.jump_rate(z, t), x.shape)
+        u = torch.rand(x.shape, dtype=lam.dtype, device=x.device, generator=generator)
+        if self.fast_mixture:
+            return torch.where((z != x) & (u < -torch.expm1(-h * lam)), z, x)
+        c = torch.broadcast_to(torch.as_tensor(self._corrector(x, t), dtype=lam.dtype, device=x.device), x.shape)
+        k, dk = (torch.broadcast_to(v, x.shape) for v in path.kappa(z, t))
+        src = path.source.to(device=x.device, dtype=lam.dtype)
+        p0_x1, p0_x = src[z], src[x]
+        at_x1 = x == z
+        den = k + (1 - k) * p0_x1  # p_t(x1 | x1)
+        back = torch.where(den > 0, c * dk * (1 - p0_x1) / den.clamp_min(torch.finfo(den.dtype).tiny),
+                           torch.zeros_like(den))
+        rate = torch.where(at_x1, back, torch.where(p0_x > 0, (1 + c) * lam, lam))
+        jump = u < -torch.expm1(-h * rate)
+        if path.source_token is not None:  # mask source: re-noise to the mask token
+            renoise = torch.full_like(x, path.source_token)
+        else:  # y ~ p0 restricted to y != x1, by inverse CDF with x1's mass cut out
+            cdf = src.cumsum(0)
+            r = torch.rand(x.shape, dtype=lam.dtype, device=x.device, generator=generator) * (1 - p0_x1)
+            r = torch.where(r >= cdf[z] - p0_x1, r + p0_x1, r)
+            renoise = torch.searchsorted(cdf, r, right=True).clamp_max(self.vocab_size - 1)
+        return torch.where(jump, torch.where(at_x1, renoise, z), x)
 
     def marginal_step(self, x: Tensor, t: TimeLike, h: float, support: Tensor, weights: Tensor,
                       generator: torch.Generator | None = None) -> Tensor:

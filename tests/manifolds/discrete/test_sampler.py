@@ -116,3 +116,19 @@ def test_bad_inputs_raise_clear_errors():
         DiscreteGenerator(make_path("mask+linear"), corrector=-1.0)
     with pytest.raises(TypeError, match="DiscretePath"):
         DiscreteGenerator(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["mask+linear", "mask+ko", "uniform+ko", "stats+ko"])
+@pytest.mark.parametrize("corr", [0.7, lambda t: 3 * t])
+def test_closed_form_mixture_corrector_step_equals_the_general_column(name, corr):
+    """The O(1) mixture step with corrector (no K-sized tensors) has the law of Algorithm 1 on the general
+    KO eq. 26 + eq. 35 column, for every (x_t, x1) pair, including states of zero conditional probability."""
+    path = make_path(name)
+    fast, ref = DiscreteGenerator(path, corrector=corr), DiscreteGenerator(path, corrector=corr, closed_form=False)
+    xs, zs = torch.meshgrid(torch.arange(K), torch.arange(MASK), indexing="ij")  # x1 never the mask token
+    xs, zs = xs.reshape(1, -1), zs.reshape(1, -1)  # [1, P] pairs as positions
+    t, h, n = 0.4, 0.3, 4000
+    law = jump_probs(xs, ref.rates(xs, zs, t), h)[0]  # [P, K]
+    got = fast.step(xs.expand(n, -1), t, h, zs.expand(n, -1), torch.Generator().manual_seed(6))
+    assert se_ok(torch.nn.functional.one_hot(got, K).float().mean(0), law, n)
+    assert float((1 - law.gather(-1, xs[0].unsqueeze(-1))).max()) > 0.2  # steps that do move
