@@ -321,7 +321,13 @@ class SafetensorsExport(L.Callback):
             save_checkpoint(self.out_dir / "model.safetensors", ckpt)
             if module.val_curve[-1][1] <= min(v for _, v in module.val_curve):
                 save_checkpoint(self.out_dir / "best.safetensors", ckpt)
-        trainer.save_checkpoint(self.out_dir / "lightning" / "last.ckpt")  # every rank (rank 0 writes)
+        # resume state: all ranks call (rank 0 writes); written beside and renamed, so never half a file
+        last = self.out_dir / "lightning" / "last.ckpt"
+        tmp = last.with_name(".last.ckpt.tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)
+        if trainer.is_global_zero:
+            os.replace(tmp, last)
+        trainer.strategy.barrier("genmatch.last_ckpt")
 
 
 @dataclass
@@ -363,6 +369,13 @@ def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int
     with atomic_open(cfg_path) as f:
         json.dump(cfg_json, f, indent=2)
 
+    import logging
+    import warnings
+
+    if not progress:  # quiet: no Lightning banners ("GPU available", tips)
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")  # the EMA copy is eval on purpose
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = CrystalDataModule(cfg, progress=progress)
     module = CrystalFlowModule(cfg, data.info)
