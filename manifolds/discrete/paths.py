@@ -28,7 +28,10 @@ def categorical(probs: Tensor, generator: torch.Generator | None = None) -> Tens
 
 
 def categorical_logits(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Draw from softmax(``logits``) ``[..., K]`` without normalising (exp of shifted logits, inverse CDF)."""
+    """Draw from softmax(``logits``) ``[..., K]`` without normalising (exp of shifted logits, inverse CDF;
+    half-precision logits are promoted to float32 so that the CDF stays exact enough)."""
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
     w = (logits - logits.amax(-1, keepdim=True)).exp_()
     return categorical(w, generator)
 
