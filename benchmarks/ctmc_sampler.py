@@ -10,7 +10,9 @@ interleaved (ours, theirs, theirs, ours, ...) with the same seeds; the median wa
 Prints a human summary, then one JSON object as its last line: time_ratio (our median / their median; <= 1.0
 means ours is at least as fast), valid (both return [256, 26] tokens, all in the vocabulary and none masked),
 token_tv (total variation between the two samplers' token histograms: same law, so small), timings.
-Usage: python benchmarks/ctmc_sampler.py [--repeats 3] [--threads 0 (torch default)]
+With --corrector W > 0 both samplers add the probability-preserving corrector (ours: KO eq. 35 with weight W;
+theirs: div_free=W with the mask source, which is the same velocity on this path).
+Usage: python benchmarks/ctmc_sampler.py [--repeats 3] [--threads 0 (torch default)] [--corrector 0.0]
 """
 
 from __future__ import annotations
@@ -59,15 +61,15 @@ class Denoiser(nn.Module):
         return logits
 
 
-def run_ours(net: Denoiser, seed: int) -> torch.Tensor:
-    gen = DiscreteGenerator(MixturePath(mask_source(VOCAB, MASK), PolynomialScheduler(3.0)))
+def run_ours(net: Denoiser, seed: int, corrector: float = 0.0) -> torch.Tensor:
+    gen = DiscreteGenerator(MixturePath(mask_source(VOCAB, MASK), PolynomialScheduler(3.0)), corrector=corrector)
     torch.manual_seed(seed)
     x0 = torch.full((BATCH, LENGTH), MASK)
     with torch.inference_mode():
         return sample(gen, net, x0, STEPS)
 
 
-def run_theirs(net: Denoiser, seed: int) -> torch.Tensor:
+def run_theirs(net: Denoiser, seed: int, corrector: float = 0.0) -> torch.Tensor:
     from flow_matching.path import MixtureDiscreteProbPath
     from flow_matching.path.scheduler import PolynomialConvexScheduler
     from flow_matching.solver import MixtureDiscreteEulerSolver
@@ -77,11 +79,12 @@ def run_theirs(net: Denoiser, seed: int) -> torch.Tensor:
         def forward(self, x: torch.Tensor, t: torch.Tensor, **extras) -> torch.Tensor:
             return torch.softmax(self.model(x, t), -1)
 
-    solver = MixtureDiscreteEulerSolver(Probs(net), MixtureDiscreteProbPath(PolynomialConvexScheduler(n=3.0)), VOCAB)
+    solver = MixtureDiscreteEulerSolver(Probs(net), MixtureDiscreteProbPath(PolynomialConvexScheduler(n=3.0)), VOCAB,
+                                        source_distribution_p=mask_source(VOCAB, MASK) if corrector else None)
     torch.manual_seed(seed)
     x0 = torch.full((BATCH, LENGTH), MASK)
     with torch.inference_mode():
-        return solver.sample(x0, step_size=1.0 / STEPS)
+        return solver.sample(x0, step_size=1.0 / STEPS, div_free=corrector)
 
 
 def valid(x: torch.Tensor) -> bool:
@@ -92,6 +95,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--corrector", type=float, default=0.0, help="corrector weight (0: the plain sampler)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -104,7 +108,7 @@ def main() -> None:
         order = ["ours", "theirs"] if r % 2 == 0 else ["theirs", "ours"]
         for name in order:
             t0 = time.perf_counter()
-            outs[name].append(runners[name](net, seed=1000 + r))
+            outs[name].append(runners[name](net, seed=1000 + r, corrector=args.corrector))
             times[name].append(time.perf_counter() - t0)
             print(f"repeat {r} {name:6s} {times[name][-1]:.2f} s", flush=True)
     ours, theirs = statistics.median(times["ours"]), statistics.median(times["theirs"])
@@ -114,8 +118,8 @@ def main() -> None:
     print(f"ours {ours:.2f} s, flow_matching {theirs:.2f} s (medians of {args.repeats}); ratio {ours / theirs:.3f}")
     print(json.dumps({"benchmark": "ctmc_sampler", "time_ratio": round(ours / theirs, 4), "valid": ok,
                       "ours_s": round(ours, 3), "theirs_s": round(theirs, 3), "token_tv": round(token_tv, 4),
-                      "repeats": args.repeats, "threads": torch.get_num_threads(), "vocab": VOCAB,
-                      "length": LENGTH, "batch": BATCH, "steps": STEPS}))
+                      "corrector": args.corrector, "repeats": args.repeats, "threads": torch.get_num_threads(),
+                      "vocab": VOCAB, "length": LENGTH, "batch": BATCH, "steps": STEPS}))
 
 
 if __name__ == "__main__":
