@@ -114,7 +114,8 @@ def main() -> None:
     ours, theirs = statistics.median(times["ours"]), statistics.median(times["theirs"])
     print(f"ours {ours:.2f} s, flow_matching {theirs:.2f} s (medians of {args.repeats}); ratio {ours / theirs:.3f}")
     print(json.dumps({"benchmark": "generate_crystals", "time_ratio": round(ours / theirs, 4),
-                      "samples_per_s": round(args.batch / ours, 3), "theirs_samples_per_s": round(args.batch / theirs, 3),
+                      "samples_per_s": round(args.batch / ours, 3),
+                      "theirs_samples_per_s": round(args.batch / theirs, 3),
                       "valid": ok, "ours_s": round(ours, 3), "theirs_s": round(theirs, 3), "repeats": args.repeats,
                       "network": args.network, "parameters": net.num_parameters(), "batch": args.batch,
                       "steps": args.steps, "atoms": args.atoms or 5, "device": args.device,

@@ -381,7 +381,8 @@ def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int
     module = CrystalFlowModule(cfg, data.info)
     strategy = "ddp" if devices * num_nodes > 1 else "auto"
     trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-                        max_steps=cfg.max_steps, enable_checkpointing=False, gradient_clip_val=cfg.grad_clip, val_check_interval=cfg.val_every,
+                        max_steps=cfg.max_steps, enable_checkpointing=False, gradient_clip_val=cfg.grad_clip,
+                        val_check_interval=cfg.val_every,
                         check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False,
                         callbacks=[SafetensorsExport(out)], enable_progress_bar=progress,
                         enable_model_summary=False, deterministic=False, use_distributed_sampler=True)
