@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -100,20 +101,24 @@ def main() -> None:
     ref = load_crystals("perov_5", "test", limit=args.n_ref).structures
     n_samples = 1000
 
-    t0 = time.perf_counter()
+    def cpu() -> float:  # CPU seconds of this process and its finished children
+        a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+    t0, c0 = time.perf_counter(), cpu()
     plain = plain_scores(gen, ref, n_samples, seed=0)
-    t_plain = time.perf_counter() - t0
-    print(f"plain serial: {t_plain:.1f} s", flush=True)
+    t_plain, c_plain = time.perf_counter() - t0, cpu() - c0
+    print(f"plain serial: {t_plain:.1f} s ({c_plain:.1f} CPU s)", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.keep_cache or tmp
         if args.keep_cache and Path(cache).is_dir() and any(Path(cache).iterdir()):
             raise SystemExit(f"--keep-cache {cache}: folder must be empty (the cold run needs an empty cache)")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu()
         cold = score_crystals(gen, ref, dataset="perov_5", n_samples=n_samples, seed=0, workers=args.workers,
                               backend=args.backend, cache_dir=cache, progress=False).summary
-        t_cold = time.perf_counter() - t0
-        print(f"ours cold ({args.workers} workers, {args.backend}): {t_cold:.1f} s", flush=True)
+        t_cold, c_cold = time.perf_counter() - t0, cpu() - c0
+        print(f"ours cold ({args.workers} workers, {args.backend}): {t_cold:.1f} s ({c_cold:.1f} CPU s)", flush=True)
         t0 = time.perf_counter()
         warm = score_crystals(gen, ref, dataset="perov_5", n_samples=n_samples, seed=0, workers=args.workers,
                               backend=args.backend, cache_dir=cache, progress=False).summary
@@ -127,6 +132,8 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "score_crystals", "n_structures": len(gen), "n_reference": len(ref),
         "workers": args.workers, "backend": args.backend,
+        "cpu_seconds_plain": round(c_plain, 1), "cpu_seconds_cold": round(c_cold, 1),
+        "cpu_cores_used_plain": round(c_plain / t_plain, 2), "cpu_cores_used_cold": round(c_cold / t_cold, 2),
         "seconds_plain": round(t_plain, 2), "seconds_cold": round(t_cold, 2), "seconds_warm": round(t_warm, 2),
         "speedup_cold": round(t_plain / t_cold, 3), "speedup_warm": round(t_plain / t_warm, 3),
         "metrics_equal": equal, "metrics_plain": plain, "metrics_ours": {k: cold[k] for k in METRICS},

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -42,8 +43,10 @@ def _smact_valid(key: tuple[tuple[str, int], ...], oxidation_states_set: str) ->
     from pymatgen.core import Composition
     from smact.screening import smact_validity
 
-    return bool(smact_validity(Composition(dict(key)), use_pauling_test=True, include_alloys=True,
-                               oxidation_states_set=oxidation_states_set))
+    with warnings.catch_warnings():  # "No Pauling electronegativity for Ar" etc. (noble gases)
+        warnings.simplefilter("ignore")
+        return bool(smact_validity(Composition(dict(key)), use_pauling_test=True, include_alloys=True,
+                                   oxidation_states_set=oxidation_states_set))
 
 
 def compositional_validity(structure: "Structure", oxidation_states_set: str = "smact14") -> bool:
