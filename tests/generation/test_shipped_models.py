@@ -13,6 +13,8 @@ from pipeline.generate.crystals import SamplingConfig, sample_tokens
 from pipeline.score.validity import structural_validity
 from structures.crystal_tokens import decode_batch
 
+#: floor on structural validity of a short 40-step run (the recorded 250-step evaluation is higher)
+MIN_STRUCT_VALID = {"perov_5": 0.7, "carbon_24": 0.25}
 SHIPPED = sorted(name for name, f in DEFAULT_MODELS.items() if (CHECKPOINT_DIR / f).is_file())
 
 
@@ -35,11 +37,12 @@ def test_shipped_model_record_and_size(name: str) -> None:
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_samples_valid_crystals(name: str) -> None:
-    """A short 40-step run of 24 samples: nearly all decode and are structurally valid."""
+    """A short 40-step run of 24 samples: nearly all decode; structural validity above the model's floor."""
     model = load_crystal_model(name)
     counts = np.random.default_rng(0).choice(len(model.atom_count_distribution), 24,
                                              p=model.atom_count_distribution)
     tok = sample_tokens(model, counts, SamplingConfig(steps=40), torch.Generator().manual_seed(0))
     dec = decode_batch(tok)
     valid = [structural_validity(s) for s in dec.structures() if s]
-    assert dec.valid.mean() >= 0.9 and np.mean(valid) >= 0.7
+    assert dec.valid.mean() >= 0.9 and np.mean(valid) >= MIN_STRUCT_VALID[name]
+    assert all(len(s) == n for s, n in zip(dec.structures(), counts) if s)
