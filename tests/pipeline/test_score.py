@@ -73,10 +73,14 @@ def test_fingerprints_equal_direct_matminer_and_cache(perov_test, tmp_path: Path
     assert warm.struct_ok.all()
 
 
-def test_process_fanout_equals_serial(perov_test) -> None:
+@pytest.mark.parametrize("backend", [
+    "processes",
+    pytest.param("dask", marks=pytest.mark.slow),  # LocalCluster start-up: ~10-35 s on 2 shared cores
+])
+def test_fanout_equals_serial(perov_test, backend: str) -> None:
     sts = perov_test[:6]
     a = compute_fingerprints(sts, workers=1, cache_dir=False, progress=False)
-    b = compute_fingerprints(sts, workers=2, backend="processes", cache_dir=False, progress=False)
+    b = compute_fingerprints(sts, workers=2, backend=backend, cache_dir=False, progress=False)
     np.testing.assert_array_equal(a.struct, b.struct)
     np.testing.assert_array_equal(a.comp, b.comp)
 
@@ -155,11 +159,3 @@ def test_score_crystals_end_to_end(perov_val, perov_test, tmp_path: Path) -> Non
         assert paths[k].is_file() and paths[k].stat().st_size > 0
     assert json.loads(paths["summary"].read_text())["n_structures"] == 12
 
-
-@pytest.mark.slow  # LocalCluster start-up: ~10-35 s on 2 shared cores
-def test_dask_local_cluster_fanout_equals_serial(perov_test) -> None:
-    sts = perov_test[:4]
-    a = compute_fingerprints(sts, workers=1, cache_dir=False, progress=False)
-    b = compute_fingerprints(sts, workers=2, backend="dask", cache_dir=False, progress=False)
-    np.testing.assert_array_equal(a.struct, b.struct)
-    np.testing.assert_array_equal(a.comp, b.comp)
