@@ -82,9 +82,14 @@ def test_missing_data_is_one_line_error(tmp_path: Path) -> None:
 
 
 def test_demo_runs_and_writes_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--n-crystals", "10", "--n-proteins", "10", "--out", str(tmp_path)]) == 0
+    args = ["demo", "--n-crystals", "10", "--n-proteins", "10", "--n-generate", "4", "--out", str(tmp_path)]
+    assert main(args) == 0
     summary = json.loads((tmp_path / "demo_summary.json").read_text())
-    assert summary["crystals"]["perov_5"]["structures"] == 10
+    assert summary["roundtrip"]["perov_5"]["n"] == 10
+    assert summary["roundtrip"]["perov_5"]["match_rate"] == 1.0
     assert summary["proteins"]["chains_in_set"] == 3000
-    assert "perov_5" in capsys.readouterr().out
+    assert summary["generation"]["n"] == 4
+    assert summary["scores"]["perov_5 test (real)"]["struct_valid"] == 1.0
+    assert "perov_5 generated" in summary["scores"]
+    assert "shipped model" in capsys.readouterr().out
     assert not list(tmp_path.glob(".*.tmp")), "temporary file left behind"

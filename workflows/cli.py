@@ -53,7 +53,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from workflows.demo import run_demo
 
-    run_demo(n_crystals=args.n_crystals, n_proteins=args.n_proteins, out_dir=args.out)
+    run_demo(n_crystals=args.n_crystals, n_proteins=args.n_proteins, n_generate=args.n_generate,
+             out_dir=args.out)
     return EXIT_OK
 
 
@@ -342,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the main job on the embedded defaults (what `make demo` runs)")
     demo.add_argument("--n-crystals", type=int, default=200, help="crystals per data set (default 200)")
     demo.add_argument("--n-proteins", type=int, default=200, help="protein chains (default 200)")
+    demo.add_argument("--n-generate", type=int, default=64,
+                      help="Perov-5 crystals to generate with the shipped model (default 64; 0 skips)")
     demo.add_argument("--out", default=None, help="write the summary JSON here (atomic write)")
     demo.set_defaults(func=_cmd_demo)
 
