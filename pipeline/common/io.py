@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+
+from structures.atomic import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -15,19 +16,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` and rename the temp file onto ``path`` (same folder, so atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Call ``write(tmp_path)`` and rename the temp file onto ``path`` (:func:`structures.atomic.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        write(str(tmp))
+    return Path(path)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
