@@ -62,6 +62,7 @@ def test_info_json_reports_versions_devices_data() -> None:
     assert info["packages"]["torch"].startswith("2.13.0")
     assert "cuda" in info["devices"]
     assert "chgnet" in info["models"] and "multiflow" in info["models"]
+    assert info["models"]["crystals/perov_5"].startswith("shipped")
     assert info["datasets"]["perov_5/val"] == 3787
     assert info["datasets"]["carbon_24/test"] == 2030
     assert info["datasets"]["proteins"] == 3000

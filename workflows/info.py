@@ -41,6 +41,12 @@ def _models() -> dict[str, str]:
         models["chgnet"] = f"available ({', '.join(weights)})" if weights else "no weights in the wheel"
     except ImportError:
         models["chgnet"] = "not installed"
+    from pipeline.crystal_flow import CHECKPOINT_DIR, DEFAULT_MODELS
+
+    for name, fname in DEFAULT_MODELS.items():
+        path = CHECKPOINT_DIR / fname
+        models[f"crystals/{name}"] = (f"shipped ({path.name}, {path.stat().st_size / 1e6:.1f} MB)"
+                                      if path.is_file() else f"MISSING ({path})")
     ckpt = os.environ.get(MULTIFLOW_CKPT_ENV)
     if ckpt:
         models["multiflow"] = f"{ckpt} ({'found' if Path(ckpt).is_file() else 'MISSING'})"
@@ -84,7 +90,7 @@ def format_info(info: dict[str, Any]) -> str:
     dev = info["devices"]
     cuda = ", ".join(dev.get("cuda_devices", [])) or "none"
     lines += ["", f"devices: cpu ({dev['cpu_threads']} threads), cuda: {cuda}", "", "models:"]
-    lines += [f"  {k:16s} {v}" for k, v in info["models"].items()]
+    lines += [f"  {k:20s} {v}" for k, v in info["models"].items()]
     lines += ["", f"data root: {info['data_root'] or 'NOT FOUND'} [{info['data_root_source']}]"]
     if "data_error" in info:
         lines.append(f"  {info['data_error']}")
