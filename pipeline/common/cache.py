@@ -18,18 +18,13 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-CACHE_ENV = "GENMATCH_CACHE"
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "genmatch"
+from structures.cache import cache_dir as cache_dir_default
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None | bool) -> Path | None:
     """``None`` -> default location; ``False`` or ``""`` -> no cache; else that folder."""
     if cache_dir is None or cache_dir is True:
-        return default_cache_dir()
+        return cache_dir_default()
     if cache_dir is False or cache_dir == "":
         return None
     return Path(cache_dir)
