@@ -47,6 +47,21 @@ def make_scheduler(name: str) -> MixtureScheduler:
     raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
 
 
+def model_time(t: Tensor, train_scheduler: str, sample_scheduler: str) -> Tensor:
+    """The time at which a model trained with ``train_scheduler`` sees the noise level of ``sample_scheduler`` at t.
+
+    KO appendix E.1 (change of variables): for a token-independent mixture path two schedulers differ only by a
+    reparametrisation of time, so p_{1|t}(. | x_t) under ``sample_scheduler`` at t is the posterior under
+    ``train_scheduler`` at t' = kappa_train^{-1}(kappa_sample(t)). (For the mask source the exact posterior does
+    not depend on t at all, but the network was only trained on the (t, number masked) pairs of its own
+    scheduler, so it is evaluated there.) ``t`` ``[B]`` -> ``[B]``.
+    """
+    if train_scheduler == sample_scheduler:
+        return t
+    kappa = make_scheduler(sample_scheduler)(t.double()).kappa[..., 0]  # [B]
+    return make_scheduler(train_scheduler).inverse(kappa).to(t.dtype)
+
+
 def make_path(scheduler: str) -> MixturePath:
     """KO eq. 2 with the mask source on the 878-token crystal vocabulary."""
     return MixturePath(mask_source(VOCAB_SIZE, MASK), make_scheduler(scheduler))

@@ -30,7 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from manifolds.discrete import DiscreteGenerator, sample, uniform_grid
-from pipeline.crystal_flow import CrystalModel, load_crystal_model, make_path
+from pipeline.crystal_flow import CrystalModel, load_crystal_model, make_path, model_time
 from structures.atomic import atomic_open
 from structures.crystal_tokens import DecodeFailure, decode_batch, masked_template
 
@@ -75,10 +75,12 @@ def sample_tokens(model: CrystalModel, num_atoms: Sequence[int] | np.ndarray, co
     device = next(model.posterior.parameters()).device
     x0 = template.tokens.to(device)  # [B, 6 + 4A]
     atom_mask = template.atom_mask.to(device)  # [B, A]
-    generator = DiscreteGenerator(make_path(config.scheduler or model.scheduler), corrector=config.corrector)
+    scheduler = config.scheduler or model.scheduler
+    generator = DiscreteGenerator(make_path(scheduler), corrector=config.corrector)
 
     def posterior(x: Tensor, t: Tensor) -> Tensor:
-        return model.posterior(x, t, atom_mask).float()
+        # the network sees the time of its training scheduler at the sampler's noise level (KO E.1)
+        return model.posterior(x, model_time(t, model.scheduler, scheduler), atom_mask).float()
 
     return sample(generator, posterior, x0, uniform_grid(config.steps), temperature=config.temperature,
                   fixed=~template.token_mask.to(device), rng=rng, progress=progress)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.crystal_flow import allowed_tokens, load_crystal_model
+from pipeline.crystal_flow import allowed_tokens, load_crystal_model, make_scheduler, model_time
 from pipeline.generate import crystals as gen
 from pipeline.generate.crystals import SamplingConfig, generate_crystals, sample_tokens
 from structures.crystal_tokens import MASK, PAD, TOKEN_KIND, decode_batch, position_kinds
@@ -35,6 +35,19 @@ def test_sampled_tokens_have_the_right_kind_and_keep_padding(tiny_model_file: Pa
     assert (dec.num_atoms[dec.valid] == torch.as_tensor(counts).numpy()[dec.valid]).all()
     # well-typed sequences can only fail on the lattice geometry
     assert {f.reason.value for f in dec.failures if f} <= {"degenerate_lattice", "impossible_angles"}
+
+
+@pytest.mark.parametrize("train,sample", [("kinetic_optimal", "cubic"), ("cubic", "kinetic_optimal"),
+                                          ("linear", "cubic"), ("cubic", "cubic")])
+def test_model_time_matches_the_noise_level_of_the_training_scheduler(train: str, sample: str) -> None:
+    """KO E.1: a model trained with one scheduler is evaluated where its kappa equals the sampler's kappa."""
+    t = torch.linspace(0.0, 0.99, 23, dtype=torch.float64)
+    tm = model_time(t, train, sample)
+    kappa = make_scheduler(train)(tm).kappa[..., 0], make_scheduler(sample)(t).kappa[..., 0]  # token 0: a data token
+    assert torch.allclose(*kappa, atol=1e-9)
+    assert (tm.diff() > 0).all() and tm.dtype == t.dtype
+    if train == sample:
+        assert tm is t
 
 
 def test_allowed_tokens_exclude_pad_and_mask() -> None:
