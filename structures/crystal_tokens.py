@@ -158,6 +158,32 @@ def allowed_token_mask(max_atoms: int) -> np.ndarray:
     return allowed
 
 
+def transform_fractions(tokens: "torch.Tensor", shift: "torch.Tensor", invert: "torch.Tensor | None" = None
+                        ) -> "torch.Tensor":
+    """Move the origin of token sequences: x -> (+-x + 0.01 * shift) mod 1 on every fractional coordinate.
+
+    ``tokens`` ``[B, 6 + 4A]``, ``shift`` ``[B, 3]`` integer grid steps per axis, ``invert`` ``[B]`` bool
+    (x -> -x first). The lattice tokens and the elements are unchanged. On the 0.01 grid both maps are
+    exact: a shift gives the same periodic crystal with another origin, an inversion its mirror image
+    (same lattice, same energy). They are the symmetries used to augment training data; the atoms are
+    no longer in canonical order, which the permutation-invariant models do not see. PAD, MASK and
+    any non-fraction token stay as they are.
+    """
+    import torch
+
+    b, length = tokens.shape
+    n_atoms = (length - LATTICE_TOKENS) // TOKENS_PER_ATOM
+    atoms = tokens[:, LATTICE_TOKENS:].reshape(b, n_atoms, TOKENS_PER_ATOM)  # [B, A, 4]
+    frac = atoms[..., 1:]  # [B, A, 3]
+    is_frac = (frac >= FRAC_OFFSET) & (frac < FRAC_OFFSET + N_FRAC)
+    q = (frac - FRAC_OFFSET) % (N_FRAC - 1)  # "1.00" is "0.00" periodically
+    if invert is not None:
+        q = torch.where(invert[:, None, None], (-q) % (N_FRAC - 1), q)
+    q = (q + shift.to(q.dtype)[:, None, :]) % (N_FRAC - 1)
+    atoms = torch.cat([atoms[..., :1], torch.where(is_frac, q + FRAC_OFFSET, frac)], dim=-1)
+    return torch.cat([tokens[:, :LATTICE_TOKENS], atoms.reshape(b, -1)], dim=1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Quantisation (vectorised)
 # ---------------------------------------------------------------------------------------------

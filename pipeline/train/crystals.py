@@ -39,7 +39,7 @@ from pipeline.crystal_flow import SCHEDULERS, CrystalPosterior, atom_mask_of, ma
 from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT, CrystalDiTConfig
 from structures.cache import file_sha256
 from structures.crystal_dataset import TokenizedCrystals
-from structures.crystal_tokens import PAD
+from structures.crystal_tokens import PAD, transform_fractions
 
 LOSSES = ("ce", "elbo")
 
@@ -62,6 +62,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     t_eps: float = 1e-3
+    augment: bool = False  # random origin shift + inversion of every training crystal (exact on the token grid)
     val_fraction: float = 0.05
     val_every: int = 500
     val_times: int = 8  # stratified time points per validation crystal
@@ -197,6 +198,19 @@ def flow_loss(posterior: CrystalPosterior, x1: Tensor, xt: Tensor, t: Tensor, lo
     return per.sum() / n, n
 
 
+def augment_tokens(x1: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """A random origin shift (uniform on the 0.01 grid per axis) and, with probability 1/2, an inversion of
+    each crystal in ``x1`` ``[B, 6 + 4A]`` (:func:`structures.crystal_tokens.transform_fractions`).
+
+    The data distribution of crystals is invariant under both (a crystal has no preferred origin; a mirror
+    image has the same energy), so the trained posterior is pushed towards that invariance instead of
+    memorising the canonical origins of a small training split.
+    """
+    shift = torch.randint(0, 100, (x1.shape[0], 3), generator=generator, device=x1.device)  # [B, 3]
+    invert = torch.rand(x1.shape[0], generator=generator, device=x1.device) < 0.5  # [B]
+    return transform_fractions(x1, shift, invert)
+
+
 class CrystalFlowModule(L.LightningModule):
     """The DiT posterior, its EMA copy and the KO-DFM objective."""
 
@@ -231,6 +245,8 @@ class CrystalFlowModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def training_step(self, x1: Tensor, batch_idx: int) -> Tensor:
+        if self.cfg.augment:
+            x1 = augment_tokens(x1)
         t = torch.rand(x1.shape[0], device=x1.device) * (1.0 - self.cfg.t_eps)  # [B]
         xt = noisy_tokens(x1, t, self.cfg.scheduler)
         loss, _ = flow_loss(self.posterior, x1, xt, t, self.cfg.loss, self.cfg.scheduler)

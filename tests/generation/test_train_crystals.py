@@ -15,7 +15,7 @@ import torch
 from pipeline.checkpoint import load_checkpoint
 from pipeline.crystal_flow import CrystalPosterior, load_crystal_model
 from pipeline.networks.crystal_dit import CrystalDiT, CrystalDiTConfig
-from pipeline.train.crystals import CrystalDataModule, flow_loss, noisy_tokens, train_crystals
+from pipeline.train.crystals import CrystalDataModule, augment_tokens, flow_loss, noisy_tokens, train_crystals
 from structures.crystal_tokens import PAD
 from tests.generation.conftest import TINY_NET, tiny_config
 
@@ -109,6 +109,18 @@ def test_ema_differs_from_raw_weights_and_is_what_ships(tmp_path: Path) -> None:
     assert set(shipped) == set(ema)
     assert all(torch.equal(shipped[k], ema[k]) for k in shipped)
     assert any(not torch.equal(raw[k], ema[k]) for k in raw)
+
+
+def test_augmented_training_moves_origins_and_records_it(tmp_path: Path) -> None:
+    x1 = _batch(8)
+    aug = augment_tokens(x1, torch.Generator().manual_seed(0))
+    assert (aug[:, :6] == x1[:, :6]).all() and (aug[:, 6::4] == x1[:, 6::4]).all()  # lattice, elements kept
+    assert (aug != x1).any(), "coordinates moved"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = train_crystals(tiny_config(max_steps=10, val_every=10, augment=True), tmp_path, progress=False)
+    assert res.record["training"]["augment"] is True
+    assert all(torch.isfinite(torch.tensor(v)) for _, v in res.record["validation_curve"])
 
 
 @pytest.mark.slow

@@ -267,3 +267,40 @@ def test_roundtrip_full_test_sets(name, rounding):
     assert rep.n_matched_same_cell == rep.n, rep.to_dict()
     step = 1.0 if rounding == "truncate" else 0.5
     assert rep.max_length_error <= 0.1 * step + 1e-9 and rep.max_angle_error <= step + 1e-9
+
+
+# ------------------------------------------------------------------ symmetries of the token sequence
+
+
+@pytest.mark.parametrize("name", ["perov_5", "carbon_24"])
+def test_origin_shift_and_inversion_give_the_same_crystal_or_its_mirror_image(name):
+    structures = load_crystals(name, "test", limit=12).structures
+    tok = torch.from_numpy(ct.encode_batch(structures).tokens.astype(np.int64))  # [B, 6 + 4A]
+    g = torch.Generator().manual_seed(0)
+    shift = torch.randint(0, 100, (len(structures), 3), generator=g)
+    invert = torch.arange(len(structures)) % 2 == 1
+    out = ct.transform_fractions(tok, shift, invert)
+    assert (out[:, :6] == tok[:, :6]).all(), "lattice tokens unchanged"
+    assert ((out == ct.PAD) == (tok == ct.PAD)).all() and (out[:, 6::4] == tok[:, 6::4]).all(), "elements, padding"
+    assert (torch.as_tensor(ct.TOKEN_KIND)[out] == torch.as_tensor(ct.TOKEN_KIND)[tok]).all()
+    assert not (out[:, 6:] == ct.FRAC_OFFSET + 100).any(), "wrapped into 0.00 .. 0.99"
+    dec = ct.decode_batch(out).structures()
+    for s, d, inv in zip(structures, dec, invert.tolist()):
+        ref = ct.decode(ct.encode(s))  # the quantised crystal
+        if inv:  # the mirror image: the inverted crystal matches after inverting back
+            d = Structure(d.lattice, d.species, -d.frac_coords)
+        assert MATCHER.fit(ref, d), (name, s.composition)
+    # shifts compose and a full turn is the identity; inversion is an involution
+    twice = ct.transform_fractions(ct.transform_fractions(tok, shift), 100 - shift)
+    assert (twice == tok).all()
+    inv = torch.ones(len(structures), dtype=torch.bool)
+    zero = torch.zeros_like(shift)
+    assert (ct.transform_fractions(ct.transform_fractions(tok, zero, inv), zero, inv) == tok).all()
+
+
+def test_transform_fractions_treats_one_as_zero_and_leaves_mask_alone():
+    tok = torch.tensor([[10, 20, 30, 590, 590, 590, ct.ELEMENT_OFFSET + 5, ct.FRAC_OFFSET + 100, ct.MASK,
+                         ct.FRAC_OFFSET + 99]])
+    out = ct.transform_fractions(tok, torch.tensor([[1, 7, 1]]))
+    assert out.tolist() == [[10, 20, 30, 590, 590, 590, ct.ELEMENT_OFFSET + 5, ct.FRAC_OFFSET + 1, ct.MASK,
+                             ct.FRAC_OFFSET + 0]]
