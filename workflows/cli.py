@@ -56,8 +56,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.max_relax_steps < 0:
         raise UsageError("genmatch demo: --max-relax-steps must be >= 0")
     run_demo(args.out, args.n_generate, steps=args.steps, relax_max_steps=args.max_relax_steps, hull=args.hull,
-             reference_limit=args.reference_limit, workers=args.workers, n_crystals=args.n_crystals,
-             n_proteins=args.n_proteins, restart=args.restart, progress=not args.quiet)
+             reference_limit=args.reference_limit, workers=args.workers, threads=args.threads,
+             n_crystals=args.n_crystals, n_proteins=args.n_proteins, restart=args.restart, progress=not args.quiet)
     return EXIT_OK
 
 
@@ -369,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="score against only the first N Perov-5 test crystals (default: all)")
     demo.add_argument("--workers", type=_positive_int, default=None,
                       help="fingerprint processes (default: the available CPUs)")
+    demo.add_argument("--threads", type=_positive_int, default=1,
+                      help="torch threads for sampling and CHGNet (default 1: fastest for 5-atom cells)")
     demo.add_argument("--n-crystals", type=_positive_int, default=200,
                       help="test crystals per data set in the tokeniser round-trip check (default 200)")
     demo.add_argument("--n-proteins", type=_positive_int, default=200, help="protein chains summarised (200)")

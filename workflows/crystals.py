@@ -93,10 +93,12 @@ def relax_crystals(structures: "Sequence[Structure] | str | os.PathLike | Crysta
         ckpt_f = open(ckpt, "a")
 
     def record(res: RelaxResult, idx: int) -> dict[str, Any]:
+        # the checkpoint keeps the exact structure (a pymatgen dict): a CIF cannot hold two atoms on
+        # one site, and pymatgen refuses to read such a file back
         row = {"id": names[idx], **res.row(), "index": idx,
-               "cif": res.structure.to(fmt="cif") if res.structure is not None else None}
+               "structure": res.structure.as_dict() if res.structure is not None else None}
         if out is not None and res.structure is not None:
-            write_text(out / "relaxed" / f"{names[idx]}.cif", row["cif"])
+            write_text(out / "relaxed" / f"{names[idx]}.cif", res.structure.to(fmt="cif"))
         if ckpt_f is not None:
             ckpt_f.write(json.dumps(row, default=float) + "\n")
             ckpt_f.flush()
@@ -118,8 +120,10 @@ def relax_crystals(structures: "Sequence[Structure] | str | os.PathLike | Crysta
             ckpt_f.close()
 
     rows = [done[n] for n in names]
-    structs = [Structure.from_str(r["cif"], fmt="cif") if r.get("cif") else None for r in rows]
-    table = pd.DataFrame([{k: v for k, v in r.items() if k != "cif"} for r in rows])
+    structs = [Structure.from_dict(r["structure"]) if r.get("structure") else
+               Structure.from_str(r["cif"], fmt="cif") if r.get("cif") else None  # "cif": older checkpoints
+               for r in rows]
+    table = pd.DataFrame([{k: v for k, v in r.items() if k not in ("cif", "structure")} for r in rows])
     table["index"] = range(len(rows))
     if out is not None:
         table["cif_path"] = [str(Path("relaxed") / f"{n}.cif") if s is not None else "" for n, s in zip(names, structs)]
