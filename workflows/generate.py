@@ -53,28 +53,7 @@ def generate_crystals(n: int = 200, model: str | os.PathLike | CrystalModel = "p
         summary = {"n": len(samples), "decoded": len(ok), "decode_failed": len(failures)}
         return GeneratedCrystals([s for _, s in ok], failures, summary, None, [f"gen_{i:06d}" for i, _ in ok])
     run = _generate_run(model, n, out_dir, num_atoms=num_atoms, config=config, seed=seed, batch_size=batch_size,
-                        resume=resume, progress=progress)
-    structures = _decode_run(run.out_dir, len(run.rows))
-    ok = [(r["id"], s) for r, s in zip(run.rows, structures) if s]
-    failures = [(r["index"], s) for r, s in zip(run.rows, structures) if not s]
+                        resume=resume, progress=progress, keep_structures=True)
+    ok = [(r["id"], s) for r, s in zip(run.rows, run.structures) if s]
+    failures = [(r["index"], s) for r, s in zip(run.rows, run.structures) if not s]
     return GeneratedCrystals([s for _, s in ok], failures, run.summary, run.out_dir, [i for i, _ in ok])
-
-
-def _decode_run(out_dir: Path, n: int) -> list[Any]:
-    """The samples of a run decoded from its stored tokens (``batches/*.json``), in index order.
-
-    Exact, unlike re-reading the CIFs: a CIF cannot hold two atoms on one site (a structurally invalid
-    sample that must still be scored), and pymatgen refuses to read such a file back.
-    """
-    import json
-
-    import numpy as np
-
-    from structures.crystal_tokens import decode_batch
-
-    out: list[Any] = []
-    for f in sorted((out_dir / "batches").glob("*.json")):
-        out.extend(decode_batch(np.asarray(json.loads(f.read_text())["tokens"])).structures())
-    if len(out) != n:
-        raise ValueError(f"{out_dir}: the stored batches hold {len(out)} samples, the manifest {n}")
-    return out

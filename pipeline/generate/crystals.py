@@ -239,16 +239,9 @@ def _finish(out: Path, settings: dict[str, Any], n_batches: int, keep_structures
     with atomic_open(out / "manifest.csv") as f:
         f.write(buf.getvalue())
     structures: list[Any] = []
-    if keep_structures:
-        from pymatgen.core import Structure
-
-        for r in rows:
-            structures.append(Structure.from_file(out / r["file"]) if r["file"] else
-                              DecodeFailure(_reason(r["reason"]), r["detail"] or ""))
+    if keep_structures:  # decoded from the stored tokens: exact, unlike re-reading the CIFs (a CIF cannot
+        # hold two atoms on one site, a structurally invalid sample that must still be scored)
+        for k in range(n_batches):
+            tokens = json.loads((out / "batches" / f"{k:05d}.json").read_text())["tokens"]
+            structures.extend(decode_batch(np.asarray(tokens, dtype=np.int64)).structures())
     return GenerationRun(out_dir=out, rows=rows, summary=summary, structures=structures)
-
-
-def _reason(value: str) -> Any:
-    from structures.crystal_tokens import FailureReason
-
-    return FailureReason(value)
