@@ -32,11 +32,18 @@ def chgnet_energies(structures: Sequence["Structure"], model: str = "0.3.0", rel
         return out
     m = load_chgnet(model)
     fresh: dict[str, float | None] = {}
-    if relax:
-        res = BatchedRelaxer(m, fmax=fmax, max_steps=max_steps, batch_size=batch_size).relax(
-            [structures[i] for i in todo], progress=progress)
-        for j, r in zip(todo, res):
-            fresh[keys[j]] = None if r.status == RelaxStatus.FAILED else float(r.e_final)
+    if relax:  # results go to the cache as they finish: an interrupted run resumes where it stopped
+        pending: dict[str, float | None] = {}
+
+        def done(r) -> None:  # noqa: ANN001
+            key = keys[todo[r.index]]
+            fresh[key] = pending[key] = None if r.status == RelaxStatus.FAILED else float(r.e_final)
+            if cache and len(pending) >= 32:
+                cache.put_json(pending)
+                pending.clear()
+
+        BatchedRelaxer(m, fmax=fmax, max_steps=max_steps, batch_size=batch_size).relax(
+            [structures[i] for i in todo], progress=progress, on_result=done)
     else:
         from tqdm.auto import tqdm
 

@@ -24,6 +24,7 @@ from pipeline.score import (
 )
 from pipeline.score.coverage import cutoffs_for, standardize_comp
 from pipeline.score.crystals import score_crystals
+from pipeline.common.hashing import structure_hash
 from pipeline.score.stability import novel_mask, stable_mask, unique_mask
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -159,3 +160,16 @@ def test_score_crystals_end_to_end(perov_val, perov_test, tmp_path: Path) -> Non
         assert paths[k].is_file() and paths[k].stat().st_size > 0
     assert json.loads(paths["summary"].read_text())["n_structures"] == 12
 
+
+
+def test_relaxed_reference_energies_are_cached_as_they_finish(perov_val, tmp_path: Path) -> None:
+    from pipeline.common.cache import DiskCache
+    from pipeline.score.energies import chgnet_energies
+
+    first = chgnet_energies(perov_val[:3], relax=True, max_steps=5, cache_dir=tmp_path, progress=False)
+    assert np.isfinite(first).all()
+    stored = DiskCache(tmp_path, "chgnet_energy_v1").get_json(
+        [f"0.3.0:relax-f0.1-s5:{structure_hash(s)}" for s in perov_val[:3]])
+    assert len(stored) == 3
+    again = chgnet_energies(perov_val[:3], relax=True, max_steps=5, cache_dir=tmp_path, progress=False)
+    np.testing.assert_array_equal(first, again)
