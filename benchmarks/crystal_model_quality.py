@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--relax", action="store_true", help="also relax with CHGNet and score the relaxed crystals")
     ap.add_argument("--hull", default="default", help="hull for E_hull of relaxed crystals (default / mp-elements / file)")
     ap.add_argument("--hull-reference", default=None, help="structures of the default hull (default: <data set>:val)")
+    ap.add_argument("--static-hull", action="store_true",
+                    help="default hull from static CHGNet energies at the reference geometries (no relaxation)")
     args = ap.parse_args()
 
     import torch
@@ -109,7 +111,7 @@ def _relaxed_scores(args: argparse.Namespace, gen, ref, dataset: str | None) -> 
     scores = score_crystals([run.structures[i] for i in ok], ref, dataset=dataset if dataset in
                             ("perov_5", "carbon_24", "mp_20") else None, ids=[gen.ids[i] for i in ok],
                             energies=energies[ok], hull=args.hull,
-                            hull_reference=args.hull_reference or f"{dataset}:val",
+                            hull_reference=args.hull_reference or f"{dataset}:val", hull_relax=not args.static_hull,
                             workers=args.workers, progress=True, backend="processes")
     out = {f"relaxed_{k}": v for k, v in scores.summary.items() if not isinstance(v, (list, dict)) or k ==
            "e_hull_quantiles"}
@@ -119,7 +121,8 @@ def _relaxed_scores(args: argparse.Namespace, gen, ref, dataset: str | None) -> 
                relaxed_median_e_hull=float(np.nanmedian(eh)) if np.isfinite(eh).any() else None,
                relaxed_share_e_hull_below_0_1=float(np.mean(eh[np.isfinite(eh)] <= 0.1)) if np.isfinite(eh).any()
                else None, relax_s=round(t_relax, 1), relaxed_score_s=round(time.perf_counter() - t0, 1),
-               hull=args.hull, hull_reference=args.hull_reference or f"{dataset}:val")
+               hull=args.hull, hull_reference=args.hull_reference or f"{dataset}:val",
+               hull_reference_energies="static" if args.static_hull else "relaxed")
     return out
 
 
