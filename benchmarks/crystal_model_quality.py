@@ -55,7 +55,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from pipeline.common.io import read_crystal_input
     from pipeline.crystal_flow import load_crystal_model
-    from pipeline.score.crystals import score_crystals
+    from pipeline.score.crystals import add_rates_over_all, score_crystals
     from workflows.generate import generate_crystals
 
     model = load_crystal_model(args.model)
@@ -78,9 +78,7 @@ def main() -> None:
     if args.relax:
         s.update(_relaxed_scores(args, gen, ref, dataset))
     n_dec, n = len(gen.structures), args.n
-    for k in ("struct_valid", "comp_valid", "valid", "cov_precision"):
-        if s.get(k) is not None:
-            s[f"{k}_all"] = s[k] * n_dec / n
+    add_rates_over_all(s, n_dec, n)
     s.update(benchmark="crystal_model_quality", model=str(model.path.name if model.path else args.model),
              model_step=model.record.get("training", {}).get("step"), n_samples=n, decoded=n_dec,
              decode_failed=n - n_dec, steps=args.steps, temperature=args.temperature, corrector=args.corrector,

@@ -59,6 +59,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import numpy as np
 
 from pipeline.common.io import write_json
+from pipeline.score.crystals import add_rates_over_all
 from structures.crystal_roundtrip import roundtrip_report
 from structures.data import load_crystals, load_proteins
 
@@ -100,14 +101,6 @@ def _sanity(perov_test: list[Any], n_crystals: int, n_proteins: int) -> dict[str
                                   "max_length_error_A": rep.max_length_error, "max_site_error_A": rep.max_site_error}
     out["proteins"] = _protein_summary(n_proteins)
     return out
-
-
-def _over_all(summary: dict[str, Any], n_decoded: int, n_samples: int) -> None:
-    """Add ``*_all`` keys: rates over all samples, decode failures counting as invalid / misses."""
-    for k in ("struct_valid", "comp_valid", "valid", "cov_precision"):
-        v = summary.get(k)
-        if v is not None and n_samples:
-            summary[f"{k}_all"] = float(v) * n_decoded / n_samples
 
 
 def _check_settings(out: Path, settings: dict[str, Any], restart: bool) -> None:
@@ -229,7 +222,7 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", n_generate: int = 200, *,
     common = dict(dataset="perov_5", ids=gen.ids, workers=workers, backend="processes", progress=progress)
     if score_unrelaxed:
         raw = score_crystals(gen.structures, ref, **common)
-        _over_all(raw.summary, len(gen.structures), g["n"])
+        add_rates_over_all(raw.summary, len(gen.structures), g["n"])
         write_scores(raw, out / "as_generated", plots=False)
         summary["scores_as_generated"] = raw.summary
     with _torch_threads(threads):  # hull "default" relaxes the Perov-5 val set with CHGNet (cached)
@@ -239,7 +232,7 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", n_generate: int = 200, *,
     scores.table["relaxed"] = relaxed_ok
     scores.table["relax_steps"] = relax.table["n_steps"].to_numpy()
     s = scores.summary
-    _over_all(s, len(gen.structures), g["n"])
+    add_rates_over_all(s, len(gen.structures), g["n"])
     s.update(hull_name=hull, hull_note=HULLS[hull], n_generated=g["n"], n_decode_failed=g["decode_failed"],
              n_relax_failed_scored_unrelaxed=int((~relaxed_ok).sum()),
              median_e_hull=s.get("e_hull_quantiles", {}).get("0.5", float("nan")))

@@ -42,6 +42,17 @@ def basic_properties(structures: Sequence["Structure"]) -> dict[str, np.ndarray]
             "n_atoms": np.array([len(s) for s in structures], dtype=int)}
 
 
+def add_rates_over_all(summary: dict[str, Any], n_decoded: int, n_samples: int) -> dict[str, Any]:
+    """Add ``<rate>_all`` keys to a :func:`score_crystals` summary of the ``n_decoded`` crystals decoded from
+    ``n_samples`` generated ones: validity and COV-P over *all* samples, a decode failure counting as invalid
+    and as a miss (the CDVAE protocol's denominator). Returns ``summary``."""
+    for k in ("struct_valid", "comp_valid", "valid", "cov_precision"):
+        v = summary.get(k)
+        if v is not None and n_samples:
+            summary[f"{k}_all"] = float(v) * n_decoded / n_samples
+    return summary
+
+
 def score_crystals(structures: Sequence["Structure"], reference: Sequence["Structure"], *,
                    dataset: str | None = None, struc_cutoff: float | None = None,
                    comp_cutoff: float | None = None, n_samples: int = N_SAMPLES, seed: int = 0,
