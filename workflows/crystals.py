@@ -23,7 +23,7 @@ from pipeline.common.io import CrystalInput, read_crystal_input, write_json, wri
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
-    from pymatgen.core import Structure
+    from pymatgen.core import Composition, Structure
 
     from pipeline.score.crystals import CrystalScores
     from pipeline.score.hull import ReferenceHull
@@ -141,11 +141,12 @@ def relax_crystals(structures: "Sequence[Structure] | str | os.PathLike | Crysta
 def build_hull(hull: "str | os.PathLike | ReferenceHull | None", *, trusted: bool = False,
                hull_reference: "Sequence[Structure] | str | None" = None, hull_relax: bool = True,
                model: str = "0.3.0", cache_dir: str | os.PathLike | None | bool = None,
-               progress: bool = True) -> "ReferenceHull | None":
+               progress: bool = True, queries: "Sequence[Composition] | None" = None) -> "ReferenceHull | None":
     """``None``/"none" -> no hull; "default" -> MP elemental refs + CHGNet energies of
     ``hull_reference`` (structures or a data set like "perov_5:val"; without one, MP elemental
     refs only); "mp-elements" -> MP elemental refs; a ``.json[.gz]`` path -> entries; a
-    ``.pkl[.gz]`` path -> PatchedPhaseDiagram (needs ``trusted=True``)."""
+    ``.pkl[.gz]`` path -> PatchedPhaseDiagram (needs ``trusted=True``). ``queries``: the compositions to be
+    scored; the default hull then computes only the reference energies that can matter for them."""
     from pipeline.score.hull import ReferenceHull
 
     if hull is None or isinstance(hull, ReferenceHull):
@@ -160,7 +161,8 @@ def build_hull(hull: "str | os.PathLike | ReferenceHull | None", *, trusted: boo
             return ReferenceHull.mp_elemental()
         ref = _as_input(hull_reference)
         return ReferenceHull.embedded_default(ref.structures, model=model, relax=hull_relax,
-                                             cache_dir=cache_dir, progress=progress, name=ref.source)
+                                             cache_dir=cache_dir, progress=progress, name=ref.source,
+                                             queries=queries)
     p = Path(h).expanduser()
     if p.name.endswith((".pkl", ".pkl.gz", ".pickle")):
         return ReferenceHull.from_ppd_pickle(p, trusted=trusted)
@@ -214,7 +216,7 @@ def score_crystals(structures: "Sequence[Structure] | str | os.PathLike | Crysta
     e = read_energies(energies, names) if isinstance(energies, (str, os.PathLike)) else energies
     h = build_hull(hull, trusted=trusted, hull_reference=hull_reference, hull_relax=hull_relax,
                    model=kwargs.get("energy_model", "0.3.0"), cache_dir=kwargs.get("cache_dir"),
-                   progress=kwargs.get("progress", True))
+                   progress=kwargs.get("progress", True), queries=[s.composition for s in inp.structures])
     train = _as_input(training).structures if training is not None else None
     scores = _score(inp.structures, ref.structures, dataset=dataset, ids=names, hull=h, energies=e,
                     training=train, **kwargs)

@@ -77,6 +77,10 @@ def load_entries_json(path: str | os.PathLike) -> list["ComputedEntry"]:
     return entries
 
 
+def _chemsys(composition: "Composition") -> frozenset[str]:
+    return frozenset(el.symbol for el in composition.elements)
+
+
 class ReferenceHull:
     """A reference hull: entries (sub-hulls built per chemical system) or a PatchedPhaseDiagram."""
 
@@ -88,7 +92,7 @@ class ReferenceHull:
         self.entries = list(entries or [])
         self._by_chemsys: dict[frozenset[str], list[Any]] = {}
         for e in self.entries:
-            key = frozenset(el.symbol for el in e.composition.elements)
+            key = _chemsys(e.composition)
             self._by_chemsys.setdefault(key, []).append(e)
         self._pd_cache: dict[frozenset[str], Any] = {}
 
@@ -121,14 +125,23 @@ class ReferenceHull:
     def embedded_default(cls, structures: Sequence["Structure"], model: str = "0.3.0", relax: bool = True,
                          fmax: float = 0.1, max_steps: int = 1500, batch_size: int = 32,
                          cache_dir: str | os.PathLike | None | bool = None, progress: bool = True,
-                         name: str = "reference") -> "ReferenceHull":
+                         name: str = "reference", queries: Sequence["Composition"] | None = None
+                         ) -> "ReferenceHull":
         """MP elemental references + CHGNet energies of ``structures`` (relaxed unless ``relax=False``).
 
         Energies are cached on disk by structure content hash, model and relaxation settings, so
-        the reference set is relaxed once.
+        the reference set is relaxed once. With ``queries`` (the compositions to be scored) only the
+        reference structures whose chemical system is a subset of some query's are computed: E_hull of
+        a composition depends only on the entries inside its chemical system, so the others cannot
+        change any query's E_hull, and the hull is the full one for those queries.
         """
         from pipeline.score.energies import chgnet_energies
         from pymatgen.entries.computed_entries import ComputedEntry
+
+        if queries is not None:
+            systems = {frozenset(el.symbol for el in c.elements) for c in queries}
+            structures = [s for s in structures if any(_chemsys(s.composition) <= q for q in systems)]
+            name = f"{name}[{len(structures)} in the queries' chemical systems]"
 
         e = chgnet_energies(structures, model=model, relax=relax, fmax=fmax, max_steps=max_steps,
                             batch_size=batch_size, cache_dir=cache_dir, progress=progress)

@@ -173,3 +173,16 @@ def test_relaxed_reference_energies_are_cached_as_they_finish(perov_val, tmp_pat
     assert len(stored) == 3
     again = chgnet_energies(perov_val[:3], relax=True, max_steps=5, cache_dir=tmp_path, progress=False)
     np.testing.assert_array_equal(first, again)
+
+
+def test_default_hull_for_given_queries_computes_only_what_can_matter(perov_val, tmp_path: Path) -> None:
+    """E_hull of a composition depends only on entries inside its chemical system: the query-restricted
+    default hull computes fewer reference energies and gives the same E_hull as the full one."""
+    refs, queries = perov_val[:40], perov_val[:6]
+    full = ReferenceHull.embedded_default(refs, relax=False, cache_dir=tmp_path, progress=False)
+    part = ReferenceHull.embedded_default(refs, relax=False, cache_dir=tmp_path, progress=False,
+                                          queries=[s.composition for s in queries])
+    assert 6 <= len(part.entries) - len(ReferenceHull.mp_elemental().entries) < 40
+    comps = [s.composition for s in queries]
+    e = np.linspace(-3.0, -1.0, len(comps))
+    np.testing.assert_allclose(part.e_above_hull(comps, e)[0], full.e_above_hull(comps, e)[0], atol=1e-9)
