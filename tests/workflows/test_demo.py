@@ -54,8 +54,8 @@ def test_demo_stage_summaries_are_consistent(demo: tuple[Path, dict[str, Any]]) 
     assert r["n"] == g["decoded"] and r["converged"] + r["step_limit"] + r["failed"] == r["n"]
     assert r["max_steps"] == 5 and r["fmax"] == 0.1 and r["relax_cell"] is True
     assert s["n_structures"] == g["decoded"] and s["n_reference"] == 30 and s["dataset"] == "perov_5"
-    assert s["hull_name"] == "mp-elements" and "lower bound" in s["hull_note"]
-    assert s["hull"] == "mp_elemental_refs" and s["energy_source"] == "given"
+    assert s["hull_name"] == "default" and "chemical systems" in s["hull_note"]
+    assert s["hull"].startswith("default:perov_5:val[") and s["energy_source"] == "given"
     assert s["valid_all"] == pytest.approx(s["valid"] * g["decoded"] / g["n"])
     assert summary["scores_as_generated"]["n_structures"] == g["decoded"]
     assert "e_hull" not in pd.read_csv(out / "as_generated" / "scores.csv").columns
