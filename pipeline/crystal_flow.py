@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from manifolds.discrete import KineticOptimalScheduler, MixturePath, MixtureScheduler, PolynomialScheduler, mask_source
+from manifolds.discrete import (KineticOptimalScheduler, MixturePath, MixtureScheduler, PolynomialScheduler,
+                                mask_source, matching_time)
 from pipeline.checkpoint import load_checkpoint
 from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT, CrystalDiTConfig
 from structures.crystal_tokens import MASK, PAD, VOCAB_SIZE, allowed_token_mask
@@ -48,18 +49,14 @@ def make_scheduler(name: str) -> MixtureScheduler:
 
 
 def model_time(t: Tensor, train_scheduler: str, sample_scheduler: str) -> Tensor:
-    """The time at which a model trained with ``train_scheduler`` sees the noise level of ``sample_scheduler`` at t.
-
-    KO appendix E.1 (change of variables): for a token-independent mixture path two schedulers differ only by a
-    reparametrisation of time, so p_{1|t}(. | x_t) under ``sample_scheduler`` at t is the posterior under
-    ``train_scheduler`` at t' = kappa_train^{-1}(kappa_sample(t)). (For the mask source the exact posterior does
-    not depend on t at all, but the network was only trained on the (t, number masked) pairs of its own
-    scheduler, so it is evaluated there.) ``t`` ``[B]`` -> ``[B]``.
+    """The time at which a model trained with ``train_scheduler`` sees the noise level of ``sample_scheduler`` at t
+    (:func:`manifolds.discrete.matching_time`, KO appendix E.1). For the mask source the exact posterior does not
+    depend on t at all, but the network was only trained on the (t, number masked) pairs of its own scheduler, so
+    it is evaluated there. ``t`` ``[B]`` -> ``[B]``.
     """
     if train_scheduler == sample_scheduler:
         return t
-    kappa = make_scheduler(sample_scheduler)(t.double()).kappa[..., 0]  # [B]
-    return make_scheduler(train_scheduler).inverse(kappa).to(t.dtype)
+    return matching_time(t, make_scheduler(sample_scheduler), make_scheduler(train_scheduler))
 
 
 def make_path(scheduler: str) -> MixturePath:

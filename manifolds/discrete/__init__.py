@@ -12,7 +12,8 @@ from manifolds.discrete.losses import (cross_entropy, general_elbo, general_elbo
 from manifolds.discrete.paths import DiscretePath, MetricPath, MixturePath, categorical, categorical_logits
 from manifolds.discrete.sampler import sample, uniform_grid
 from manifolds.discrete.schedulers import (BetaScheduler, KineticOptimalScheduler, LinearScheduler,
-                                           MixtureScheduler, PolynomialScheduler, RatioPowerBeta, SchedulerValues)
+                                           MixtureScheduler, PolynomialScheduler, RatioPowerBeta, SchedulerValues,
+                                           matching_time)
 from manifolds.discrete.sources import data_statistics_source, mask_source, token_statistics, uniform_source
 from manifolds.discrete.velocities import (corrector_flux, divergence, kinetic_optimal_flux,
                                            kinetic_optimal_velocity, mixture_marginal_velocity,
@@ -24,7 +25,7 @@ __all__ = [
     "MetricPath", "MixturePath", "MixtureScheduler", "PolynomialScheduler", "RatioPowerBeta", "SchedulerValues",
     "categorical", "categorical_logits", "corrector_flux", "cross_entropy", "data_statistics_source",
     "divergence", "general_elbo", "general_elbo_integrand", "jump_probs", "jump_step", "kinetic_optimal_flux",
-    "kinetic_optimal_velocity", "mask_source", "mixture_elbo", "mixture_elbo_integrand",
+    "kinetic_optimal_velocity", "mask_source", "matching_time", "mixture_elbo", "mixture_elbo_integrand",
     "mixture_marginal_velocity", "mixture_velocity_column", "power_weights", "sample", "support_posterior",
     "token_statistics", "uniform_grid", "uniform_source", "velocity_column", "velocity_from_flux",
 ]

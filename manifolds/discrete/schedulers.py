@@ -38,6 +38,15 @@ class MixtureScheduler(ABC):
         """t such that kappa_t = ``kappa`` (token-independent schedulers only)."""
         raise NotImplementedError(f"{type(self).__name__} has no inverse")
 
+    def data_kappa(self, t: Tensor) -> Tensor:
+        """kappa_t of every data token ``[...]`` (token-independent schedulers only)."""
+        if not self.token_independent:
+            raise NotImplementedError(f"{type(self).__name__} depends on x1: there is no single kappa_t")
+        return self(t).kappa[..., self._data_column()]
+
+    def _data_column(self) -> int:
+        return 0
+
 
 class PolynomialScheduler(MixtureScheduler):
     """kappa_t = t^n (n = 1: linear; n = 3: the cubic scheduler of KO section 8.2)."""
@@ -94,6 +103,10 @@ class KineticOptimalScheduler(MixtureScheduler):
         rate = torch.where(small, 2 / (1 - tt), 2 * om_safe / torch.tan((1 - tt) * om_safe))
         return SchedulerValues(kappa.to(t.dtype), dkappa.to(t.dtype), rate.to(t.dtype))
 
+    def _data_column(self) -> int:  # the source's own atom (e.g. MASK, Omega = 0) is never data
+        live = torch.nonzero(self.omega > self.eps)
+        return int(live[0, 0]) if live.numel() else 0
+
     def inverse(self, kappa: Tensor) -> Tensor:
         if not self.token_independent:
             raise NotImplementedError("the kinetic-optimal scheduler of this source depends on x1")
@@ -103,6 +116,19 @@ class KineticOptimalScheduler(MixtureScheduler):
         if om < self.eps:
             return (1 - torch.sqrt(1 - k)).to(kappa.dtype)
         return (1 - torch.arcsin(math.sin(om) * torch.sqrt(1 - k)) / om).to(kappa.dtype)
+
+
+def matching_time(t: Tensor, sampler: MixtureScheduler, trained: MixtureScheduler) -> Tensor:
+    """t' = kappa_trained^{-1}(kappa_sampler(t)): where ``trained`` reaches the noise level of ``sampler`` at t.
+
+    KO appendix E.1 (change of variables): two token-independent mixture paths with the same source differ only by
+    a reparametrisation of time, so the posterior p_{1|t}(. | x_t) of the ``sampler`` path at t is that of the
+    ``trained`` path at t'. A posterior network trained with one scheduler thus serves a sampler with another when
+    it is evaluated at t'. ``t`` ``[...]`` -> ``[...]`` (same dtype).
+    """
+    if sampler is trained:
+        return t
+    return trained.inverse(sampler.data_kappa(t.double())).to(t.dtype)
 
 
 class BetaScheduler(ABC):

@@ -9,7 +9,7 @@ import torch
 
 from manifolds.discrete import (KineticOptimalScheduler, LinearScheduler, MetricPath, MixturePath,
                                 PolynomialScheduler, RatioPowerBeta, data_statistics_source, mask_source,
-                                token_statistics, uniform_source)
+                                matching_time, token_statistics, uniform_source)
 from discrete_toys import D, K, MASK, PATHS, make_path, ordinal_distance
 
 T = torch.linspace(0.02, 0.98, 25, dtype=torch.float64)
@@ -128,3 +128,16 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="positive"):
         PolynomialScheduler(0.0)
     _ = ordinal_distance, MASK
+
+
+def test_matching_time_reparametrises_between_token_independent_schedulers() -> None:
+    """KO E.1: kappa_trained(t') = kappa_sampler(t); t^1 -> t^3 is exact, KO (mask source) -> cubic numerically."""
+    t = torch.linspace(0.0, 0.99, 34, dtype=torch.float64)
+    torch.testing.assert_close(matching_time(t, PolynomialScheduler(3.0), PolynomialScheduler(1.0)), t ** 3)
+    ko = KineticOptimalScheduler(mask_source(6, 0))  # MASK = token 0, never data
+    assert ko._data_column() == 1 and ko.data_kappa(t).shape == t.shape
+    tm = matching_time(t, PolynomialScheduler(3.0), ko)
+    torch.testing.assert_close(ko.data_kappa(tm), t ** 3, atol=1e-9, rtol=0)
+    assert matching_time(t, ko, ko) is t
+    with pytest.raises(NotImplementedError):
+        KineticOptimalScheduler(torch.tensor([0.5, 0.3, 0.2])).data_kappa(t)  # kappa depends on x1
