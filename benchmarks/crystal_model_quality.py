@@ -103,8 +103,7 @@ def _relaxed_scores(args: argparse.Namespace, gen, ref, dataset: str | None) -> 
     run = relax_crystals(gen.structures, ids=gen.ids, progress=True)
     t_relax = time.perf_counter() - t0
     ok = [i for i, s in enumerate(run.structures) if s is not None]
-    energies = run.table["e_final_per_atom"].to_numpy(dtype=float)
-    energies[(run.table["status"] == "failed").to_numpy()] = np.nan
+    energies = run.energies_per_atom()
     t0 = time.perf_counter()
     scores = score_crystals([run.structures[i] for i in ok], ref, dataset=dataset if dataset in
                             ("perov_5", "carbon_24", "mp_20") else None, ids=[gen.ids[i] for i in ok],
@@ -116,7 +115,7 @@ def _relaxed_scores(args: argparse.Namespace, gen, ref, dataset: str | None) -> 
     eh = scores.table["e_hull"].to_numpy(dtype=float) if "e_hull" in scores.table else np.array([])
     out.update(relaxed_converged=float((run.table["status"] == "converged").mean()),
                relaxed_failed=int((run.table["status"] == "failed").sum()),
-               relaxed_median_e_hull=float(np.nanmedian(eh)) if np.isfinite(eh).any() else None,
+               relaxed_median_e_hull=scores.summary.get("e_hull_quantiles", {}).get("0.5"),
                relaxed_share_e_hull_below_0_1=float(np.mean(eh[np.isfinite(eh)] <= 0.1)) if np.isfinite(eh).any()
                else None, relax_s=round(t_relax, 1), relaxed_score_s=round(time.perf_counter() - t0, 1),
                hull=args.hull, hull_reference=args.hull_reference or f"{dataset}:val",

@@ -36,9 +36,11 @@ CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 DEFAULT_MODELS = {"perov_5": "perov_5_small.safetensors", "carbon_24": "carbon_24_small.safetensors"}
 
 
+@lru_cache(maxsize=None)
 def make_scheduler(name: str) -> MixtureScheduler:
     """``kinetic_optimal`` (KO eq. 33 for the mask source: sin^2(pi t / 2), KO-DFM), ``cubic`` (kappa_t = t^3)
-    or ``linear`` (kappa_t = t, the DFM baseline of KO appendix E.2)."""
+    or ``linear`` (kappa_t = t, the DFM baseline of KO appendix E.2). One shared, immutable instance per name:
+    the sampler and the training loop ask for it at every step."""
     if name == "cubic":
         return PolynomialScheduler(3.0)
     if name == "linear":

@@ -40,6 +40,15 @@ class RelaxRun:
     structures: list["Structure | None"]
     summary: dict[str, Any]
 
+    def relaxed_mask(self) -> np.ndarray:
+        """[N] bool: a relaxed structure exists and the relaxation did not fail."""
+        failed = self.table["status"].astype(str).to_numpy() == "failed"
+        return np.array([s is not None for s in self.structures]) & ~failed
+
+    def energies_per_atom(self) -> np.ndarray:
+        """[N] final CHGNet energy per atom (eV), NaN where :meth:`relaxed_mask` is False."""
+        return np.where(self.relaxed_mask(), self.table["e_final_per_atom"].to_numpy(dtype=float), np.nan)
+
 
 def _as_input(x: "Sequence[Structure] | str | os.PathLike | CrystalInput", split: str | None = None,
               limit: int | None = None) -> CrystalInput:

@@ -218,9 +218,9 @@ def run_demo(out_dir: str | os.PathLike = "runs/demo", n_generate: int = 200, *,
 
     t = time.perf_counter()
     status = relax.table["status"].astype(str).to_numpy()
-    relaxed_ok = np.array([s is not None and st != "failed" for s, st in zip(relax.structures, status)])
+    relaxed_ok = relax.relaxed_mask()
     structures = [s if ok else g0 for s, g0, ok in zip(relax.structures, gen.structures, relaxed_ok)]
-    energies = np.where(relaxed_ok, relax.table["e_final_per_atom"].to_numpy(dtype=float), np.nan)
+    energies = relax.energies_per_atom()
     common = dict(dataset="perov_5", ids=gen.ids, workers=workers, backend="processes", progress=progress)
     if score_unrelaxed:
         raw = score_crystals(gen.structures, ref, **common)

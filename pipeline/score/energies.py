@@ -31,31 +31,28 @@ def chgnet_energies(structures: Sequence["Structure"], model: str = "0.3.0", rel
     if not todo:
         return out
     m = load_chgnet(model)
-    fresh: dict[str, float | None] = {}
-    if relax:  # results go to the cache as they finish: an interrupted run resumes where it stopped
-        pending: dict[str, float | None] = {}
+    pending: dict[str, float | None] = {}
 
-        def done(r) -> None:  # noqa: ANN001
-            key = keys[todo[r.index]]
-            fresh[key] = pending[key] = None if r.status == RelaxStatus.FAILED else float(r.e_final)
-            if cache and len(pending) >= 32:
-                cache.put_json(pending)
-                pending.clear()
+    def store(j: int, value: float | None) -> None:  # to the cache as they finish: an interrupted run resumes
+        out[j] = np.nan if value is None else value
+        pending[keys[j]] = value
+        if cache and len(pending) >= 32:
+            cache.put_json(pending)
+            pending.clear()
 
+    if relax:
         BatchedRelaxer(m, fmax=fmax, max_steps=max_steps, batch_size=batch_size).relax(
-            [structures[i] for i in todo], progress=progress, on_result=done)
+            [structures[i] for i in todo], progress=progress,
+            on_result=lambda r: store(todo[r.index], None if r.status == RelaxStatus.FAILED else float(r.e_final)))
     else:
         from tqdm.auto import tqdm
 
         for a in tqdm(range(0, len(todo), batch_size), desc="CHGNet energies", disable=not progress, leave=False):
             idx = todo[a:a + batch_size]
             for j, e in zip(idx, _static_batch(m, [structures[i] for i in idx])):
-                fresh[keys[j]] = e
-    for j in todo:
-        v = fresh.get(keys[j])
-        out[j] = np.nan if v is None else v
-    if cache:
-        cache.put_json(fresh)
+                store(j, e)
+    if cache and pending:
+        cache.put_json(pending)
     return out
 
 

@@ -139,7 +139,7 @@ class ReferenceHull:
         from pymatgen.entries.computed_entries import ComputedEntry
 
         if queries is not None:
-            systems = {frozenset(el.symbol for el in c.elements) for c in queries}
+            systems = {_chemsys(c) for c in queries}
             structures = [s for s in structures if any(_chemsys(s.composition) <= q for q in systems)]
             name = f"{name}[{len(structures)} in the queries' chemical systems]"
 
