@@ -1,0 +1,109 @@
+"""The run mechanism (pipeline.common.run): resume, refuse, restart, take-over, lock, temporaries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipeline.common.run import LOCK_FILE, RUN_FILE, RunRecord, fingerprint, open_run
+from structures.errors import InputError
+
+
+def test_fingerprint_is_by_content_not_name(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.cif", tmp_path / "b.cif"
+    a.write_text("same")
+    b.write_text("same")
+    assert fingerprint([a]) == fingerprint([b])
+    b.write_text("other")
+    assert fingerprint([a]) != fingerprint([b])
+    assert fingerprint(["x", 1]) != fingerprint(["x1"])  # parts are delimited
+    assert fingerprint([[1, 2], 3]) != fingerprint([1, [2, 3]])
+
+
+def test_new_resume_refuse_restart(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with open_run(out, "k", {"a": 1}, "in1") as run:
+        assert not run.resumed
+        (out / "result.txt").write_text("r")
+    with open_run(out, "k", {"a": 1}, "in1") as run:
+        assert run.resumed and (out / "result.txt").is_file()
+    before = sorted(p.name for p in out.iterdir())
+    for kind, settings, inputs in (("k", {"a": 2}, "in1"), ("k", {"a": 1}, "in2"), ("other", {"a": 1}, "in1")):
+        with pytest.raises(InputError, match="--restart"):
+            with open_run(out, kind, settings, inputs):
+                pass
+    assert sorted(p.name for p in out.iterdir()) == before  # refused: nothing touched
+    with open_run(out, "k", {"a": 2}, "in1", restart=True) as run:
+        assert not run.resumed and not (out / "result.txt").exists()
+    assert RunRecord.from_json((out / RUN_FILE).read_text()).settings == {"a": 2}
+
+
+def test_failed_start_is_taken_over(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with open_run(out, "k", {"a": 1}, "x"):
+        pass  # nothing recorded: a failed start
+    with open_run(out, "k", {"a": 2}, "y") as run:
+        assert not run.resumed
+
+
+def test_foreign_folder_refused_even_with_restart(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("keep")
+    for restart in (False, True):
+        with pytest.raises(InputError, match="holds no genmatch run"):
+            with open_run(tmp_path, "k", {}, "x", restart=restart):
+                pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+
+
+def test_output_path_is_a_file_or_unwritable(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("")
+    with pytest.raises(InputError, match="is a file"):
+        with open_run(f, "k", {}, "x"):
+            pass
+    with pytest.raises(InputError, match="cannot create"):
+        with open_run(f / "sub", "k", {}, "x"):
+            pass
+
+
+def test_non_finite_setting_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="finite"):
+        with open_run(tmp_path / "r", "k", {"t": float("nan")}, "x"):
+            pass
+    assert not (tmp_path / "r").exists()
+
+
+def test_temporaries_removed_on_resume(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with open_run(out, "k", {}, "x"):
+        (out / "sub").mkdir()
+        (out / "sub" / ".a.cif.abc.tmp").write_text("half")
+        (out / "done.txt").write_text("d")
+    with open_run(out, "k", {}, "x") as run:
+        assert run.resumed
+    assert not (out / "sub" / ".a.cif.abc.tmp").exists() and (out / "done.txt").exists()
+
+
+def test_second_process_is_locked_out(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    root = Path(__file__).resolve().parents[2]
+    code = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {str(root)!r})
+        from pipeline.common.run import open_run
+        from structures.errors import InputError
+        try:
+            with open_run({str(out)!r}, "k", {{}}, "x"):
+                print("opened")
+        except InputError as e:
+            print("refused:", e)
+    """)
+    with open_run(out, "k", {}, "x"):
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert "refused:" in res.stdout and "another genmatch process" in res.stdout, res.stdout + res.stderr
+    assert (out / LOCK_FILE).exists()
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "opened" in res.stdout, res.stdout + res.stderr
