@@ -39,24 +39,21 @@ from structures.atomic import atomic_savez
 from structures.cache import cache_dir, cache_key, file_sha256
 from structures.data import ProteinBackboneSet, load_proteins
 from structures.frames import Frames, frames_from_atoms, place_oxygen
-from structures.protein_io import FORMATS, STANDARD_AA, StructureFileError, read_chains
+from structures.protein_io import FORMATS, StructureFileError, read_chains
+from structures.residue_constants import UNK_INDEX, sequence_to_indices
 
-AA_INDEX = {a: i for i, a in enumerate(STANDARD_AA)}  # A=0 .. Y=19 (alphabetical one-letter order)
-UNKNOWN_AA = 20
-FOLDER_CACHE_FORMAT = 1  # bump when the cached arrays change meaning
+FOLDER_CACHE_FORMAT = 2  # bump when the cached arrays change meaning (2: AF2 residue order)
 
 
 def sequence_to_aatype(seq: str) -> np.ndarray:
-    """One-letter sequence -> [L] int64 indices in ``STANDARD_AA`` (20 for anything else)."""
-    lut = np.full(256, UNKNOWN_AA, dtype=np.int64)
-    for a, i in AA_INDEX.items():
-        lut[ord(a)] = i
-    return lut[np.frombuffer(seq.encode("ascii", errors="replace"), dtype=np.uint8)]
+    """One-letter sequence -> [L] int64 indices in the AF2 order ``ARNDCQEGHILKMFPSTWYV`` (20 = unknown)."""
+    return sequence_to_indices(seq)
 
 
 @dataclass
 class ProteinExample:
-    """One chain: ``atoms`` [L, 4, 3] (N, CA, C, O; Angstrom, CA centroid at 0), ``aatype`` [L]."""
+    """One chain: ``atoms`` [L, 4, 3] (N, CA, C, O; Angstrom, CA centroid at 0), ``aatype`` [L] (AF2 order,
+    :mod:`structures.residue_constants`; 20 = unknown)."""
 
     name: str
     atoms: torch.Tensor  # [L, 4, 3] float32
@@ -126,7 +123,7 @@ class ProteinDataset(Dataset):
         lengths = torch.tensor([len(x.aatype) for x in items])
         b, n = len(items), int(lengths.max())
         atoms = torch.zeros(b, n, 4, 3)
-        aatype = torch.full((b, n), UNKNOWN_AA, dtype=torch.long)
+        aatype = torch.full((b, n), UNK_INDEX, dtype=torch.long)
         resid = torch.zeros(b, n, dtype=torch.long)
         mask = torch.arange(n)[None, :] < lengths[:, None]
         for j, x in enumerate(items):

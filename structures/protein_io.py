@@ -32,21 +32,8 @@ import numpy as np
 
 from structures.atomic import atomic_path
 from structures.data import BACKBONE_ATOMS, ProteinChain
+from structures.residue_constants import MODIFIED_TO_ONE, RESTYPE_1TO3, RESTYPE_3TO1
 
-STANDARD_AA = "ACDEFGHIKLMNPQRSTVWY"
-ONE_TO_THREE = {
-    "A": "ALA", "C": "CYS", "D": "ASP", "E": "GLU", "F": "PHE", "G": "GLY", "H": "HIS", "I": "ILE",
-    "K": "LYS", "L": "LEU", "M": "MET", "N": "ASN", "P": "PRO", "Q": "GLN", "R": "ARG", "S": "SER",
-    "T": "THR", "V": "VAL", "W": "TRP", "Y": "TYR", "X": "UNK",
-}
-THREE_TO_ONE = {v: k for k, v in ONE_TO_THREE.items()}
-# common modified residues -> parent amino acid (they are *not* "standard" for dataset filters)
-MODIFIED_TO_ONE = {
-    "MSE": "M", "SEP": "S", "TPO": "T", "PTR": "Y", "HYP": "P", "MLY": "K", "M3L": "K", "CSO": "C",
-    "CSD": "C", "CME": "C", "KCX": "K", "LLP": "K", "PCA": "E", "SEC": "C", "PYL": "K", "CAS": "C",
-    "MLZ": "K", "ALY": "K", "OCS": "C", "HIC": "H", "NLE": "L", "FME": "M", "TYS": "Y", "CGU": "E",
-    "HSD": "H", "HSE": "H", "HSP": "H", "HIE": "H", "HID": "H", "HIP": "H",
-}
 ELEMENTS = ("N", "C", "C", "O")
 FORMATS = {".pdb": "pdb", ".ent": "pdb", ".cif": "cif", ".mmcif": "cif", ".bcif": "bcif"}
 
@@ -83,7 +70,7 @@ class BackboneChain:
         if self.ins_codes is None:
             object.__setattr__(self, "ins_codes", np.full(L, "", dtype="<U1"))
         if self.res_names is None:
-            object.__setattr__(self, "res_names", tuple(ONE_TO_THREE.get(a, "UNK") for a in self.sequence))
+            object.__setattr__(self, "res_names", tuple(RESTYPE_1TO3.get(a, "UNK") for a in self.sequence))
 
     def __len__(self) -> int:
         return len(self.sequence)
@@ -99,7 +86,7 @@ class BackboneChain:
     @property
     def standard(self) -> np.ndarray:  # [L] bool
         """Residue is one of the 20 standard amino acids by its residue name in the file."""
-        return np.array([n in THREE_TO_ONE and n != "UNK" for n in self.res_names], dtype=bool)
+        return np.array([n in RESTYPE_3TO1 and n != "UNK" for n in self.res_names], dtype=bool)
 
     @property
     def backbone_complete(self) -> np.ndarray:  # [L] bool
@@ -210,7 +197,7 @@ def _chain_from_atoms(atoms, chain_id: str, name: str) -> BackboneChain:
         mask[r, k] = True
         bfac[r, k] = first.b_factor[sel]
     res_names = tuple(str(n) for n in first.res_name[starts])
-    seq = "".join(THREE_TO_ONE.get(n, MODIFIED_TO_ONE.get(n, "X")) if n != "UNK" else "X" for n in res_names)
+    seq = "".join(RESTYPE_3TO1.get(n, MODIFIED_TO_ONE.get(n, "X")) if n != "UNK" else "X" for n in res_names)
     return BackboneChain(coords=out, atom_mask=mask, sequence=seq, chain_id=chain_id,
                          res_ids=first.res_id[starts].astype(np.int64),
                          ins_codes=first.ins_code[starts].astype("<U1"), b_factors=bfac,

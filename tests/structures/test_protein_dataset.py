@@ -10,7 +10,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from structures.protein_dataset import (
-    STANDARD_AA,
     LengthBucketBatchSampler,
     ProteinDataset,
     grouped_split,
@@ -19,6 +18,7 @@ from structures.protein_dataset import (
     similarity_groups,
 )
 from structures.protein_io import BackboneChain, write_structure
+from structures.residue_constants import RESTYPES
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +65,13 @@ def test_length_bucket_sampler_covers_everything_once_and_pads_little(npz_set):
 def _mutate(seq: str, frac: float, rng: np.random.Generator) -> str:
     s = np.array(list(seq))
     idx = rng.choice(len(s), int(frac * len(s)), replace=False)
-    s[idx] = rng.choice(list(STANDARD_AA), len(idx))
+    s[idx] = rng.choice(list(RESTYPES), len(idx))
     return "".join(s)
 
 
 def test_similarity_groups_link_near_identical_only():
     rng = np.random.default_rng(0)
-    base = ["".join(rng.choice(list(STANDARD_AA), 150)) for _ in range(20)]
+    base = ["".join(rng.choice(list(RESTYPES), 150)) for _ in range(20)]
     seqs = base + [_mutate(s, 0.05, rng) for s in base[:10]] + [_mutate(s, 0.5, rng) for s in base[10:]]
     labels = similarity_groups(seqs)
     for i in range(10):

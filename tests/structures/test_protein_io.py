@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from structures.data import load_proteins
 from structures.protein_io import BackboneChain, StructureFileError, read_chain, read_chains, write_structure
+from structures.residue_constants import RESTYPE_1TO3, RESTYPES
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +60,7 @@ def _awkward_pdb(coords: np.ndarray, seq: str) -> str:
     """12 residues of a real chain with: an MSE HETATM (res 3), an insertion code (res 5 -> 4A),
     two altlocs for CA of res 7 (B has the higher occupancy), no O in res 9, a water, a ligand,
     and a second chain B (residues 1-4)."""
-    three = {"A": "ALA", "R": "ARG", "N": "ASN", "D": "ASP", "C": "CYS", "Q": "GLN", "E": "GLU", "G": "GLY",
-             "H": "HIS", "I": "ILE", "L": "LEU", "K": "LYS", "M": "MET", "F": "PHE", "P": "PRO", "S": "SER",
-             "T": "THR", "W": "TRP", "Y": "TYR", "V": "VAL"}
+    three = RESTYPE_1TO3
     lines, serial = [], 1
     for chain_id, n_res in (("A", 12), ("B", 4)):
         for i in range(n_res):
@@ -148,7 +147,7 @@ def test_random_backbones_roundtrip(tmp_path_factory, L, seed, chain_id, ext):
     """Any coordinates PDB can hold, any standard sequence and B-factors survive a write + read."""
     rng = np.random.default_rng(seed)
     coords = rng.uniform(-999.0, 999.0, (L, 4, 3)).astype(np.float32)
-    seq = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), L))
+    seq = "".join(rng.choice(list(RESTYPES), L))
     bf = rng.uniform(0, 99.0, L).astype(np.float32)
     c = BackboneChain.from_coords(coords, seq, chain_id=chain_id, b_factors=bf)
     path = write_structure(tmp_path_factory.mktemp("rt") / f"r.{ext}", c)
