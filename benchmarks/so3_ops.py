@@ -47,7 +47,7 @@ def main() -> None:
 
     g = torch.Generator().manual_seed(0)
     angle = torch.rand(args.n, generator=g) * torch.pi
-    v = so3.random_unit_vectors((args.n,), generator=g) * angle[:, None]
+    v = so3.random_unit_vectors((args.n,), rng=g) * angle[:, None]
 
     # interleaved repeats (ours, theirs, ours, ...) so that a busy machine slows both alike; best of each
     fns = {"exp_ours": lambda: so3.exp(v), "exp_gs": lambda: group.matrix_from_rotation_vector(v)}

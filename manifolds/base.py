@@ -50,11 +50,11 @@ class ProbabilityPath(ABC):
     """Conditional probability path p_t(dx | z) (GM section 3)."""
 
     @abstractmethod
-    def sample_source(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample_source(self, z: Tensor, rng: torch.Generator | None = None) -> Tensor:
         """x_0 ~ p_0, shaped like ``z`` ``[B, *event]`` (the source does not depend on z's value)."""
 
     @abstractmethod
-    def sample(self, z: Tensor, t: TimeLike, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
         """x_t ~ p_t(. | z): ``z`` [B, *event], ``t`` [B] -> [B, *event]."""
 
     def log_prob(self, x: Tensor, z: Tensor, t: TimeLike) -> Tensor:
@@ -85,13 +85,13 @@ class ConditionalGenerator(ABC):
 
     @abstractmethod
     def step(self, x: Tensor, t: TimeLike, h: float, z: Tensor,
-             generator: torch.Generator | None = None) -> Tensor:
+             rng: torch.Generator | None = None) -> Tensor:
         """One Euler step of the conditional process toward ``z`` (a model's prediction z_hat in
         posterior-mean sampling): x_t -> x_{t+h}."""
 
     @abstractmethod
     def marginal_step(self, x: Tensor, t: TimeLike, h: float, support: Tensor, weights: Tensor,
-                      generator: torch.Generator | None = None) -> Tensor:
+                      rng: torch.Generator | None = None) -> Tensor:
         """One Euler step of the marginal process L_t = E_{z ~ p(z | x)} L_t^z (GM Prop. 1).
 
         ``support`` [M, *event] are candidate data points, ``weights`` [B, M] the posterior

@@ -94,18 +94,18 @@ class ExactOracle:
     def move_fn(flow: Any) -> MoveFn:
         return flow.move
 
-    def sample_data(self, n: int, generator: torch.Generator | None = None) -> tuple[Any, Tensor]:
+    def sample_data(self, n: int, rng: torch.Generator | None = None) -> tuple[Any, Tensor]:
         """n draws z ~ data (and their indices)."""
         p = torch.ones(self.num_points, dtype=torch.float64) if self.prior is None else self.prior.double()
-        idx = torch.multinomial(p / p.sum(), n, replacement=True, generator=generator)
+        idx = torch.multinomial(p / p.sum(), n, replacement=True, generator=rng)
         if isinstance(self.support, tuple):
             return tuple(s[idx] for s in self.support), idx
         return self.support[idx], idx
 
-    def sample_marginal(self, n: int, t: TimeLike, generator: torch.Generator | None = None) -> Any:
+    def sample_marginal(self, n: int, t: TimeLike, rng: torch.Generator | None = None) -> Any:
         """x ~ p_t = E_z p_t(. | z)."""
-        z, _ = self.sample_data(n, generator)
-        return self.path.sample(z, t, generator)
+        z, _ = self.sample_data(n, rng)
+        return self.path.sample(z, t, rng)
 
 
 # --------------------------------------------------------------------------------------------------- distances

@@ -23,11 +23,11 @@ State = tuple[Tensor, ...]
 class ProductPath(ProbabilityPath):
     paths: Sequence[ProbabilityPath]
 
-    def sample_source(self, z: State, generator: torch.Generator | None = None) -> State:  # type: ignore[override]
-        return tuple(p.sample_source(zi, generator) for p, zi in zip(self.paths, z, strict=True))
+    def sample_source(self, z: State, rng: torch.Generator | None = None) -> State:  # type: ignore[override]
+        return tuple(p.sample_source(zi, rng) for p, zi in zip(self.paths, z, strict=True))
 
-    def sample(self, z: State, t: TimeLike, generator: torch.Generator | None = None) -> State:  # type: ignore[override]
-        return tuple(p.sample(zi, t, generator) for p, zi in zip(self.paths, z, strict=True))
+    def sample(self, z: State, t: TimeLike, rng: torch.Generator | None = None) -> State:  # type: ignore[override]
+        return tuple(p.sample(zi, t, rng) for p, zi in zip(self.paths, z, strict=True))
 
     def log_prob(self, x: State, z: State, t: TimeLike) -> Tensor:  # type: ignore[override]
         return sum(p.log_prob(xi, zi, t) for p, xi, zi in zip(self.paths, x, z, strict=True))
@@ -51,10 +51,10 @@ class ProductGenerator(ConditionalGenerator):
         return sum(c.loss(p, q) for c, p, q in zip(self.components, pred, target, strict=True))
 
     def step(self, x: State, t: TimeLike, h: float, z: State,  # type: ignore[override]
-             generator: torch.Generator | None = None) -> State:
-        return tuple(c.step(xi, t, h, zi, generator) for c, xi, zi in zip(self.components, x, z, strict=True))
+             rng: torch.Generator | None = None) -> State:
+        return tuple(c.step(xi, t, h, zi, rng) for c, xi, zi in zip(self.components, x, z, strict=True))
 
     def marginal_step(self, x: State, t: TimeLike, h: float, support: State, weights: Tensor,  # type: ignore[override]
-                      generator: torch.Generator | None = None) -> State:
-        return tuple(c.marginal_step(xi, t, h, si, weights, generator)
+                      rng: torch.Generator | None = None) -> State:
+        return tuple(c.marginal_step(xi, t, h, si, weights, rng)
                      for c, xi, si in zip(self.components, x, support, strict=True))

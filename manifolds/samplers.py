@@ -4,7 +4,7 @@
 Samplers only see callables, so the same loop serves a network (posterior-mean form: predict z, take a conditional
 step) and the exact oracle (posterior-averaged form):
 
-* ``StepFn(x, t, h, generator) -> x``: one Euler step of some generator;
+* ``StepFn(x, t, h, rng) -> x``: one Euler step of some generator;
 * ``VelocityFn(x, t) -> v``: the (marginal) velocity at x, and ``MoveFn(x, v, h) -> x`` its space's update.
 """
 
@@ -30,10 +30,10 @@ def time_grid(steps: int, t_min: float = 0.0, t_max: float = 1.0) -> list[float]
     return torch.linspace(t_min, t_max, steps + 1, dtype=torch.float64).tolist()
 
 
-def euler(x: Any, grid: list[float], step: StepFn, generator: torch.Generator | None = None) -> Any:
+def euler(x: Any, grid: list[float], step: StepFn, rng: torch.Generator | None = None) -> Any:
     """X_{t+h} = one Euler step of the generator from X_t, along the grid."""
     for t0, t1 in zip(grid[:-1], grid[1:]):
-        x = step(x, t0, t1 - t0, generator)
+        x = step(x, t0, t1 - t0, rng)
     return x
 
 
@@ -59,7 +59,7 @@ def heun(x: Any, grid: list[float], velocity: VelocityFn, move: MoveFn) -> Any:
 
 
 def mixed(x: Any, grid: list[float], velocity: VelocityFn, move: MoveFn, other: StepFn,
-          weights: Callable[[float], tuple[float, float]], generator: torch.Generator | None = None) -> Any:
+          weights: Callable[[float], tuple[float, float]], rng: torch.Generator | None = None) -> Any:
     """Superposition a_flow L_flow + a_other L_other: a Heun step of the flow with step a_flow h, then an Euler step
     of the other generator with step a_other h (GM Table 2 "mixed")."""
     for t0, t1 in zip(grid[:-1], grid[1:]):
@@ -68,7 +68,7 @@ def mixed(x: Any, grid: list[float], velocity: VelocityFn, move: MoveFn, other: 
         if wf > 0:
             x = heun_step(x, t0, h, lambda y, s: _scale(velocity(y, s), wf), move)
         if wo > 0:
-            x = other(x, t0, wo * h, generator)
+            x = other(x, t0, wo * h, rng)
     return x
 
 

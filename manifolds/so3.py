@@ -126,17 +126,17 @@ def geodesic(r0: Tensor, r1: Tensor, t: Tensor | float) -> Tensor:
     return r0 @ exp(t[..., None] * log_between(r0, r1))
 
 
-def random_unit_vectors(shape: tuple[int, ...], generator: torch.Generator | None = None,
+def random_unit_vectors(shape: tuple[int, ...], rng: torch.Generator | None = None,
                         dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> Tensor:
     """Uniform points on S^2, [*shape, 3]."""
-    g = torch.randn(shape + (3,), generator=generator, dtype=dtype, device=device)
+    g = torch.randn(shape + (3,), generator=rng, dtype=dtype, device=device)
     return g / g.norm(dim=-1, keepdim=True).clamp_min(1e-30)
 
 
-def uniform(shape: tuple[int, ...], generator: torch.Generator | None = None,
+def uniform(shape: tuple[int, ...], rng: torch.Generator | None = None,
             dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> Tensor:
     """Haar-uniform rotations [*shape, 3, 3] (normalised Gaussian quaternion -> matrix)."""
-    q = torch.randn(shape + (4,), generator=generator, dtype=dtype, device=device)
+    q = torch.randn(shape + (4,), generator=rng, dtype=dtype, device=device)
     return quat_to_matrix(q / q.norm(dim=-1, keepdim=True))
 
 
@@ -150,9 +150,9 @@ def quat_to_matrix(q: Tensor) -> Tensor:
     ], dim=-1).reshape(q.shape[:-1] + (3, 3))
 
 
-def rotations_at_angle(center: Tensor, omega: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def rotations_at_angle(center: Tensor, omega: Tensor, rng: torch.Generator | None = None) -> Tensor:
     """center Exp(omega * n) with n uniform on S^2: [..., 3, 3] (an isotropic draw given the angle)."""
-    n = random_unit_vectors(tuple(omega.shape), generator=generator, dtype=center.dtype, device=center.device)
+    n = random_unit_vectors(tuple(omega.shape), rng=rng, dtype=center.dtype, device=center.device)
     return center @ exp(omega[..., None] * n)
 
 
@@ -180,7 +180,7 @@ def igso3_angle_density(omega: Tensor, sigma: float, l_max: int = 1000) -> Tenso
     return igso3_expansion(omega, sigma, l_max) * (1.0 - torch.cos(omega)) / math.pi
 
 
-def sample_igso3(center: Tensor, sigma: float, generator: torch.Generator | None = None,
+def sample_igso3(center: Tensor, sigma: float, rng: torch.Generator | None = None,
                  num_omega: int = 4096, l_max: int = 1000) -> Tensor:
     """R ~ IGSO(3)(center, sigma): angle by inverse CDF on a fine grid (trapezoid CDF, linear
     interpolation; grid w = pi u^3 like MultiFlow, 4096 points), axis uniform. ``center`` [..., 3, 3]."""
@@ -189,9 +189,9 @@ def sample_igso3(center: Tensor, sigma: float, generator: torch.Generator | None
     cdf = torch.cat([torch.zeros(1, dtype=torch.float64),
                      torch.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * (grid[1:] - grid[:-1]), 0)])
     cdf = cdf / cdf[-1]
-    u = torch.rand(center.shape[:-2], generator=generator, dtype=torch.float64)
+    u = torch.rand(center.shape[:-2], generator=rng, dtype=torch.float64)
     idx = torch.searchsorted(cdf, u).clamp(1, num_omega)
     c0, c1 = cdf[idx - 1], cdf[idx]
     w = ((u - c0) / (c1 - c0).clamp_min(1e-300)).clamp(0, 1)
     omega = (grid[idx - 1] + w * (grid[idx] - grid[idx - 1])).to(device=center.device, dtype=center.dtype)
-    return rotations_at_angle(center, omega, generator=generator)
+    return rotations_at_angle(center, omega, rng=rng)

@@ -56,15 +56,15 @@ class Superposition(ConditionalGenerator):
         return sum(c.loss(p, q) for c, p, q in zip(self.components, pred, target, strict=True))
 
     def step(self, x: Tensor, t: TimeLike, h: float, z: Tensor,
-             generator: torch.Generator | None = None) -> Tensor:
+             rng: torch.Generator | None = None) -> Tensor:
         for c, w in zip(self.components, self._w(t), strict=True):
             if w > 0:
-                x = c.step(x, t, w * h, z, generator)
+                x = c.step(x, t, w * h, z, rng)
         return x
 
     def marginal_step(self, x: Tensor, t: TimeLike, h: float, support: Tensor, weights: Tensor,
-                      generator: torch.Generator | None = None) -> Tensor:
+                      rng: torch.Generator | None = None) -> Tensor:
         for c, w in zip(self.components, self._w(t), strict=True):
             if w > 0:
-                x = c.marginal_step(x, t, w * h, support, weights, generator)
+                x = c.marginal_step(x, t, w * h, support, weights, rng)
         return x

@@ -33,7 +33,7 @@ def quadratic_normal_mass(c0: Tensor, c1: Tensor, c2: Tensor, lo: Tensor, u: Ten
 
 
 def sample_quadratic_normal(c0: Tensor, c1: Tensor, c2: Tensor, lo: Tensor, hi: Tensor,
-                            generator: torch.Generator | None = None, iters: int = 60) -> Tensor:
+                            rng: torch.Generator | None = None, iters: int = 60) -> Tensor:
     """Draw u with density proportional to phi(u) (c0 + c1 u + c2 u^2) on [lo, hi] (the quadratic must be >= 0 there).
 
     All arguments broadcast to one shape; float64 recommended. Bisection on the closed-form CDF:
@@ -41,7 +41,7 @@ def sample_quadratic_normal(c0: Tensor, c1: Tensor, c2: Tensor, lo: Tensor, hi: 
     """
     c0, c1, c2, lo, hi = torch.broadcast_tensors(c0, c1, c2, lo, hi)
     total = quadratic_normal_mass(c0, c1, c2, lo, hi)
-    target = torch.rand(c0.shape, generator=generator, dtype=c0.dtype, device=c0.device) * total
+    target = torch.rand(c0.shape, generator=rng, dtype=c0.dtype, device=c0.device) * total
     a, b = lo.clone(), hi.clone()
     for _ in range(iters):
         mid = 0.5 * (a + b)

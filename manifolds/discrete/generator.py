@@ -28,7 +28,7 @@ def support_posterior(support: Tensor, weights: Tensor, vocab_size: int) -> Tens
     return torch.einsum("bm,m...->b...", weights, onehot)
 
 
-def jump_step(x: Tensor, rates: Tensor, h: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
+def jump_step(x: Tensor, rates: Tensor, h: float | Tensor, rng: torch.Generator | None = None) -> Tensor:
     """The always-valid exponential step of KO appendix A (Algorithm 1) for any step size h.
 
     ``rates`` ``[B, *event, K]`` = u(., x^i) per position. Stay with probability exp(-h lambda),
@@ -38,8 +38,8 @@ def jump_step(x: Tensor, rates: Tensor, h: float | Tensor, generator: torch.Gene
     lam = off.sum(-1)
     h = torch.as_tensor(h, dtype=lam.dtype, device=lam.device)
     h = h.reshape(h.shape + (1,) * (lam.ndim - h.ndim))
-    jump = torch.rand(lam.shape, dtype=lam.dtype, device=x.device, generator=generator) < -torch.expm1(-h * lam)
-    return torch.where(jump, categorical(off, generator), x)
+    jump = torch.rand(lam.shape, dtype=lam.dtype, device=x.device, generator=rng) < -torch.expm1(-h * lam)
+    return torch.where(jump, categorical(off, rng), x)
 
 
 def jump_probs(x: Tensor, rates: Tensor, h: float | Tensor) -> Tensor:
@@ -145,13 +145,13 @@ class DiscreteGenerator(ConditionalGenerator):
         return -(target * torch.log_softmax(pred, -1)).flatten(1).sum(1)
 
     def step(self, x: Tensor, t: TimeLike, h: float, z: Tensor,
-             generator: torch.Generator | None = None) -> Tensor:
+             rng: torch.Generator | None = None) -> Tensor:
         """Exponential step (KO Algorithm 1) of the conditional CTMC toward ``z``: x_t -> x_{t+h}."""
         if self.closed_mixture:
-            return self._mixture_step(x, as_time(t, x.shape[0], torch.empty(())), h, z, generator)
-        return jump_step(x, self.rates(x, z, t), h, generator)
+            return self._mixture_step(x, as_time(t, x.shape[0], torch.empty(())), h, z, rng)
+        return jump_step(x, self.rates(x, z, t), h, rng)
 
-    def _mixture_step(self, x: Tensor, t: Tensor, h: float, z: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _mixture_step(self, x: Tensor, t: Tensor, h: float, z: Tensor, rng: torch.Generator | None) -> Tensor:
         """Algorithm 1 on a mixture path in O(1) per position (no K-sized tensors).
 
         Without corrector (KO eq. 75): jump to x1 = z at rate lambda = kappa' / (1 - kappa). With corrector weight c
@@ -162,7 +162,7 @@ class DiscreteGenerator(ConditionalGenerator):
         path = self.path
         assert isinstance(path, MixturePath)
         lam = torch.broadcast_to(path.jump_rate(z, t), x.shape)
-        u = torch.rand(x.shape, dtype=lam.dtype, device=x.device, generator=generator)
+        u = torch.rand(x.shape, dtype=lam.dtype, device=x.device, generator=rng)
         if self.fast_mixture:
             return torch.where((z != x) & (u < -torch.expm1(-h * lam)), z, x)
         c = torch.broadcast_to(torch.as_tensor(self._corrector(x, t), dtype=lam.dtype, device=x.device), x.shape)
@@ -179,14 +179,14 @@ class DiscreteGenerator(ConditionalGenerator):
             renoise = torch.full_like(x, path.source_token)
         else:  # y ~ p0 restricted to y != x1, by inverse CDF with x1's mass cut out
             cdf = src.cumsum(0)
-            r = torch.rand(x.shape, dtype=lam.dtype, device=x.device, generator=generator) * (1 - p0_x1)
+            r = torch.rand(x.shape, dtype=lam.dtype, device=x.device, generator=rng) * (1 - p0_x1)
             r = torch.where(r >= cdf[z] - p0_x1, r + p0_x1, r)
             renoise = torch.searchsorted(cdf, r, right=True).clamp_max(self.vocab_size - 1)
         return torch.where(jump, torch.where(at_x1, renoise, z), x)
 
     def marginal_step(self, x: Tensor, t: TimeLike, h: float, support: Tensor, weights: Tensor,
-                      generator: torch.Generator | None = None) -> Tensor:
+                      rng: torch.Generator | None = None) -> Tensor:
         """Posterior-sampling step (KO section 3, eq. 13): draw x1^i from the factorised posterior of the
         weighted ``support``, then take the conditional step."""
-        z = categorical(support_posterior(support, weights, self.vocab_size), generator)
-        return self.step(x, t, h, z, generator)
+        z = categorical(support_posterior(support, weights, self.vocab_size), rng)
+        return self.step(x, t, h, z, rng)

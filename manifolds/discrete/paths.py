@@ -16,24 +16,24 @@ from manifolds.base import ProbabilityPath, TimeLike, as_time, expand_time
 from manifolds.discrete.schedulers import BetaScheduler, MixtureScheduler
 
 
-def categorical(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def categorical(probs: Tensor, rng: torch.Generator | None = None) -> Tensor:
     """Draw one index per row of ``probs`` ``[..., K]`` (unnormalised, non-negative) by inverse CDF.
 
     One uniform per row and a binary search: several times faster on CPU than torch.multinomial.
     """
     cdf = probs.cumsum(-1)  # [..., K]
-    u = torch.rand(probs.shape[:-1] + (1,), dtype=cdf.dtype, device=cdf.device, generator=generator)
+    u = torch.rand(probs.shape[:-1] + (1,), dtype=cdf.dtype, device=cdf.device, generator=rng)
     idx = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)
     return idx.squeeze(-1).clamp_max(probs.shape[-1] - 1)
 
 
-def categorical_logits(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def categorical_logits(logits: Tensor, rng: torch.Generator | None = None) -> Tensor:
     """Draw from softmax(``logits``) ``[..., K]`` without normalising (exp of shifted logits, inverse CDF;
     half-precision logits are promoted to float32 so that the CDF stays exact enough)."""
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     w = (logits - logits.amax(-1, keepdim=True)).exp_()
-    return categorical(w, generator)
+    return categorical(w, rng)
 
 
 class DiscretePath(ProbabilityPath):
@@ -63,8 +63,8 @@ class DiscretePath(ProbabilityPath):
         """(p_t, d/dt p_t, d/dt log p_t) per position, each ``[B, *event, K]``, in one pass."""
         return self.probs(z, t), self.dt_probs(z, t), self.dt_log_probs(z, t)
 
-    def sample(self, z: Tensor, t: TimeLike, generator: torch.Generator | None = None) -> Tensor:
-        return categorical(self.probs(z, t), generator)
+    def sample(self, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
+        return categorical(self.probs(z, t), rng)
 
     def log_prob(self, x: Tensor, z: Tensor, t: TimeLike) -> Tensor:
         """log p_t(x | z) = sum_i log p_t(x^i | z^i), ``[B]``."""
@@ -134,16 +134,16 @@ class MixturePath(DiscretePath):
         dlogp = torch.where(p > 0, dp / p.clamp_min(torch.finfo(p.dtype).tiny), torch.full_like(p, float("nan")))
         return p, dp, dlogp
 
-    def sample_source(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample_source(self, z: Tensor, rng: torch.Generator | None = None) -> Tensor:
         if self.source_token is not None:  # mask source: deterministic, consumes no random numbers
             return torch.full_like(z, self.source_token)
-        idx = torch.multinomial(self.source.to(z.device), z.numel(), replacement=True, generator=generator)
+        idx = torch.multinomial(self.source.to(z.device), z.numel(), replacement=True, generator=rng)
         return idx.reshape(z.shape)
 
-    def sample(self, z: Tensor, t: TimeLike, generator: torch.Generator | None = None) -> Tensor:
-        x0 = self.sample_source(z, generator)
+    def sample(self, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
+        x0 = self.sample_source(z, rng)
         k, _ = self.kappa(z, t)
-        u = torch.rand(z.shape, device=z.device, generator=generator)
+        u = torch.rand(z.shape, device=z.device, generator=rng)
         return torch.where(u < 1 - k, x0, z)
 
 
@@ -196,5 +196,5 @@ class MetricPath(DiscretePath):
         dlogp = torch.where(done, torch.zeros_like(dlogp), dlogp)
         return p, p * dlogp, dlogp
 
-    def sample_source(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return torch.randint(0, self.vocab_size, z.shape, device=z.device, generator=generator)
+    def sample_source(self, z: Tensor, rng: torch.Generator | None = None) -> Tensor:
+        return torch.randint(0, self.vocab_size, z.shape, device=z.device, generator=rng)

@@ -47,23 +47,23 @@ class PureDiffusionGenerator(ConditionalGenerator):
     def loss(self, pred: Tensor, target: Tensor) -> Tensor:
         return mse(pred, target)
 
-    def diffuse(self, x: Tensor, sigma2: Tensor, h: float, generator: torch.Generator | None = None) -> Tensor:
+    def diffuse(self, x: Tensor, sigma2: Tensor, h: float, rng: torch.Generator | None = None) -> Tensor:
         """Euler-Maruyama step x + sqrt(h sigma^2) eps, reflected into [a1, a2]."""
-        eps = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        eps = torch.randn(x.shape, generator=rng, dtype=x.dtype, device=x.device)
         return self.path.reflect(x + torch.sqrt(h * sigma2.clamp_min(0.0)) * eps)
 
     def step(self, x: Tensor, t: TimeLike, h: float, z: Tensor,
-             generator: torch.Generator | None = None) -> Tensor:
+             rng: torch.Generator | None = None) -> Tensor:
         """Euler-Maruyama step; z is absorbing (sigma^2(z | z) = 0 and sigma^2 ~ |x - z| nearby, so the continuous
         process sticks once it reaches z): a step that crosses z ends at z."""
-        y = self.diffuse(x, self.target(x, z, t), h, generator)
+        y = self.diffuse(x, self.target(x, z, t), h, rng)
         crossed = (x - z) * (y - z) <= 0
         return torch.where(crossed, z, y)
 
     def marginal_step(self, x: Tensor, t: TimeLike, h: float, support: Tensor, weights: Tensor,
-                      generator: torch.Generator | None = None) -> Tensor:
+                      rng: torch.Generator | None = None) -> Tensor:
         """Posterior-averaged sigma^2 (GM Prop. 1). For x off the data atoms the posterior of the mixture path is the
         data prior; a finite data set puts atoms that a diffusion cannot hit, so the exact oracle for this generator
         uses a continuous data density instead (:func:`manifolds.oracle.tent_mixture_sigma2`)."""
         xe, ze, te = expand_pairs(x, support, t)
-        return self.diffuse(x, posterior_average(self.target(xe, ze, te), weights), h, generator)
+        return self.diffuse(x, posterior_average(self.target(xe, ze, te), weights), h, rng)

@@ -43,9 +43,9 @@ class FlowGenerator(ConditionalGenerator):
         return self.path.space.exp_step(x, v, h)
 
     def step(self, x: Tensor, t: TimeLike, h: float, z: Tensor,
-             generator: torch.Generator | None = None) -> Tensor:
+             rng: torch.Generator | None = None) -> Tensor:
         return self.move(x, self.velocity(x, t, z), h)
 
     def marginal_step(self, x: Tensor, t: TimeLike, h: float, support: Tensor, weights: Tensor,
-                      generator: torch.Generator | None = None) -> Tensor:
+                      rng: torch.Generator | None = None) -> Tensor:
         return self.move(x, self.marginal_velocity(x, t, support, weights), h)

@@ -46,25 +46,25 @@ class DensityJumpGenerator(ConditionalGenerator):
         return jump_rate_bregman(pred, target)
 
     def _jump(self, x: Tensor, rate: Tensor, h: float, z_target: Tensor, t: TimeLike,
-              generator: torch.Generator | None) -> Tensor:
+              rng: torch.Generator | None) -> Tensor:
         """Elements jump with probability 1 - exp(-h rate); only the jumpers draw a target (one batched call)."""
-        u = torch.rand(rate.shape, generator=generator, dtype=rate.dtype, device=rate.device)
+        u = torch.rand(rate.shape, generator=rng, dtype=rate.dtype, device=rate.device)
         jumps = u < -torch.expm1(-h * rate)  # [B, *elems]
         if not bool(jumps.any()):
             return x
         t_el = as_time(t, x.shape[0], x).reshape((-1,) + (1,) * (jumps.ndim - 1)).expand(jumps.shape)
         z_j = z_target.reshape(jumps.shape + z_target.shape[jumps.ndim:])[jumps]  # [n, *element_shape]
-        y = self.path.sample_jump_target(z_j.unsqueeze(1), t_el[jumps], generator=generator).squeeze(1)
+        y = self.path.sample_jump_target(z_j.unsqueeze(1), t_el[jumps], rng=rng).squeeze(1)
         out = x.clone()
         out[jumps] = y.to(out.dtype)
         return out
 
     def step(self, x: Tensor, t: TimeLike, h: float, z: Tensor,
-             generator: torch.Generator | None = None) -> Tensor:
-        return self._jump(x, self.path.jump_intensity(x, z, t), h, z, t, generator)
+             rng: torch.Generator | None = None) -> Tensor:
+        return self._jump(x, self.path.jump_intensity(x, z, t), h, z, t, rng)
 
     def marginal_step(self, x: Tensor, t: TimeLike, h: float, support: Tensor, weights: Tensor,
-                      generator: torch.Generator | None = None) -> Tensor:
+                      rng: torch.Generator | None = None) -> Tensor:
         """Mixture of jump kernels: element e jumps with total rate sum_m w_m lambda(x_e | z_m), to J(. | z_m) with m
         drawn proportionally to w_m lambda(x_e | z_m)."""
         b, m = weights.shape
@@ -74,10 +74,10 @@ class DensityJumpGenerator(ConditionalGenerator):
         rates = weights.to(lam.dtype)[..., None] * lam
         total = rates.sum(1)  # [B, E]
         cum = rates.cumsum(1)
-        u = torch.rand(total.shape, generator=generator, dtype=total.dtype, device=total.device) * total
+        u = torch.rand(total.shape, generator=rng, dtype=total.dtype, device=total.device) * total
         idx = (cum < u[:, None]).sum(1).clamp_max(m - 1)  # [B, E]
         e = total.shape[1]
         sup = support.reshape((m, e) + tuple(support.shape[1 + len(elems):]))
         z_sel = sup[idx, torch.arange(e, device=idx.device)[None, :]]  # [B, E, *element_shape]
         z_sel = z_sel.reshape(x.shape)
-        return self._jump(x, total.reshape((b,) + elems), h, z_sel, as_time(t, b, x), generator)
+        return self._jump(x, total.reshape((b,) + elems), h, z_sel, as_time(t, b, x), rng)

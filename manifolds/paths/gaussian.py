@@ -55,12 +55,12 @@ class AffineGaussianPath(ProbabilityPath):
         t = expand_time(as_time(t, x.shape[0], x), x)
         return self.scheduler(t)
 
-    def sample_source(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.noise_scale * torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
+    def sample_source(self, z: Tensor, rng: torch.Generator | None = None) -> Tensor:
+        return self.noise_scale * torch.randn(z.shape, generator=rng, dtype=z.dtype, device=z.device)
 
-    def sample(self, z: Tensor, t: TimeLike, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
         a, s, _, _ = self._coeffs(t, z)
-        return s * self.sample_source(z, generator) + a * z
+        return s * self.sample_source(z, rng) + a * z
 
     def standardise(self, x: Tensor, z: Tensor, t: TimeLike) -> Tensor:
         """u = (x - alpha_t z) / (s sigma_t), [B, *event]."""
@@ -106,14 +106,14 @@ class AffineGaussianPath(ProbabilityPath):
         q = (r + b * u - r * u * u).clamp_min(0.0)
         return q * torch.exp(-0.5 * u * u) / math.sqrt(2 * math.pi) / mass / (self.noise_scale * s)
 
-    def sample_jump_target(self, z: Tensor, t: TimeLike, generator: torch.Generator | None = None) -> Tensor:
+    def sample_jump_target(self, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
         """y ~ J_t(. | z) independently per coordinate (exact), [B, *event]."""
         a, s, da, ds = self._coeffs(t, z)
         if bool((ds >= 0).any()):
             raise ValueError("the jump solution needs sigma'_t < 0 (noise decreasing in t)")
         r, b = -ds, da * z / self.noise_scale
         lo, hi = _roots(r, b)
-        u = sample_quadratic_normal(r.expand_as(z), b, -r.expand_as(z), lo, hi, generator=generator)
+        u = sample_quadratic_normal(r.expand_as(z), b, -r.expand_as(z), lo, hi, rng=rng)
         return a * z + self.noise_scale * s * u
 
 

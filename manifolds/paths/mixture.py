@@ -28,14 +28,14 @@ class UniformMixturePath(ProbabilityPath):
         """kappa_t = t, kappa'_t = 1."""
         return t, torch.ones_like(t)
 
-    def sample_source(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        u = torch.rand(z.shape, generator=generator, dtype=z.dtype, device=z.device)
+    def sample_source(self, z: Tensor, rng: torch.Generator | None = None) -> Tensor:
+        u = torch.rand(z.shape, generator=rng, dtype=z.dtype, device=z.device)
         return self.low + (self.high - self.low) * u
 
-    def sample(self, z: Tensor, t: TimeLike, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
         k, _ = self.kappa(expand_time(as_time(t, z.shape[0], z), z))
-        x0 = self.sample_source(z, generator)
-        keep = torch.rand(z.shape, generator=generator, dtype=z.dtype, device=z.device) < k
+        x0 = self.sample_source(z, rng)
+        keep = torch.rand(z.shape, generator=rng, dtype=z.dtype, device=z.device) < k
         return torch.where(keep, z, x0)
 
     def reflect(self, x: Tensor) -> Tensor:

@@ -57,12 +57,12 @@ class GeodesicSO3Path(ProbabilityPath):
         t = as_time(t, x.shape[0], x)
         return t.reshape(t.shape + (1,) * (x.ndim - 3))  # [B, 1, ...] against elems
 
-    def sample_source(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return so3.uniform(tuple(z.shape[:-2]), generator=generator, dtype=z.dtype, device=z.device)
+    def sample_source(self, z: Tensor, rng: torch.Generator | None = None) -> Tensor:
+        return so3.uniform(tuple(z.shape[:-2]), rng=rng, dtype=z.dtype, device=z.device)
 
-    def sample(self, z: Tensor, t: TimeLike, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
         k, _ = self.rate(self._t(t, z))
-        return so3.geodesic(self.sample_source(z, generator), z, k)
+        return so3.geodesic(self.sample_source(z, rng), z, k)
 
     def element_log_prob(self, x: Tensor, z: Tensor, t: TimeLike) -> Tensor:
         """log p_t(x | z) w.r.t. normalised Haar measure per rotation, [B, *elems] (-inf off the support)."""

@@ -92,9 +92,9 @@ class VMFSO3Path(ProbabilityPath):
         c = 1.0 - s
         return one_plus_a(k) - s - 2.0 * c / (torch.exp(2.0 * k * c) + 1.0)
 
-    def sample_source(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample_source(self, z: Tensor, rng: torch.Generator | None = None) -> Tensor:
         """p_0 = vMF(k_min = 0.01) around z: nearly, not exactly, Haar."""
-        return self.sample(z, 0.0, generator)
+        return self.sample(z, 0.0, rng)
 
     def element_log_prob_s(self, s: Tensor, k: Tensor) -> Tensor:
         """log p_t as a function of s: log C + k c + log(1 + e^{-2 k c}) + log 2 - log 2 (S^3 area measure)."""
@@ -143,7 +143,7 @@ class VMFSO3Path(ProbabilityPath):
             hi = torch.where(pos, hi, mid)
         return 0.5 * (lo + hi)
 
-    def _sample_s(self, k: Tensor, generator: torch.Generator | None, density: str) -> Tensor:
+    def _sample_s(self, k: Tensor, rng: torch.Generator | None, density: str) -> Tensor:
         """Batched rejection sampling of s for the path ("path") or the jump target ("jump")."""
         out = torch.empty_like(k)
         pending = torch.ones_like(k, dtype=torch.bool)
@@ -151,8 +151,8 @@ class VMFSO3Path(ProbabilityPath):
         while bool(pending.any()):
             kp = k[pending]
             n = kp.shape[0]
-            u1 = torch.rand(n, generator=generator, dtype=k.dtype, device=k.device)
-            u2 = torch.rand(n, generator=generator, dtype=k.dtype, device=k.device)
+            u1 = torch.rand(n, generator=rng, dtype=k.dtype, device=k.device)
+            u2 = torch.rand(n, generator=rng, dtype=k.dtype, device=k.device)
             if density == "jump":
                 sp = s_star[pending]
                 s = sp * u1 ** (2.0 / 3.0)
@@ -161,11 +161,11 @@ class VMFSO3Path(ProbabilityPath):
             else:
                 # p_t in s: sqrt(s (2 - s)) cosh(k (1 - s)). Small k: Haar proposal, accept cosh(k c)/cosh(k).
                 # Large k: s ~ Gamma(3/2, rate k) = chi^2_3 / (2k), accept sqrt((2-s)/2) (1 + e^{-2k(1-s)}) / 2 on s <= 1.
-                g = torch.randn(n, 3, generator=generator, dtype=k.dtype, device=k.device)
+                g = torch.randn(n, 3, generator=rng, dtype=k.dtype, device=k.device)
                 big = kp > 1.0
                 s_gamma = (g * g).sum(-1) / (2.0 * kp)
                 # Haar: s = 1 - |w| with w the first coordinate of a uniform point on S^3
-                q = torch.randn(n, 4, generator=generator, dtype=k.dtype, device=k.device)
+                q = torch.randn(n, 4, generator=rng, dtype=k.dtype, device=k.device)
                 s_haar = 1.0 - (q[:, 0].abs() / q.norm(dim=-1))
                 s = torch.where(big, s_gamma, s_haar)
                 sc = s.clamp(0.0, 1.0)
@@ -181,20 +181,20 @@ class VMFSO3Path(ProbabilityPath):
         return out
 
     @staticmethod
-    def _rotate_by_s(z: Tensor, s: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _rotate_by_s(z: Tensor, s: Tensor, rng: torch.Generator | None) -> Tensor:
         w = 4.0 * torch.asin(torch.sqrt((s / 2.0).clamp(0.0, 1.0)))  # rotation angle in [0, pi]
-        return so3.rotations_at_angle(z, w, generator=generator)
+        return so3.rotations_at_angle(z, w, rng=rng)
 
-    def sample(self, z: Tensor, t: TimeLike, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
         k, _ = self._k(t, z)
         k = k.expand(z.shape[:-2]).contiguous()
-        return self._rotate_by_s(z, self._sample_s(k, generator, "path"), generator)
+        return self._rotate_by_s(z, self._sample_s(k, rng, "path"), rng)
 
-    def sample_jump_target(self, z: Tensor, t: TimeLike, generator: torch.Generator | None = None) -> Tensor:
+    def sample_jump_target(self, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
         """y ~ J_t(. | z), exact and batched: angle by rejection from its 1-D density, axis uniform."""
         k, _ = self._k(t, z)
         k = k.expand(z.shape[:-2]).contiguous()
-        return self._rotate_by_s(z, self._sample_s(k, generator, "jump"), generator)
+        return self._rotate_by_s(z, self._sample_s(k, rng, "jump"), rng)
 
     # --- flow solution ----------------------------------------------------------------------------
     def _log_f_ratio(self, k: Tensor, s_num: Tensor, s_den: Tensor) -> Tensor:

@@ -78,7 +78,7 @@ def test_time_grid_and_validation():
 def test_heun_is_second_order_on_so3():
     """A time-dependent body-frame field on SO(3): Euler's error ratio is ~2 per halving, Heun's ~4."""
     space = SO3()
-    r0 = so3.uniform((8,), generator=torch.Generator().manual_seed(3))
+    r0 = so3.uniform((8,), rng=torch.Generator().manual_seed(3))
     a, b = torch.tensor([0.3, -1.0, 0.5]), torch.tensor([1.0, 0.4, -0.2])
 
     def velocity(x, t):

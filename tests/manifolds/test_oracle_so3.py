@@ -25,7 +25,7 @@ PRIOR = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
 
 
 def _data() -> torch.Tensor:
-    return so3.uniform((4,), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return so3.uniform((4,), rng=torch.Generator().manual_seed(0), dtype=torch.float64)
 
 
 def _freq_err(x: torch.Tensor, data: torch.Tensor) -> float:

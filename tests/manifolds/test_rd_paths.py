@@ -64,7 +64,7 @@ def test_jump_target_sampler_is_exact(t, zval):
     g = torch.Generator().manual_seed(2)
     path = AffineGaussianPath()
     z = torch.full((n, 1), zval)
-    y = path.sample_jump_target(z, t, generator=g)
+    y = path.sample_jump_target(z, t, rng=g)
     grid = torch.linspace(zval * t - 8, zval * t + 8, 100001)[:, None]
     dens = path.jump_density(grid, torch.full_like(grid, zval), t)[:, 0]
     crit = KS_CRIT_1PCT / math.sqrt(n)
@@ -80,7 +80,7 @@ def test_quadratic_normal_sampler():
     disc = math.sqrt(0.25 + 4)
     lo, hi = torch.tensor((-0.5 - disc) / -2), torch.tensor((-0.5 + disc) / -2)
     lo, hi = torch.minimum(lo, hi), torch.maximum(lo, hi)
-    u = sample_quadratic_normal(c0.expand(n), c1, c2, lo, hi, generator=g)
+    u = sample_quadratic_normal(c0.expand(n), c1, c2, lo, hi, rng=g)
     assert float(u.min()) >= float(lo) and float(u.max()) <= float(hi)
     grid = torch.linspace(float(lo), float(hi), 20001)
     dens = torch.exp(-grid ** 2 / 2) * (c0 + c1 * grid + c2 * grid ** 2)

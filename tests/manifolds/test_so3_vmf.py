@@ -109,14 +109,14 @@ def test_exact_samplers_follow_their_angle_laws(t):
     KS at the 1 % level; kappa spans 0.01 .. 1.6e8 here. A sampler with the wrong kappa fails the same test."""
     n = 4000
     g = torch.Generator().manual_seed(int(t * 100) + 3)
-    z = so3.uniform((n,), generator=g)
+    z = so3.uniform((n,), rng=g)
     k = float(PATH.schedule(torch.tensor(t))[0])
     crit = KS_CRIT_1PCT / math.sqrt(n)
 
     def path_density(s, kk=k):
         return torch.sqrt(s * (2 - s)) * torch.exp(-kk * s) * (1 + torch.exp(-2 * kk * (1 - s)))
     hi = min(1.0, 80.0 / k)
-    x = PATH.sample(z, t, generator=g)
+    x = PATH.sample(z, t, rng=g)
     s = PATH.half_gap(x, z)
     assert _ks(s, _angle_cdf(path_density, 0.0, hi)) < crit
     assert _ks(s, _angle_cdf(lambda q: path_density(q, 1.5 * k + 1.0), 0.0, hi)) > crit  # wrong kappa is caught
@@ -126,7 +126,7 @@ def test_exact_samplers_follow_their_angle_laws(t):
 
     def jump_density(s, kk=kt):
         return torch.sqrt(s * (2 - s)) * torch.exp(-kk * s) * PATH._b(kk, s).clamp_min(0)
-    y = PATH.sample_jump_target(z, t, generator=g)
+    y = PATH.sample_jump_target(z, t, rng=g)
     sj = PATH.half_gap(y, z)
     assert float(sj.max()) <= s_star * (1 + 1e-9)
     assert _ks(sj, _angle_cdf(jump_density, 0.0, s_star)) < crit
@@ -181,8 +181,8 @@ def test_radial_flow_solves_the_angle_continuity_equation():
 
 def test_radial_flow_velocity_points_along_the_geodesic():
     g = torch.Generator().manual_seed(9)
-    z = so3.uniform((32,), generator=g)
-    x = so3.uniform((32,), generator=g)
+    z = so3.uniform((32,), rng=g)
+    x = so3.uniform((32,), rng=g)
     u = PATH.velocity(x, z, 0.2)
     axis = so3.log_between(z, x)
     cross = torch.linalg.cross(u, axis).norm(dim=-1)
