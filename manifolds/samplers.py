@@ -24,7 +24,9 @@ MoveFn = Callable[[Any, Any, float], Any]
 
 
 def time_grid(steps: int, t_min: float = 0.0, t_max: float = 1.0) -> list[float]:
-    """``steps + 1`` uniform times from t_min to t_max (MultiFlow: linspace(0.01, 1, T))."""
+    """``steps + 1`` uniform times t_k = t_min + k (t_max - t_min) / steps, k = 0..steps (MultiFlow:
+    linspace(0.01, 1, T)); computed in float64 so that the last one is exactly t_max. The one time grid of every
+    sampler (continuous ones here, the CTMC sampler :func:`manifolds.discrete.sample`)."""
     if steps < 1 or not (0.0 <= t_min < t_max <= 1.0):
         raise ValueError(f"need steps >= 1 and 0 <= t_min < t_max <= 1, got {steps}, {t_min}, {t_max}")
     return torch.linspace(t_min, t_max, steps + 1, dtype=torch.float64).tolist()

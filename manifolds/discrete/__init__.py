@@ -10,7 +10,7 @@ from manifolds.discrete.generator import DiscreteGenerator, jump_probs, jump_ste
 from manifolds.discrete.losses import (cross_entropy, general_elbo, general_elbo_integrand, mixture_elbo,
                                        mixture_elbo_integrand)
 from manifolds.discrete.paths import DiscretePath, MetricPath, MixturePath, categorical, categorical_logits
-from manifolds.discrete.sampler import sample, uniform_grid
+from manifolds.discrete.sampler import sample
 from manifolds.discrete.schedulers import (BetaScheduler, KineticOptimalScheduler, LinearScheduler,
                                            MixtureScheduler, PolynomialScheduler, RatioPowerBeta, SchedulerValues,
                                            matching_time)
@@ -27,5 +27,5 @@ __all__ = [
     "divergence", "general_elbo", "general_elbo_integrand", "jump_probs", "jump_step", "kinetic_optimal_flux",
     "kinetic_optimal_velocity", "mask_source", "matching_time", "mixture_elbo", "mixture_elbo_integrand",
     "mixture_marginal_velocity", "mixture_velocity_column", "power_weights", "sample", "support_posterior",
-    "token_statistics", "uniform_grid", "uniform_source", "velocity_column", "velocity_from_flux",
+    "token_statistics", "uniform_source", "velocity_column", "velocity_from_flux",
 ]

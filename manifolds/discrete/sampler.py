@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from manifolds.discrete.generator import DiscreteGenerator, jump_step
 from manifolds.discrete.paths import categorical_logits
+from manifolds.samplers import time_grid as uniform_time_grid
 
 PosteriorFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -25,16 +26,9 @@ def _ends_at_one(t_next: float) -> bool:
     return math.isclose(t_next, 1.0, rel_tol=0.0, abs_tol=1e-9) or t_next > 1.0
 
 
-def uniform_grid(n_steps: int, t0: float = 0.0, t1: float = 1.0) -> Tensor:
-    """``n_steps + 1`` equally spaced times from t0 to t1 (float64 so that the last one is exactly t1)."""
-    if n_steps < 1:
-        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-    return torch.linspace(t0, t1, n_steps + 1, dtype=torch.float64)
-
-
 @torch.no_grad()
 def sample(generator: DiscreteGenerator, posterior: PosteriorFn, x_init: Tensor,
-           time_grid: Tensor | int = 100, *, temperature: float = 1.0, fixed: Tensor | None = None,
+           time_grid: Sequence[float] | Tensor | int = 100, *, temperature: float = 1.0, fixed: Tensor | None = None,
            method: Literal["posterior", "marginal"] = "posterior", rng: torch.Generator | None = None,
            progress: bool = False) -> Tensor:
     """Simulate X_t from ``time_grid[0]`` to ``time_grid[-1]`` and return the final state ``[B, *event]``.
@@ -47,10 +41,11 @@ def sample(generator: DiscreteGenerator, posterior: PosteriorFn, x_init: Tensor,
       transition of the conditional process, whatever h.
     * ``fixed`` ``[B, *event]`` bool: positions that keep their ``x_init`` value (conditioning, padding).
 
-    ``time_grid`` is an increasing tensor of times or a number of uniform steps on [0, 1].
+    ``time_grid`` is an increasing sequence (or tensor) of times, e.g. :func:`manifolds.samplers.time_grid`, or a
+    number of uniform steps on [0, 1].
     """
     if isinstance(time_grid, int):
-        time_grid = uniform_grid(time_grid)
+        time_grid = uniform_time_grid(time_grid)
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     if fixed is not None and fixed.shape != x_init.shape:

@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from manifolds.discrete import DiscreteGenerator, sample, uniform_grid
+from manifolds.discrete import DiscreteGenerator, sample
+from manifolds.samplers import time_grid
 from pipeline.crystal_flow import CrystalModel, load_crystal_model, make_path, model_time
 from structures.atomic import atomic_open
 from structures.crystal_tokens import DecodeFailure, decode_batch, masked_template
@@ -82,7 +83,7 @@ def sample_tokens(model: CrystalModel, num_atoms: Sequence[int] | np.ndarray, co
         # the network sees the time of its training scheduler at the sampler's noise level (KO E.1)
         return model.posterior(x, model_time(t, model.scheduler, scheduler), atom_mask).float()
 
-    return sample(generator, posterior, x0, uniform_grid(config.steps), temperature=config.temperature,
+    return sample(generator, posterior, x0, time_grid(config.steps), temperature=config.temperature,
                   fixed=~template.token_mask.to(device), rng=rng, progress=progress)
 
 

@@ -67,10 +67,12 @@ def test_generator_losses_and_targets():
 def test_time_grid_and_validation():
     grid = samplers.time_grid(99, 0.01, 1.0)
     assert len(grid) == 100 and grid[0] == 0.01 and grid[-1] == 1.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="steps >= 1"):
         samplers.time_grid(0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="t_min < t_max"):
         samplers.time_grid(10, 0.5, 0.2)
+    with pytest.raises(ValueError, match="t_max <= 1"):
+        samplers.time_grid(10, 0.0, float("nan"))
     with pytest.raises(ValueError):
         constant_weights(1.0, -1.0)
 

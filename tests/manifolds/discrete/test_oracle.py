@@ -16,8 +16,9 @@ import math
 import pytest
 import torch
 
-from manifolds.discrete import DiscreteGenerator, MixturePath, PolynomialScheduler, mask_source, sample, uniform_grid
+from manifolds.discrete import DiscreteGenerator, MixturePath, PolynomialScheduler, mask_source, sample
 from manifolds.discrete.oracle import marginal_probs, posterior_logits_fn, total_variation
+from manifolds.samplers import time_grid
 from discrete_toys import D, K, MASK, make_path, toy_data
 
 N = 20000
@@ -40,10 +41,10 @@ def run_oracle(gen: DiscreteGenerator, path, method: str = "posterior", seed: in
     post = posterior_logits_fn(path, data)
     rng = torch.Generator().manual_seed(seed)
     x = path.sample_source(torch.zeros(N, D, dtype=torch.long), rng)
-    x = sample(gen, post, x, uniform_grid(steps, 0.0, 0.5), method=method, rng=rng)
+    x = sample(gen, post, x, time_grid(steps, 0.0, 0.5), method=method, rng=rng)
     p_mid = marginal_probs(path, data, 0.5)
     tv_mid = total_variation(x, p_mid, K)
-    x = sample(gen, post, x, uniform_grid(steps, 0.5, 1.0), method=method, rng=rng)
+    x = sample(gen, post, x, time_grid(steps, 0.5, 1.0), method=method, rng=rng)
     p_end = marginal_probs(path, data, 1.0)
     return tv_mid, tv_tolerance(p_mid), total_variation(x, p_end, K), tv_tolerance(p_end)
 

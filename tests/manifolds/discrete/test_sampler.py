@@ -11,7 +11,7 @@ import torch
 from discrete_toys import D, K, MASK, make_path
 from manifolds.base import ConditionalGenerator, ProbabilityPath
 from manifolds.discrete import (DiscreteGenerator, KineticOptimalScheduler, MixturePath, PolynomialScheduler,
-                                jump_probs, jump_step, mask_source, sample, uniform_grid, uniform_source)
+                                jump_probs, jump_step, mask_source, sample, uniform_source)
 
 
 def se_ok(freq: torch.Tensor, p: torch.Tensor, n: int, k: float = 5.0) -> bool:
@@ -110,8 +110,8 @@ def test_bad_inputs_raise_clear_errors():
         sample(gen, post, x0, 5, fixed=torch.zeros(3, D, dtype=torch.bool))
     with pytest.raises(ValueError, match="method"):
         sample(gen, post, x0, 5, method="euler")
-    with pytest.raises(ValueError, match="n_steps"):
-        uniform_grid(0)
+    with pytest.raises(ValueError, match="steps >= 1"):
+        sample(gen, post, x0, 0)
     with pytest.raises(ValueError, match="corrector"):
         DiscreteGenerator(make_path("mask+linear"), corrector=-1.0)
     with pytest.raises(TypeError, match="DiscretePath"):
