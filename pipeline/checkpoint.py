@@ -18,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from structures.atomic import atomic_path
+from structures.errors import InputError
 
 RECORD_KEY = "genmatch.record"
 FORMAT_VERSION = 1
@@ -45,15 +46,40 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     """Read a checkpoint written by :func:`save_checkpoint` (no unpickling, ever)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise InputError(f"checkpoint not found: {path}; give the path of a .safetensors file")
     try:
         state = load_file(str(path), device=str(device))
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a safetensors checkpoint ({exc})") from exc
-    record = json.loads(meta[RECORD_KEY]) if RECORD_KEY in meta else {}
+        record = json.loads(meta[RECORD_KEY]) if RECORD_KEY in meta else {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a genmatch safetensors checkpoint ({first}); give a file written by "
+                         "'genmatch train'") from None
+    if not isinstance(record, dict) or not isinstance(record.get("format_version", FORMAT_VERSION), int):
+        raise InputError(f"{path}: the checkpoint record is malformed; give a file written by 'genmatch train'")
     if record.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {record['format_version']} is newer than this "
+        raise InputError(f"{path}: checkpoint format {record['format_version']} is newer than this "
                          f"genmatch understands ({FORMAT_VERSION}); upgrade genmatch")
     return Checkpoint(state_dict=state, record=record)
+
+
+def load_state_dict_checked(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str,
+                            expected: str = "") -> None:
+    """``module.load_state_dict(state_dict, strict=True)`` after checking names and shapes first.
+
+    Raises :class:`InputError` naming the first few missing, unexpected and wrong-shape tensors and
+    the config the module was built from (``expected``), instead of torch's multi-line dump.
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong = [f"{k} {tuple(state_dict[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
+             if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+    if missing or unexpected or wrong:
+        parts = [f"{name} {len(items)} (e.g. {', '.join(items[:3])})"
+                 for name, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+                 if items]
+        hint = f"; the network was built for {expected}" if expected else ""
+        raise InputError(f"{source}: weights do not match the network: {'; '.join(parts)}{hint}")
+    module.load_state_dict(state_dict, strict=True)

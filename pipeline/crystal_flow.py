@@ -26,7 +26,8 @@ from torch import Tensor, nn
 
 from manifolds.discrete import (KineticOptimalScheduler, MixturePath, MixtureScheduler, PolynomialScheduler,
                                 mask_source, matching_time)
-from pipeline.checkpoint import load_checkpoint
+from pipeline.checkpoint import load_checkpoint, load_state_dict_checked
+from structures.errors import InputError
 from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT, CrystalDiTConfig
 from structures.crystal_tokens import MASK, PAD, VOCAB_SIZE, allowed_token_mask
 
@@ -135,12 +136,12 @@ def resolve_model_path(model: str | os.PathLike) -> Path:
     if str(model) in DEFAULT_MODELS:
         path = CHECKPOINT_DIR / DEFAULT_MODELS[str(model)]
         if not path.is_file():
-            raise FileNotFoundError(f"the embedded {model} model is not in this installation ({path}); "
+            raise InputError(f"the embedded {model} model is not in this installation ({path}); "
                                     "train one with 'genmatch train crystals' and pass --model FILE")
         return path
     path = Path(model)
     if not path.is_file():
-        raise FileNotFoundError(f"model {str(model)!r} is neither a checkpoint file nor one of the embedded "
+        raise InputError(f"model {str(model)!r} is neither a checkpoint file nor one of the embedded "
                                 f"models ({', '.join(DEFAULT_MODELS)})")
     return path
 
@@ -153,7 +154,7 @@ def build_network(record: dict[str, Any]) -> CrystalDiT:
     elif isinstance(net, dict):
         cfg = CrystalDiTConfig(**net)
     else:
-        raise ValueError("checkpoint record has no 'network' config; is this a genmatch crystal model?")
+        raise InputError("checkpoint record has no 'network' config; is this a genmatch crystal model?")
     return CrystalDiT(cfg)
 
 
@@ -163,15 +164,20 @@ def load_crystal_model(model: str | os.PathLike, device: str | torch.device = "c
     ckpt = load_checkpoint(path, device=device)
     rec = ckpt.record
     if rec.get("kind") != "crystal_dit":
-        raise ValueError(f"{path}: not a genmatch crystal generator checkpoint (kind={rec.get('kind')!r})")
-    net = build_network(rec).to(device)
-    missing, unexpected = net.load_state_dict(ckpt.state_dict, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not match the network config (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]})")
-    net.eval()
-    ds = rec.get("dataset", {})
-    dist = np.asarray(ds.get("atom_count_distribution", []), dtype=np.float64)
-    max_atoms = int(ds.get("max_atoms", len(dist) - 1 if len(dist) else 20))
-    return CrystalModel(posterior=CrystalPosterior(net).eval(), scheduler=rec["flow"]["scheduler"],
+        raise InputError(f"{path}: not a genmatch crystal generator checkpoint (kind={rec.get('kind')!r}); "
+                         "give a file written by 'genmatch train crystals'")
+    try:
+        net = build_network(rec)
+        scheduler = rec["flow"]["scheduler"]
+        ds = rec.get("dataset", {})
+        dist = np.asarray(ds.get("atom_count_distribution", []), dtype=np.float64)
+        max_atoms = int(ds.get("max_atoms", len(dist) - 1 if len(dist) else 20))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: the checkpoint record is incomplete or malformed ({type(exc).__name__}: "
+                         f"{exc}); give a file written by 'genmatch train crystals'") from None
+    if scheduler not in SCHEDULERS:
+        raise InputError(f"{path}: unknown scheduler {scheduler!r} in the checkpoint record")
+    load_state_dict_checked(net, ckpt.state_dict, str(path), expected=f"network {rec.get('network')!r}")
+    net = net.to(device).eval()
+    return CrystalModel(posterior=CrystalPosterior(net).eval(), scheduler=scheduler,
                         atom_count_distribution=dist, max_atoms=max_atoms, record=rec, path=path)

@@ -77,7 +77,8 @@ def test_info_text_without_data(tmp_path: Path) -> None:
 def test_missing_data_is_one_line_error(tmp_path: Path) -> None:
     r = run_cli("demo", "--n-crystals", "2", "--n-proteins", "2", "--out", str(tmp_path / "demo"),
                 env={"GENMATCH_DATA": str(tmp_path)})
-    assert r.returncode == 1
+    assert r.returncode == 2  # missing input data is bad input: exit 2, and no output folder is created
+    assert not (tmp_path / "demo").exists()
     assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert "perov_5" in r.stderr and "CDVAE" in r.stderr

@@ -41,35 +41,35 @@ Validity and COV-P are reported over the decoded crystals (the scorer's own keys
 
 Outputs in ``OUT``: ``scores.csv/.parquet`` (one row per decoded crystal), ``summary.json`` (the
 scorer's summary), ``density.png``, ``n_elements.png``, ``e_hull.png``, and ``demo_summary.json``
-(all stage summaries, settings and wall times per stage). ``OUT/demo_settings.json`` guards a
-resumed run against other settings (``restart=True`` discards the previous run).
+(all stage summaries, settings and wall times per stage). ``OUT`` is a run folder: its ``run.json``
+guards a resumed run against other settings (``restart=True`` discards the previous run).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
-import shutil
 import time
 import warnings
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
-from pipeline.common.io import write_json
+from pipeline.common.io import CrystalInput, read_crystal_input, write_text
+from pipeline.common.records import JsonRecord
+from pipeline.common.run import open_run
 from pipeline.score.crystals import add_rates_over_all
 from structures.crystal_roundtrip import roundtrip_report
 from structures.data import load_crystals, load_proteins
+from structures.errors import InputError
 
 HULLS = {
     "mp-elements": "MP elemental references only: E_hull = formation energy vs the elements, a lower "
                    "bound on the true E_hull (stable rate: an upper bound)",
     "default": "MP elemental references + CHGNet-relaxed Perov-5 val crystals in the samples' chemical systems",
 }
-SETTINGS_FILE = "demo_settings.json"
 T = TypeVar("T")
 GENERATE_BATCH = 50  # crystals per sampler batch: the bar moves and a resumed run loses at most one batch
 
@@ -104,21 +104,6 @@ def _sanity(perov_test: list[Any], n_crystals: int, n_proteins: int) -> dict[str
     return out
 
 
-def _check_settings(out: Path, settings: dict[str, Any], restart: bool) -> None:
-    """Refuse to resume a run made with other settings; with ``restart`` discard the previous run."""
-    path = out / SETTINGS_FILE
-    if restart:
-        for sub in ("generated", "relaxed", "as_generated"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-    elif path.is_file():
-        old = json.loads(path.read_text())
-        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-        if diff:
-            raise ValueError(f"{out} holds a demo run with other settings ({', '.join(diff)}); use another "
-                             "--out, or --restart to discard it")
-    write_json(path, settings)
-
-
 def _quiet_known_warnings(fn: Callable[..., T]) -> Callable[..., T]:
     """Silence known, harmless third-party warnings that would drown the demo's table."""
 
@@ -145,110 +130,156 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs (defaults: what ``make demo`` runs).
+
+    n_generate / steps / temperature / seed: the sampler (200, 250, 0.7, 0). relax_max_steps / fmax:
+    CHGNet FIRE step limit and force threshold (eV/A). hull: "default" (MP elemental refs +
+    CHGNet-relaxed Perov-5 val in the samples' chemical systems) or "mp-elements" (elemental refs
+    only: a lower bound on E_hull). reference_limit: score against only the first N Perov-5 test
+    crystals (None: all 3,785). n_crystals / n_proteins: sizes of the sanity stage.
+    score_unrelaxed: also score the as-generated crystals (no E_hull). workers: fingerprint
+    processes (None: the CPUs this process may use). threads: torch threads for sampling and CHGNet;
+    1 by default: the graphs are tiny (5-atom cells), and with 2 threads on 2 busy cores each small
+    op waits for a descheduled thread (measured 8x (sampling) to 11x (CHGNet) slower under load).
+    ``workers`` and ``threads`` change speed only, so a resumed run may change them.
+    """
+
+    n_generate: int = 200
+    steps: int = 250
+    temperature: float = 0.7
+    seed: int = 0
+    relax_max_steps: int = 1500
+    fmax: float = 0.1
+    hull: str = "default"
+    reference_limit: int | None = None
+    n_crystals: int = 200
+    n_proteins: int = 200
+    score_unrelaxed: bool = True
+    workers: int | None = None
+    threads: int = 1
+
+    def validate(self) -> None:
+        if self.n_generate < 1 or self.steps < 1:
+            raise InputError(f"n_generate and steps must be >= 1, got {self.n_generate}, {self.steps}")
+        if self.hull not in HULLS:
+            raise InputError(f"unknown hull {self.hull!r}: choose one of {', '.join(HULLS)}")
+        if self.relax_max_steps < 0:
+            raise InputError(f"relax_max_steps must be >= 0, got {self.relax_max_steps}")
+        if not (np.isfinite(self.temperature) and self.temperature > 0 and np.isfinite(self.fmax) and self.fmax > 0):
+            raise InputError("temperature and fmax must be finite positive numbers")
+
+    def settings(self) -> dict[str, Any]:
+        """The fields that shape the results (a resumed run must have the same)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("workers", "threads")}
+
+
+@dataclass
+class DemoSummary(JsonRecord):
+    """``OUT/demo_summary.json``: every stage's summary, the settings and the wall time per stage."""
+
+    out_dir: str
+    settings: dict[str, Any]
+    roundtrip: dict[str, Any]
+    proteins: dict[str, Any]
+    generation: dict[str, Any]
+    relaxation: dict[str, Any]
+    scores: dict[str, Any]
+    scores_as_generated: dict[str, Any] = field(default_factory=dict)
+    wall_seconds: dict[str, float] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+
 @_quiet_known_warnings
-def run_demo(out_dir: str | os.PathLike = "runs/demo", n_generate: int = 200, *, steps: int = 250,
-             temperature: float = 0.7, seed: int = 0, relax_max_steps: int = 1500, fmax: float = 0.1,
-             hull: str = "default", reference_limit: int | None = None, workers: int | None = None,
-             threads: int = 1, n_crystals: int = 200, n_proteins: int = 200, score_unrelaxed: bool = True,
-             restart: bool = False, progress: bool = True, verbose: bool = True) -> dict[str, Any]:
+def run_demo(config: DemoConfig = DemoConfig(), out_dir: str | os.PathLike = "runs/demo", *, restart: bool = False,
+             progress: bool = True, verbose: bool = True) -> DemoSummary:
     """Generate -> relax -> score Perov-5 crystals with the shipped model; return the demo summary.
 
-    Args:
-        out_dir: run folder (created); a rerun with the same settings resumes generation and relaxation.
-        n_generate / steps / temperature / seed: the sampler (defaults: 200, 250, 0.7, 0).
-        relax_max_steps / fmax: CHGNet FIRE step limit and force threshold (eV/A).
-        hull: "default" (MP elemental refs + CHGNet-relaxed Perov-5 val in the samples' chemical systems) or
-            "mp-elements" (elemental refs only: a lower bound on E_hull).
-        reference_limit: score against only the first N Perov-5 test crystals (None: all 3,785).
-        workers: fingerprint processes (None: the CPUs this process may use).
-        threads: torch threads for sampling and CHGNet. 1 by default: the graphs are tiny (5-atom cells),
-            and with 2 threads on 2 busy cores each small op waits for a descheduled thread —
-            measured 8x (sampling) to 11x (CHGNet, batch of 32) slower than 1 thread under load.
-        n_crystals / n_proteins: sizes of the sanity stage (tokeniser round trip, protein summary).
-        score_unrelaxed: also score the as-generated crystals (validity, coverage, wdist; no E_hull).
-        restart: discard a previous run in ``out_dir``.
+    ``out_dir`` is a run folder (:func:`pipeline.common.run.open_run`) holding the stages' run folders
+    ``generated/`` and ``relaxed/``: a rerun with the same :meth:`DemoConfig.settings` resumes, other
+    settings are refused unless ``restart``.
     """
-    from pipeline.common.io import read_crystal_input
+    from pipeline.common.parallel import ComputeConfig
+    from pipeline.score.crystals import ScoreConfig
     from pipeline.score.report import write_scores
-    from workflows.crystals import relax_crystals, score_crystals
+    from workflows.crystals import HullConfig, RelaxConfig, relax_crystals, score_crystals
     from workflows.generate import generate_crystals
 
-    if n_generate < 1:
-        raise ValueError(f"n_generate must be >= 1, got {n_generate}")
-    if hull not in HULLS:
-        raise ValueError(f"unknown hull {hull!r}: choose one of {', '.join(HULLS)}")
-    if relax_max_steps < 0:
-        raise ValueError(f"relax_max_steps must be >= 0, got {relax_max_steps}")
-    workers = workers or len(os.sched_getaffinity(0))
-    out = Path(out_dir)
-    settings = {"model": "perov_5", "n_generate": n_generate, "steps": steps, "temperature": temperature,
-                "seed": seed, "batch_size": GENERATE_BATCH, "relax_max_steps": relax_max_steps, "fmax": fmax,
-                "relax_cell": True}
+    config.validate()
+    c = config
+    workers = c.workers or len(os.sched_getaffinity(0))
     t_start = time.perf_counter()
     wall: dict[str, float] = {}
-    summary: dict[str, Any] = {"out_dir": str(out), "settings": {**settings, "hull": hull,
-                                                                  "reference_limit": reference_limit,
-                                                                  "workers": workers, "threads": threads}}
 
     t = time.perf_counter()
-    ref = read_crystal_input("perov_5:test", limit=reference_limit)  # first: a missing data set fails early
-    _check_settings(out, settings, restart)
-    summary.update(_sanity(ref.structures, n_crystals, n_proteins))
-    wall["sanity"] = time.perf_counter() - t
+    ref = read_crystal_input("perov_5:test", limit=c.reference_limit)  # first: a missing data set fails early
+    with open_run(out_dir, "demo", {**c.settings(), "generate_batch": GENERATE_BATCH}, ref.fingerprint,
+                  restart=restart) as run:
+        out = run.path
+        sanity = _sanity(ref.structures, c.n_crystals, c.n_proteins)
+        wall["sanity"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    with _torch_threads(threads):
-        gen = generate_crystals(n_generate, "perov_5", out_dir=out / "generated", steps=steps,
-                                temperature=temperature, seed=seed, batch_size=GENERATE_BATCH, resume=True,
-                                progress=progress)
-    g = gen.summary
-    summary["generation"] = {k: g[k] for k in ("n", "decoded", "decode_failed", "failures_by_reason", "decode_rate")}
-    summary["generation"]["out"] = str(out / "generated")
-    wall["generate"] = time.perf_counter() - t
-    if not gen.structures:
-        raise RuntimeError(f"none of the {g['n']} generated crystals decoded ({g['failures_by_reason']})")
+        t = time.perf_counter()
+        with _torch_threads(c.threads):
+            gen = generate_crystals(c.n_generate, "perov_5", out_dir=out / "generated", steps=c.steps,
+                                    temperature=c.temperature, seed=c.seed, batch_size=GENERATE_BATCH,
+                                    progress=progress)
+        g = gen.summary
+        generation = {k: g[k] for k in ("n", "decoded", "decode_failed", "failures_by_reason", "decode_rate")}
+        generation["out"] = str(out / "generated")
+        wall["generate"] = time.perf_counter() - t
+        if not gen.structures:
+            raise RuntimeError(f"none of the {g['n']} generated crystals decoded ({g['failures_by_reason']})")
 
-    t = time.perf_counter()
-    with _torch_threads(threads):
-        relax = relax_crystals(gen.structures, ids=gen.ids, fmax=fmax, max_steps=relax_max_steps,
-                               out_dir=out / "relaxed", resume=True, progress=progress)
-    summary["relaxation"] = {**relax.summary, "out": str(out / "relaxed")}
-    summary["relaxation"]["converged_rate"] = relax.summary["converged"] / max(1, relax.summary["n"])
-    wall["relax"] = time.perf_counter() - t
+        t = time.perf_counter()
+        with _torch_threads(c.threads):
+            relax = relax_crystals(CrystalInput(gen.ids, gen.structures, str(out / "generated")),
+                                   config=RelaxConfig(fmax=c.fmax, max_steps=c.relax_max_steps),
+                                   out_dir=out / "relaxed", progress=progress)
+        relaxation = {**relax.summary.to_dict(), "out": str(out / "relaxed"),
+                      "converged_rate": relax.summary.converged_rate, "max_steps": c.relax_max_steps}
+        wall["relax"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    status = relax.table["status"].astype(str).to_numpy()
-    relaxed_ok = relax.relaxed_mask()
-    structures = [s if ok else g0 for s, g0, ok in zip(relax.structures, gen.structures, relaxed_ok)]
-    energies = relax.energies_per_atom()
-    common = dict(dataset="perov_5", ids=gen.ids, workers=workers, backend="processes", progress=progress)
-    if score_unrelaxed:
-        raw = score_crystals(gen.structures, ref, **common)
-        add_rates_over_all(raw.summary, len(gen.structures), g["n"])
-        write_scores(raw, out / "as_generated", plots=False)
-        summary["scores_as_generated"] = raw.summary
-    with _torch_threads(threads):  # hull "default" relaxes the Perov-5 val set with CHGNet (cached)
-        scores = score_crystals(structures, ref, hull=hull, energies=energies,
-                                hull_reference="perov_5:val" if hull == "default" else None, **common)
-    scores.table["relax_status"] = status
-    scores.table["relaxed"] = relaxed_ok
-    scores.table["relax_steps"] = relax.table["n_steps"].to_numpy()
-    s = scores.summary
-    add_rates_over_all(s, len(gen.structures), g["n"])
-    s.update(hull_name=hull, hull_note=HULLS[hull], n_generated=g["n"], n_decode_failed=g["decode_failed"],
-             n_relax_failed_scored_unrelaxed=int((~relaxed_ok).sum()),
-             median_e_hull=s.get("e_hull_quantiles", {}).get("0.5", float("nan")))
-    write_scores(scores, out)
-    summary["scores"] = s
-    wall["score"] = time.perf_counter() - t
+        t = time.perf_counter()
+        status = relax.table["status"].astype(str).to_numpy()
+        relaxed_ok = relax.relaxed_mask()
+        structures = [s if ok else g0 for s, g0, ok in zip(relax.structures, gen.structures, relaxed_ok)]
+        scored = CrystalInput(gen.ids, structures, str(out / "relaxed"))
+        score_config = ScoreConfig(dataset="perov_5")
+        compute = ComputeConfig(workers=workers, backend="processes", progress=progress)
+        as_generated: dict[str, Any] = {}
+        if c.score_unrelaxed:
+            raw = score_crystals(CrystalInput(gen.ids, gen.structures, "generated"), ref, config=score_config,
+                                 compute=compute)
+            add_rates_over_all(raw.summary, len(gen.structures), g["n"])
+            write_scores(raw, out / "as_generated", plots=False)
+            as_generated = raw.summary
+        with _torch_threads(c.threads):  # hull "default" relaxes the Perov-5 val set with CHGNet (cached)
+            hull = HullConfig(c.hull, reference="perov_5:val" if c.hull == "default" else None)
+            scores = score_crystals(scored, ref, config=score_config, compute=compute, hull=hull,
+                                    energies=relax.energies_per_atom())
+        scores.table["relax_status"] = status
+        scores.table["relaxed"] = relaxed_ok
+        scores.table["relax_steps"] = relax.table["n_steps"].to_numpy()
+        s = scores.summary
+        add_rates_over_all(s, len(gen.structures), g["n"])
+        s.update(hull_name=c.hull, hull_note=HULLS[c.hull], n_generated=g["n"], n_decode_failed=g["decode_failed"],
+                 n_relax_failed_scored_unrelaxed=int((~relaxed_ok).sum()),
+                 median_e_hull=s.get("e_hull_quantiles", {}).get("0.5", float("nan")))
+        write_scores(scores, out)
+        wall["score"] = time.perf_counter() - t
 
-    wall["total"] = time.perf_counter() - t_start
-    summary["wall_seconds"] = {k: round(v, 1) for k, v in wall.items()}
-    summary["files"] = sorted({p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
-                              | {"demo_summary.json"})
-    write_json(out / "demo_summary.json", summary)
+        wall["total"] = time.perf_counter() - t_start
+        files = sorted({p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
+                       | {"demo_summary.json"})
+        summary = DemoSummary(out_dir=str(out), settings={**c.settings(), "workers": workers, "threads": c.threads},
+                              roundtrip=sanity["roundtrip"], proteins=sanity["proteins"], generation=generation,
+                              relaxation=relaxation, scores=s, scores_as_generated=as_generated,
+                              wall_seconds={k: round(v, 1) for k, v in wall.items()}, files=files)
+        write_text(out / "demo_summary.json", summary.to_json())
     if verbose:
-        print(format_summary(summary))
+        print(format_summary(summary.to_dict()))
     return summary
 
 
@@ -261,7 +292,10 @@ def _num(v: Any, fmt: str = "6.3f") -> str:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """The demo's printed report: one metric table (as generated vs relaxed) and wall times per stage."""
+    """The demo's printed report: one metric table (as generated vs relaxed) and wall times per stage;
+    the stable rate with its hull coverage ("upper bound" below 100 %)."""
+    from pipeline.score.report import stability_label
+
     g, r, s = summary["generation"], summary["relaxation"], summary["scores"]
     raw = summary.get("scores_as_generated", {})
     lines = [f"genmatch demo: {g['n']} Perov-5 crystals from the shipped model -> CHGNet relax -> scores vs "
@@ -281,8 +315,14 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{label:30s} {f(raw.get(key)) if raw else '      -':>13s} {f(s.get(key)):>10s}")
     lines.append(f"{'relax converged':30s} {'':>13s} {_pct(r['converged_rate']):>10s}")
     lines.append(f"{'median E_hull (eV/atom)':30s} {'':>13s} {_num(s.get('median_e_hull')):>10s}")
-    lines.append(f"{'stable rate (E_hull <= ' + str(s.get('e_hull_threshold', 0.0)) + ')':30s} {'':>13s} "
+    upper = " (upper bound)" if s.get("stable_rate_is_upper_bound") else ""
+    lines.append(f"{'stable (E_hull <= ' + str(s.get('e_hull_threshold', 0.0)) + ')' + upper:30s} {'':>13s} "
                  f"{_pct(s.get('stable_rate')):>10s}")
+    if "hull_coverage" in s:
+        lines.append(f"{'hull coverage':30s} {'':>13s} {_pct(s.get('hull_coverage')):>10s}")
+        lines.append(stability_label(s) + f": {s.get('n_hull_covered', 0)} of {s.get('n_hull_coverable', 0)} "
+                     "samples have a hull compound in their chemical system; the others' E_hull is the formation "
+                     "energy from the elements (a lower bound)")
     lines.append(f"COV-R: share of the {s['n_reference']} test crystals matched by one of the {g['n']} samples "
                  "(grows with the number of samples)")
     lines.append(f"hull: {s['hull_name']} - {s['hull_note']}")

@@ -37,7 +37,7 @@ def generate_crystals(n: int = 200, model: str | os.PathLike | CrystalModel = "p
                       out_dir: str | os.PathLike | None = None, num_atoms: Sequence[int] | int | None = None,
                       steps: int = 250, temperature: float = 0.7, corrector: float = 0.0,
                       scheduler: str | None = None, seed: int = 0, batch_size: int = 256,
-                      resume: bool = True, progress: bool = True) -> GeneratedCrystals:
+                      restart: bool = False, progress: bool = True) -> GeneratedCrystals:
     """Sample ``n`` crystals from a model (an embedded default ``perov_5`` / ``carbon_24`` or a file).
 
     ``num_atoms``: one count for all, a list of ``n`` counts, or None to draw them from the training
@@ -53,7 +53,7 @@ def generate_crystals(n: int = 200, model: str | os.PathLike | CrystalModel = "p
         summary = {"n": len(samples), "decoded": len(ok), "decode_failed": len(failures)}
         return GeneratedCrystals([s for _, s in ok], failures, summary, None, [f"gen_{i:06d}" for i, _ in ok])
     run = _generate_run(model, n, out_dir, num_atoms=num_atoms, config=config, seed=seed, batch_size=batch_size,
-                        resume=resume, progress=progress, keep_structures=True)
+                        restart=restart, progress=progress, keep_structures=True)
     ok = [(r["id"], s) for r, s in zip(run.rows, run.structures) if s]
     failures = [(r["index"], s) for r, s in zip(run.rows, run.structures) if not s]
     return GeneratedCrystals([s for _, s in ok], failures, run.summary, run.out_dir, [i for i, _ in ok])

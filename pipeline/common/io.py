@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from pipeline.common.run import fingerprint
 from structures.atomic import atomic_path
+from structures.crystal_checks import cif_text_problem, formula_problem, structure_problem
+from structures.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -31,10 +34,10 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    return write_text(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
     import numpy as np
 
     if isinstance(o, np.generic):
@@ -60,14 +63,36 @@ def write_cif(path: str | os.PathLike, structure: "Structure") -> Path:
 
 @dataclass
 class CrystalInput:
-    """Structures to work on, with one identifier per structure (file stem or material_id)."""
+    """Structures to work on, one identifier per structure (file stem or material_id).
+
+    ``problems[i]`` is None for a usable structure, else why structure ``i`` cannot be used (an
+    unreadable or incomplete CIF, a non-physical cell); ``structures[i]`` is then None. Stages record
+    such items as failed rows and go on with the rest. ``fingerprint``: the content hash of the input
+    (file bytes, not names: :func:`pipeline.common.run.fingerprint`) that run folders are keyed by.
+    """
 
     ids: list[str]
-    structures: list["Structure"]
+    structures: list["Structure | None"]
     source: str
+    problems: list[str | None] = field(default_factory=list)
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.problems:
+            self.problems = [structure_problem(s) if s is not None else "no structure" for s in self.structures]
+        if not self.fingerprint:
+            from pipeline.common.hashing import structure_hash
+
+            self.fingerprint = fingerprint([self.ids, [structure_hash(s) if s is not None else "-"
+                                                       for s in self.structures]])
 
     def __len__(self) -> int:
         return len(self.structures)
+
+    def usable(self, max_z: int | None = None) -> list[str | None]:
+        """Per structure: None if usable (also under ``max_z``), else the reason it is not."""
+        return [p if p is not None or max_z is None else structure_problem(s, max_z)
+                for p, s in zip(self.problems, self.structures)]
 
 
 def read_crystal_input(source: str | os.PathLike, split: str | None = None,
@@ -75,19 +100,21 @@ def read_crystal_input(source: str | os.PathLike, split: str | None = None,
     """Structures from a folder of CIF files, a CDVAE-format CSV (``cif`` column) or a named
     data set split (``perov_5`` + ``split``; also written ``perov_5:test``).
 
-    Raises ``ValueError`` / ``FileNotFoundError`` with a message that names the bad input.
+    A CIF in a folder that cannot be used is one item with its reason in ``problems``; an input
+    that cannot be read at all raises :class:`~structures.errors.InputError` naming it.
     """
-    from structures.data import CRYSTAL_DATASETS, load_crystals, read_cdvae_csv
+    from structures.data import CRYSTAL_DATASETS, DataNotFoundError, load_crystals, read_cdvae_csv, resolve_dataset
 
     src = str(source)
     name, _, sp = src.partition(":")
     if name in CRYSTAL_DATASETS and not Path(src).exists():
         split = sp or split
         if not split:
-            raise ValueError(f"data set {name!r} needs a split: write {name}:test (or val/train)")
+            raise InputError(f"data set {name!r} needs a split: write {name}:test (or val/train)")
+        csv = resolve_dataset(name, split)
         ds = load_crystals(name, split, limit=limit)
         return CrystalInput(_ids_from_props(ds.properties, len(ds), f"{name}_{split}"), ds.structures,
-                            f"{name}:{split}")
+                            f"{name}:{split}", fingerprint=fingerprint([Path(csv), limit]))
     path = Path(src).expanduser()
     if path.is_dir():
         return _read_cif_dir(path, limit)
@@ -95,13 +122,18 @@ def read_crystal_input(source: str | os.PathLike, split: str | None = None,
         if path.suffix.lower() == ".cif":
             return _read_cif_files([path], str(path))
         if path.name.endswith((".csv", ".csv.xz", ".csv.gz")):
-            ds = read_cdvae_csv(path, limit=limit)
+            try:
+                ds = read_cdvae_csv(path, limit=limit)
+            except DataNotFoundError:
+                raise
+            except (ValueError, OSError) as exc:
+                raise InputError(f"{exc}; fix the file or remove the bad rows") from None
             return CrystalInput(_ids_from_props(ds.properties, len(ds), path.name.split(".")[0]),
-                                ds.structures, str(path))
-        raise ValueError(f"{path}: unsupported input; give a folder of .cif files, a .cif, a "
+                                ds.structures, str(path), fingerprint=fingerprint([path, limit]))
+        raise InputError(f"{path}: unsupported input; give a folder of .cif files, a .cif, a "
                          "CDVAE-format .csv[.xz] or a data set name such as perov_5:test")
-    raise FileNotFoundError(f"input not found: {src!r} is neither a file, a folder nor a data set "
-                            f"({', '.join(CRYSTAL_DATASETS)} with :split)")
+    raise InputError(f"input not found: {src!r} is neither a file, a folder nor a data set "
+                     f"({', '.join(CRYSTAL_DATASETS)} with :split)")
 
 
 def _ids_from_props(props: "pd.DataFrame", n: int, prefix: str) -> list[str]:
@@ -113,10 +145,23 @@ def _ids_from_props(props: "pd.DataFrame", n: int, prefix: str) -> list[str]:
 
 
 def _read_cif_dir(path: Path, limit: int | None) -> CrystalInput:
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".cif")
+    try:
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".cif" and p.is_file())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot list the folder ({exc.strerror})") from None
     if not files:
-        raise ValueError(f"{path}: no .cif files in this folder")
+        raise InputError(f"{path}: no .cif files in this folder")
     return _read_cif_files(files[:limit] if limit else files, str(path))
+
+
+def _safe_id(stem: str) -> tuple[str, str | None]:
+    """A printable UTF-8 id for a file stem, and a problem when the name is not valid UTF-8."""
+    try:
+        stem.encode("utf-8")
+        return stem, None
+    except UnicodeEncodeError:
+        return (os.fsencode(stem).decode("utf-8", "backslashreplace"),
+                "the file name is not valid UTF-8; rename the file")
 
 
 def _read_cif_files(files: list[Path], source: str) -> CrystalInput:
@@ -124,12 +169,33 @@ def _read_cif_files(files: list[Path], source: str) -> CrystalInput:
 
     from pymatgen.core import Structure
 
-    structures = []
+    ids, structures, problems, blobs = [], [], [], []
     for f in files:
+        ident, problem = _safe_id(f.stem)
+        s = None
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                structures.append(Structure.from_file(f))
-        except Exception as exc:
-            raise ValueError(f"{f}: not a CIF that pymatgen can read ({exc}); fix or remove it") from exc
-    return CrystalInput([f.stem for f in files], structures, source)
+            blob = f.read_bytes()
+        except OSError as exc:
+            blob, problem = b"", problem or f"cannot read the file ({exc.strerror})"
+        if problem is None:
+            try:
+                text = blob.decode("utf-8")
+            except UnicodeDecodeError:
+                text, problem = "", "not a UTF-8 text file"
+            problem = problem or cif_text_problem(text)
+        if problem is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    s = Structure.from_str(text, fmt="cif")
+            except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for bad CIFs
+                problem = f"not a CIF that pymatgen can read ({type(exc).__name__}: {str(exc)[:120]})"
+        if s is not None:
+            problem = formula_problem(text, s) or structure_problem(s)
+            if problem is not None:
+                s = None
+        ids.append(ident)
+        structures.append(s)
+        problems.append(problem)
+        blobs.append(blob)
+    return CrystalInput(ids, structures, source, problems, fingerprint([ids, blobs]))

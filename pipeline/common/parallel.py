@@ -15,6 +15,8 @@ items.
 from __future__ import annotations
 
 import math
+import os
+from dataclasses import dataclass
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Sequence, TypeVar
@@ -25,6 +27,21 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 BACKENDS = ("dask", "processes")
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """Where and how independent work runs: local processes, a dask cluster, the on-disk cache.
+
+    ``dask_scheduler``: a dask.distributed scheduler address (``tcp://host:8786``), else ``workers``
+    local processes with ``backend``; ``cache_dir``: None for the default cache, False for none.
+    """
+
+    workers: int = 1
+    dask_scheduler: str | None = None
+    backend: str = "processes"
+    cache_dir: "str | os.PathLike | None | bool" = None
+    progress: bool = True
 
 
 def chunked(items: Sequence[T], n_chunks: int) -> list[list[T]]:

@@ -40,6 +40,7 @@ import numpy as np
 
 from structures.atomic import atomic_open
 from structures.errors import InputError
+from structures.version import genmatch_version
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".genmatch.lock"
@@ -140,15 +141,6 @@ class Run:
             self._lock = None
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("genmatch")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-        return "0.0.0+unknown"
-
-
 def is_empty_run(path: Path) -> bool:
     """True when ``path`` holds nothing but bookkeeping (run record, lock, temporary files)."""
     return all(p.name in _BOOKKEEPING or _is_temporary(p) for p in path.iterdir())
@@ -219,7 +211,7 @@ def open_run(out_dir: str | os.PathLike, kind: str, settings: dict[str, Any], in
     """
     _check_settings_finite(settings)
     path = Path(out_dir)
-    want = RunRecord(kind=kind, settings=_normalise(settings), inputs=inputs, genmatch=_version())
+    want = RunRecord(kind=kind, settings=_normalise(settings), inputs=inputs, genmatch=genmatch_version())
     existed = path.is_dir()
     lock_existed = (path / LOCK_FILE).exists()
     _check_writable(path)

@@ -32,10 +32,11 @@ from tqdm.auto import tqdm
 from manifolds.discrete import DiscreteGenerator, sample
 from manifolds.samplers import time_grid
 from pipeline.crystal_flow import CrystalModel, load_crystal_model, make_path, model_time
+from pipeline.common.run import fingerprint, open_run
 from structures.atomic import atomic_open
+from structures.errors import InputError
 from structures.crystal_tokens import DecodeFailure, decode_batch, masked_template
 
-RUN_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -150,83 +151,99 @@ def _cif_text(structure: Any) -> str:
 
 def generate_crystals(model: CrystalModel | str | os.PathLike, n: int, out_dir: str | os.PathLike, *,
                       num_atoms: Sequence[int] | int | None = None, config: SamplingConfig = SamplingConfig(),
-                      seed: int = 0, batch_size: int = 256, resume: bool = True, progress: bool = True,
+                      seed: int = 0, batch_size: int = 256, restart: bool = False, progress: bool = True,
                       keep_structures: bool = False) -> GenerationRun:
     """Generate ``n`` crystals into ``out_dir`` (CIFs + manifest), resuming an interrupted run.
 
-    Raises ``ValueError`` when ``out_dir`` holds a run with other settings (unless ``resume=False``,
-    which discards the previous batches).
+    The folder is a run folder (:func:`pipeline.common.run.open_run`): a rerun with the same model
+    file, settings and atom counts resumes; anything else is refused with
+    :class:`~structures.errors.InputError` unless ``restart``. A sample whose tokens decode to a
+    structure that a CIF cannot hold (two atoms on one site: pymatgen cannot read such a file back)
+    gets ``status = "not_writable"`` and no CIF; its exact structure stays in the batch record.
     """
-    config.validate()
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if not isinstance(model, CrystalModel):
         model = load_crystal_model(model)
-    out = Path(out_dir)
-    counts = _atom_counts(model, n, num_atoms, seed)
-    model_id = str(model.path.name) if model.path else "in-memory"
-    settings = {"format": RUN_FORMAT, "model": model_id, "model_code": model.record.get("code_version"),
-                "model_step": model.record.get("training", {}).get("step"), "n": int(len(counts)), "seed": seed,
-                "batch_size": batch_size, "steps": config.steps, "temperature": config.temperature,
-                "corrector": config.corrector, "scheduler": config.scheduler or model.scheduler,
-                "atom_counts_sha": _sha(counts)}
-    run_path, batches = out / "run.json", out / "batches"
-    if run_path.is_file() and resume:
-        old = json.loads(run_path.read_text())
-        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-        if diff:
-            raise ValueError(f"{out} holds a generation run with other settings ({', '.join(diff)}); "
-                             "use another --out, or --restart to discard it")
-    elif run_path.is_file() or batches.is_dir():
-        for f in sorted(batches.glob("*.json")) if batches.is_dir() else []:
-            f.unlink()
-        for name in ("manifest.json", "manifest.csv"):
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(run_path, settings)
-
-    starts = list(range(0, len(counts), batch_size))
-    done = {k for k in range(len(starts)) if (batches / f"{k:05d}.json").is_file()}
-    bar = tqdm(total=len(counts), initial=sum(min(batch_size, len(counts) - starts[k]) for k in done),
-               unit="crystal", desc="generating", disable=not progress)
-    for k, start in enumerate(starts):
-        if k in done:
-            continue
-        tok = sample_tokens(model, counts[start:start + batch_size], config, _batch_rng(seed, k))
-        decoded = decode_batch(tok.cpu())
-        rows = []
-        for j in range(len(decoded)):
-            i = start + j
-            s = decoded.structure(j)
-            row: dict[str, Any] = {"id": f"gen_{i:06d}", "index": i, "num_atoms": int(counts[i]), "batch": k}
-            if isinstance(s, DecodeFailure):
-                row.update(status="decode_failed", reason=s.reason.value, detail=s.detail, file=None, formula=None)
-            else:
-                rel = f"cifs/gen_{i:06d}.cif"
-                with atomic_open(out / rel) as f:
-                    f.write(_cif_text(s))
-                row.update(status="ok", reason=None, detail=None, file=rel, formula=s.composition.reduced_formula)
-            rows.append(row)
-        _write_json(batches / f"{k:05d}.json", {"batch": k, "tokens": tok.cpu().tolist(), "rows": rows})
-        bar.update(len(rows))
-    bar.close()
-    return _finish(out, settings, len(starts), keep_structures)
+    try:
+        counts = _atom_counts(model, n, num_atoms, seed)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if counts.min() < 1 or counts.max() > model.max_atoms:
+        raise InputError(f"atom counts must be in 1..{model.max_atoms} for this model, got "
+                         f"{counts.min()}..{counts.max()}")
+    settings = {"n": int(len(counts)), "seed": seed, "batch_size": batch_size, "steps": config.steps,
+                "temperature": config.temperature, "corrector": config.corrector,
+                "scheduler": config.scheduler or model.scheduler}
+    inputs = fingerprint([model.path if model.path else repr(model.record), counts])
+    with open_run(out_dir, "generate-crystals", settings, inputs, restart=restart) as run:
+        out = run.path
+        starts = list(range(0, len(counts), batch_size))
+        batches = out / "batches"
+        done = {k for k in range(len(starts)) if (batches / f"{k:05d}.json").is_file()}
+        bar = tqdm(total=len(counts), initial=sum(min(batch_size, len(counts) - starts[k]) for k in done),
+                   unit="crystal", desc="generating", disable=not progress)
+        for k, start in enumerate(starts):
+            if k in done:
+                continue
+            tok = sample_tokens(model, counts[start:start + batch_size], config, _batch_rng(seed, k))
+            decoded = decode_batch(tok.cpu())
+            rows = [_write_sample(out, decoded.structure(j), start + j, int(counts[start + j]), k)
+                    for j in range(len(decoded))]
+            _write_json(batches / f"{k:05d}.json", {"batch": k, "tokens": tok.cpu().tolist(), "rows": rows})
+            bar.update(len(rows))
+        bar.close()
+        return _finish(out, {**settings, "inputs": inputs}, len(starts), keep_structures)
 
 
-def _sha(counts: np.ndarray) -> str:
-    import hashlib
+def _write_sample(out: Path, s: Any, i: int, num_atoms: int, batch: int) -> dict[str, Any]:
+    """One manifest row; writes ``cifs/gen_<i>.cif`` when the structure survives a CIF round trip."""
+    row: dict[str, Any] = {"id": f"gen_{i:06d}", "index": i, "num_atoms": num_atoms, "batch": batch}
+    if isinstance(s, DecodeFailure):
+        row.update(status="decode_failed", reason=s.reason.value, detail=s.detail, file=None, formula=None)
+        return row
+    text = _cif_text(s)
+    problem = cif_problem(text, len(s))
+    if problem:
+        row.update(status="not_writable", reason="cif_unreadable", detail=problem, file=None,
+                   formula=s.composition.reduced_formula)
+        return row
+    rel = f"cifs/gen_{i:06d}.cif"
+    with atomic_open(out / rel) as f:
+        f.write(text)
+    row.update(status="ok", reason=None, detail=None, file=rel, formula=s.composition.reduced_formula)
+    return row
 
-    return hashlib.sha256(np.ascontiguousarray(counts, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+def cif_problem(text: str, n_sites: int) -> str | None:
+    """Why a CIF text does not read back as the same number of sites (None when it does)."""
+    import warnings
+
+    from pymatgen.core import Structure
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            back = Structure.from_str(text, fmt="cif")
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for unreadable CIFs
+        return f"pymatgen cannot read it back ({type(exc).__name__}); e.g. two atoms on one site"
+    if len(back) != n_sites:
+        return f"reads back with {len(back)} of {n_sites} sites (atoms on one site were merged)"
+    return None
 
 
 def _finish(out: Path, settings: dict[str, Any], n_batches: int, keep_structures: bool) -> GenerationRun:
     rows: list[dict[str, Any]] = []
     for k in range(n_batches):
         rows.extend(json.loads((out / "batches" / f"{k:05d}.json").read_text())["rows"])
-    failures = Counter(r["reason"] for r in rows if r["status"] != "ok")
-    summary = {"n": len(rows), "decoded": sum(r["status"] == "ok" for r in rows),
+    failures = Counter(r["reason"] for r in rows if r["status"] == "decode_failed")
+    summary = {"n": len(rows), "decoded": sum(r["status"] != "decode_failed" for r in rows),
                "decode_failed": sum(failures.values()), "failures_by_reason": dict(sorted(failures.items())),
-               "settings": settings}
+               "not_writable": sum(r["status"] == "not_writable" for r in rows), "settings": settings}
     summary["decode_rate"] = summary["decoded"] / max(1, summary["n"])
     _write_json(out / "manifest.json", {"summary": summary, "rows": rows})
     import csv

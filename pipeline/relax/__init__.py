@@ -9,7 +9,7 @@
 
 from pipeline.relax.batched import BatchedRelaxer
 from pipeline.relax.model import load_chgnet
-from pipeline.relax.result import RelaxResult, RelaxStatus, summarize
+from pipeline.relax.result import RelaxResult, RelaxStatus, RelaxSummary, summarize
 from pipeline.relax.serial import relax_serial
 
-__all__ = ["BatchedRelaxer", "RelaxResult", "RelaxStatus", "load_chgnet", "relax_serial", "summarize"]
+__all__ = ["BatchedRelaxer", "RelaxResult", "RelaxStatus", "RelaxSummary", "load_chgnet", "relax_serial", "summarize"]

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from pipeline.common.records import JsonRecord
+
 if TYPE_CHECKING:  # pragma: no cover
     from pymatgen.core import Structure
 
@@ -37,6 +39,27 @@ class RelaxResult:
                 "e_initial_per_atom": self.e_initial, "e_final_per_atom": self.e_final,
                 "n_steps": self.n_steps, "fmax_final": self.fmax_final,
                 "n_atoms": len(self.structure) if self.structure is not None else 0}
+
+
+@dataclass
+class RelaxSummary(JsonRecord):
+    """Counts per status of a relaxation run, its settings and where its input came from."""
+
+    n: int
+    converged: int
+    step_limit: int
+    failed: int
+    failure_reasons: dict[str, int]
+    mean_steps: float  # over the relaxations that did not fail
+    mean_energy_drop_per_atom: float  # eV/atom, idem
+    n_bad_input: int = 0  # failed before any work: unreadable CIF, non-physical cell, unsupported element
+    settings: dict[str, Any] = field(default_factory=dict)
+    method: str = ""
+    source: str = ""
+
+    @property
+    def converged_rate(self) -> float:
+        return self.converged / max(1, self.n)
 
 
 def summarize(results: Sequence[RelaxResult]) -> dict[str, Any]:

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from pipeline.common.hashing import structure_hash
+from pipeline.common.parallel import ComputeConfig
 from pipeline.score.coverage import coverage, cutoffs_for
 from pipeline.score.fingerprints import compute_fingerprints
 from pipeline.score.properties import N_SAMPLES, density, n_elements, property_wdists, sample_valid
 from pipeline.score.validity import compositional_validity, structural_validity
+from structures.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -53,30 +55,61 @@ def add_rates_over_all(summary: dict[str, Any], n_decoded: int, n_samples: int) 
     return summary
 
 
+@dataclass(frozen=True)
+class ScoreConfig:
+    """What is measured (CDVAE protocol + stability).
+
+    ``dataset`` picks the CDVAE coverage cutoffs (perov_5, carbon_24, mp_20) unless both cutoffs are
+    given; ``n_samples`` valid crystals are drawn (``seed``) for the Wasserstein distances (CDVAE:
+    1,000); stable means E_hull <= ``e_hull_threshold`` (eV/atom); ``energy_model`` is the CHGNet
+    version for energies that are not given.
+    """
+
+    dataset: str | None = None
+    struc_cutoff: float | None = None
+    comp_cutoff: float | None = None
+    n_samples: int = N_SAMPLES
+    seed: int = 0
+    e_hull_threshold: float = 0.0
+    energy_model: str = "0.3.0"
+
+    def validate(self) -> None:
+        for name in ("struc_cutoff", "comp_cutoff"):
+            v = getattr(self, name)
+            if v is not None and not (np.isfinite(v) and v > 0):
+                raise InputError(f"{name} must be a finite positive number, got {v}")
+        if not np.isfinite(self.e_hull_threshold):
+            raise InputError(f"e_hull_threshold must be a finite number, got {self.e_hull_threshold}")
+        if self.n_samples < 1:
+            raise InputError(f"n_samples must be >= 1, got {self.n_samples}")
+        try:
+            cutoffs_for(self.dataset, self.struc_cutoff, self.comp_cutoff)
+        except (KeyError, ValueError) as exc:
+            raise InputError(str(exc).strip("'\"")) from None
+
+
 def score_crystals(structures: Sequence["Structure"], reference: Sequence["Structure"], *,
-                   dataset: str | None = None, struc_cutoff: float | None = None,
-                   comp_cutoff: float | None = None, n_samples: int = N_SAMPLES, seed: int = 0,
+                   config: ScoreConfig = ScoreConfig(), compute: ComputeConfig = ComputeConfig(),
                    hull: "ReferenceHull | None" = None, energies: Sequence[float] | None = None,
-                   energy_model: str = "0.3.0", e_hull_threshold: float = 0.0,
-                   training: Sequence["Structure"] | None = None, ids: Sequence[str] | None = None,
-                   workers: int = 1, scheduler: str | None = None, backend: str = "processes",
-                   cache_dir: str | os.PathLike | None | bool = None, progress: bool = True) -> CrystalScores:
+                   training: Sequence["Structure"] | None = None, ids: Sequence[str] | None = None) -> CrystalScores:
     """Score ``structures`` (as if generated) against ``reference`` (the test set).
 
     Args:
-        dataset: picks the CDVAE coverage cutoffs (perov_5, carbon_24, mp_20) unless both cutoffs
-            are given.
-        n_samples: valid crystals drawn (seeded) for the Wasserstein distances (CDVAE: 1,000).
+        config: the metrics' settings (:class:`ScoreConfig`).
+        compute: fan-out of the fingerprints and the cache (:class:`ComputeConfig`).
         hull: reference hull for E_hull (None: no stability metrics).
         energies: CHGNet energies per atom of ``structures`` (e.g. from ``relax``); when None and
             a hull is given, static CHGNet energies of the given geometries are computed.
         training: structures for novelty (None: novelty and S.U.N. not reported).
-        workers / scheduler / backend: fan-out of the fingerprints (see pipeline.common.parallel).
-        cache_dir: fingerprint / energy cache (None: default location, False: off).
     """
+    config.validate()
+    dataset, n_samples, seed = config.dataset, config.n_samples, config.seed
+    workers, scheduler, backend = compute.workers, compute.dask_scheduler, compute.backend
+    cache_dir, progress = compute.cache_dir, compute.progress
+    energy_model, e_hull_threshold = config.energy_model, config.e_hull_threshold
     import pandas as pd
 
-    s_cut, c_cut = cutoffs_for(dataset, struc_cutoff, comp_cutoff)
+    s_cut, c_cut = cutoffs_for(dataset, config.struc_cutoff, config.comp_cutoff)
     n = len(structures)
     ids = list(ids) if ids is not None else [str(i) for i in range(n)]
     gen = basic_properties(structures)
@@ -128,7 +161,7 @@ def _stability(structures: Sequence["Structure"], table: "pd.DataFrame", summary
                threshold: float, training: Sequence["Structure"] | None,
                cache_dir: str | os.PathLike | None | bool, progress: bool) -> None:
     from pipeline.score.energies import chgnet_energies
-    from pipeline.score.stability import novel_mask, stable_mask, unique_mask
+    from pipeline.score.stability import hull_coverage, novel_mask, stable_mask, unique_mask
 
     if energies is None:
         e = chgnet_energies(structures, model=energy_model, relax=False, cache_dir=cache_dir, progress=progress)
@@ -139,6 +172,9 @@ def _stability(structures: Sequence["Structure"], table: "pd.DataFrame", summary
             raise ValueError(f"{len(e)} energies for {len(structures)} structures")
         source = "given"
     e_hull, why = hull.e_above_hull([s.composition for s in structures], e)
+    invalid = ~table["struct_valid"].to_numpy(dtype=bool)  # atoms too close: no energy is meaningful
+    e_hull = np.where(invalid, np.nan, e_hull)
+    why = np.where(invalid, "structurally invalid (atoms < 0.5 A apart): no E_hull", np.asarray(why, dtype=object))
     stable = stable_mask(e_hull, table["n_elements"].to_numpy(), threshold)
     unique = unique_mask(structures, stable, progress=progress)
     table["energy_per_atom"] = e
@@ -146,6 +182,8 @@ def _stability(structures: Sequence["Structure"], table: "pd.DataFrame", summary
     table["e_hull_note"] = why
     table["stable"] = stable
     table["unique"] = unique
+    covered = hull.covers([s.composition for s in structures])
+    table["hull_covered"] = covered  # a compound of the hull lies in the chemical system (else E_hull is a lower bound)
     n = len(structures)
     finite = e_hull[np.isfinite(e_hull)]
     summary.update({
@@ -156,6 +194,8 @@ def _stability(structures: Sequence["Structure"], table: "pd.DataFrame", summary
         "stable_rate": float(stable.sum() / n) if n else float("nan"),
         "n_stable": int(stable.sum()),
         "unique_among_stable": float(unique.sum() / stable.sum()) if stable.any() else float("nan"),
+        **hull_coverage(covered, table["n_elements"].to_numpy()),
+        "n_stable_hull_covered": int((stable & covered).sum()),
     })
     if training is not None:
         novel = novel_mask(structures, training, stable & unique, progress=progress)

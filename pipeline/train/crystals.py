@@ -22,6 +22,7 @@ import copy
 import math
 import os
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +38,10 @@ from manifolds.discrete import cross_entropy, mixture_elbo_integrand
 from pipeline.checkpoint import Checkpoint, save_checkpoint
 from pipeline.crystal_flow import SCHEDULERS, CrystalPosterior, atom_mask_of, make_path, token_mask_of, trim_padding
 from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT, CrystalDiTConfig
+from pipeline.common.io import write_json
+from pipeline.common.run import fingerprint, open_run
 from structures.cache import file_sha256
+from structures.errors import InputError
 from structures.crystal_dataset import TokenizedCrystals
 from structures.crystal_tokens import PAD, transform_fractions
 
@@ -93,9 +97,9 @@ class TrainConfig:
 
 def code_version() -> dict[str, str]:
     """genmatch's version and, in a git checkout, the commit (with ``-dirty`` for local changes)."""
-    from workflows import __version__  # noqa: PLC0415 (version lives with the package metadata)
+    from structures.version import genmatch_version
 
-    out = {"genmatch": __version__}
+    out = {"genmatch": genmatch_version()}
     root = Path(__file__).resolve().parents[2]
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -145,6 +149,7 @@ def load_tokens(cfg: TrainConfig, progress: bool = False) -> tuple[TokenizedCrys
         raise ValueError(f"{path}: {len(ds)} usable crystals; training needs at least 2")
     info = {"name": name, "split": cfg.split if cfg.dataset in CRYSTAL_DATASETS else None, "file": path.name,
             "sha256": file_sha256(path), "n_crystals": len(ds), "n_skipped": len(ds.skipped),
+            "skipped": {str(k): v[:200] for k, v in list(ds.skipped.items())[:50]},
             "max_atoms": ds.max_atoms, "atom_count_distribution": ds.atom_count_distribution().tolist()}
     return ds, info
 
@@ -355,36 +360,58 @@ class TrainResult:
 
 
 def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int = 1, num_nodes: int = 1,
-                   accelerator: str = "cpu", resume: bool = True, progress: bool = True,
+                   accelerator: str = "cpu", restart: bool = False, progress: bool = True,
                    threads: int | None = None) -> TrainResult:
     """Train (or resume training of) a crystal generator; returns the paths of the safetensors models.
 
-    ``OUT/lightning/last.ckpt`` is written every ``val_every`` steps and at the end; with ``resume``
-    an existing one is continued (the config must match the one stored in ``OUT/train_config.json``).
+    ``out_dir`` is a run folder (:func:`pipeline.common.run.open_run`) keyed by the config (all but
+    ``max_steps``, so a resume may train longer) and the training file's bytes.
+    ``OUT/lightning/last.ckpt`` is written every ``val_every`` steps and at the end and continued by
+    a rerun; it is read tensors-only, and a file that is not is refused before any work.
     """
-    import json
-
-    from structures.atomic import atomic_open
-
-    cfg.validate()
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     if threads:
         torch.set_num_threads(threads)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_path, last = out / "train_config.json", out / "lightning" / "last.ckpt"
-    cfg_json = json.loads(json.dumps(asdict(cfg)))
-    if resume and last.is_file():
-        if cfg_path.is_file():
-            old = json.loads(cfg_path.read_text())
-            diff = sorted(k for k in set(old) | set(cfg_json) if k != "max_steps" and old.get(k) != cfg_json.get(k))
-            if diff:
-                raise ValueError(f"{out}: holds a run with different settings ({', '.join(diff)}); use another "
-                                 "--out or --restart to start over")
-    else:
-        last.unlink(missing_ok=True)
-    with atomic_open(cfg_path) as f:
-        json.dump(cfg_json, f, indent=2)
+    settings = {k: v for k, v in asdict(cfg).items() if k != "max_steps"}  # a resume may train longer
+    inputs = fingerprint([dataset_file(cfg)])
+    if int(os.environ.get("LOCAL_RANK", "0")) or int(os.environ.get("NODE_RANK", "0")):
+        # a DDP worker started by rank 0, which holds the run folder (and its lock) for the whole run
+        return _train(cfg, Path(out_dir), devices, num_nodes, accelerator, progress)
+    with open_run(out_dir, "train-crystals", settings, inputs, restart=restart) as run:
+        last = run.path / "lightning" / "last.ckpt"
+        if last.is_file():
+            check_resume_state(last)
+        write_json(run.path / "train_config.json", asdict(cfg))
+        return _train(cfg, run.path, devices, num_nodes, accelerator, progress)
 
+
+def dataset_file(cfg: TrainConfig) -> Path:
+    """The CSV a config trains on (a named data set split or a path); InputError when it is not there."""
+    from structures.data import CRYSTAL_DATASETS, resolve_dataset
+
+    path = Path(resolve_dataset(cfg.dataset, cfg.split)) if cfg.dataset in CRYSTAL_DATASETS else Path(cfg.dataset)
+    if not path.is_file():
+        raise InputError(f"training data not found: {path}; give a data set name "
+                         f"({', '.join(CRYSTAL_DATASETS)}) or a CDVAE-format CSV")
+    return path
+
+
+def check_resume_state(path: Path) -> None:
+    """Refuse a resume file that cannot be read without unpickling arbitrary objects (or at all)."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types; the message's first line says which
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"{path}: the resume state cannot be read safely ({first}); delete it or pass "
+                         "--restart") from None
+
+
+def _train(cfg: TrainConfig, out: Path, devices: int, num_nodes: int, accelerator: str,
+           progress: bool) -> TrainResult:
+    last = out / "lightning" / "last.ckpt"
     import logging
     import warnings
 
@@ -394,6 +421,11 @@ def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = CrystalDataModule(cfg, progress=progress)
+    if data.data.skipped:  # reported, not silent: the rows and reasons also go into the model record
+        row, why = next(iter(data.data.skipped.items()))
+        n_skip = len(data.data.skipped)
+        print(f"genmatch: warning: skipped {n_skip} of {n_skip + len(data.data)} rows of {data.info['file']} "
+              f"(e.g. row {row}: {why[:120]})", file=sys.stderr)
     module = CrystalFlowModule(cfg, data.info)
     strategy = "ddp" if devices * num_nodes > 1 else "auto"
     trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
@@ -402,7 +434,7 @@ def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int
                         check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False,
                         callbacks=[SafetensorsExport(out)], enable_progress_bar=progress,
                         enable_model_summary=False, deterministic=False, use_distributed_sampler=True)
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None,
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None,
                 weights_only=True)  # resume state is tensors and plain containers: no arbitrary unpickling
     if not module.val_curve or module.val_curve[-1][0] != module.global_step:
         # the run ended between validations: one more validation point, export and resume state

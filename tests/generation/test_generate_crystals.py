@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from structures.errors import InputError
 import torch
 
 from pipeline.crystal_flow import allowed_tokens, load_crystal_model, make_scheduler, model_time
@@ -68,7 +70,7 @@ def test_sampler_follows_the_trained_model(tiny_model_file: Path) -> None:
 
 def _files(out: Path) -> dict[str, str]:
     return {p.relative_to(out).as_posix(): p.read_text() for p in sorted(out.rglob("*")) if p.is_file()
-            and p.name != "run.json"}
+            and p.name not in ("run.json", ".genmatch.lock")}
 
 
 def test_generation_run_resumes_without_duplicates(tiny_model_file: Path, tmp_path: Path,
@@ -78,7 +80,7 @@ def test_generation_run_resumes_without_duplicates(tiny_model_file: Path, tmp_pa
     assert sum(ref.summary["failures_by_reason"].values()) == ref.summary["decode_failed"]
     manifest = json.loads((tmp_path / "ref" / "manifest.json").read_text())
     assert [r["id"] for r in manifest["rows"]] == [f"gen_{i:06d}" for i in range(10)]
-    assert len(list((tmp_path / "ref" / "cifs").glob("*.cif"))) == ref.summary["decoded"]
+    assert len(list((tmp_path / "ref" / "cifs").glob("*.cif"))) == ref.summary["decoded"] - ref.summary["not_writable"]
 
     # interrupt a run in its second batch, then rerun: same files as the uninterrupted run, nothing half-written
     real = gen.decode_batch
@@ -99,12 +101,12 @@ def test_generation_run_resumes_without_duplicates(tiny_model_file: Path, tmp_pa
     resumed = generate_crystals(tiny_model_file, 10, tmp_path / "run", config=FAST, batch_size=4, progress=False)
     assert _files(tmp_path / "run") == _files(tmp_path / "ref")
     assert resumed.summary == ref.summary
-    # another setting in the same folder is refused; resume=False starts over
-    with pytest.raises(ValueError, match="other settings"):
+    # another setting in the same folder is refused; restart=True starts over
+    with pytest.raises(InputError, match="other steps"):
         generate_crystals(tiny_model_file, 10, tmp_path / "run", config=SamplingConfig(steps=5), batch_size=4,
                           progress=False)
     again = generate_crystals(tiny_model_file, 10, tmp_path / "run", config=SamplingConfig(steps=5), batch_size=4,
-                              progress=False, resume=False)
+                              progress=False, restart=True)
     assert again.summary["settings"]["steps"] == 5
 
 

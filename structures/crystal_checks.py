@@ -1,0 +1,93 @@
+"""Checks that a crystal input is a complete, physical structure, before any work is spent on it.
+
+Each check returns ``None`` when the input is fine, else one line saying what is wrong (the caller
+adds where). They never raise on bad input: a batch records the reason per structure and goes on.
+
+* :func:`cif_text_problem`: the raw CIF text — finite, positive cell lengths and angles in
+  (0, 180) as written (pymatgen silently takes ``|a|`` of a negative length), and, when the file
+  states ``_chemical_formula_sum``, the parsed sites must add up to it (a truncated file loses
+  its last atoms without a parse error).
+* :func:`structure_problem`: a parsed structure — at least one site, a finite lattice with
+  positive volume, finite coordinates, ordered sites of real elements, optionally Z <= ``max_z``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pymatgen.core import Structure
+
+_CELL = re.compile(r"^\s*_cell_(length_[abc]|angle_(?:alpha|beta|gamma))\s+(\S+)", re.MULTILINE)
+_FORMULA_SUM = re.compile(r"^\s*_chemical_formula_sum\s+(?:'([^']*)'|\"([^\"]*)\"|(\S+))", re.MULTILINE)
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _cif_float(text: str) -> float:
+    """A CIF number, without its standard uncertainty ``1.234(5)``; NaN when not a number."""
+    m = _NUMBER.match(text)
+    return float(m.group(0)) if m else float("nan")
+
+
+def cif_text_problem(text: str) -> str | None:
+    """What is wrong with the cell parameters written in a CIF text, or None."""
+    cell = {k: _cif_float(v) for k, v in _CELL.findall(text)}
+    for axis in "abc":
+        v = cell.get(f"length_{axis}")
+        if v is None:
+            return f"no _cell_length_{axis} (incomplete CIF)"
+        if not (math.isfinite(v) and v > 0):
+            return f"cell length {axis} = {v} is not a finite positive number"
+    for name in ("alpha", "beta", "gamma"):
+        v = cell.get(f"angle_{name}")
+        if v is None:
+            return f"no _cell_angle_{name} (incomplete CIF)"
+        if not (math.isfinite(v) and 0 < v < 180):
+            return f"cell angle {name} = {v} is not in (0, 180) degrees"
+    return None
+
+
+def formula_problem(text: str, structure: "Structure") -> str | None:
+    """When the CIF states ``_chemical_formula_sum``, does the parsed structure match it (per cell)?"""
+    from pymatgen.core import Composition
+
+    m = _FORMULA_SUM.search(text)
+    if not m:
+        return None
+    stated = next(g for g in m.groups() if g is not None)
+    try:
+        want = Composition(stated)
+    except Exception:  # noqa: BLE001 - an unparseable formula is only a comment, not our input
+        return None
+    have = structure.composition
+    if want.reduced_composition != have.reduced_composition or have.num_atoms + 1e-6 < want.num_atoms:
+        return (f"the CIF states {stated!r} but its atom sites give {have.formula!r} "
+                "(truncated or incomplete file)")
+    return None
+
+
+def structure_problem(structure: "Structure", max_z: int | None = None) -> str | None:
+    """What makes ``structure`` unusable as a crystal, or None. ``max_z``: the largest supported Z."""
+    import numpy as np
+
+    if len(structure) == 0:
+        return "no atoms"
+    lat = np.asarray(structure.lattice.matrix, dtype=float)
+    if not np.all(np.isfinite(lat)):
+        return "the lattice has non-finite entries"
+    vol = float(abs(np.linalg.det(lat)))
+    if not vol > 1e-3:
+        return f"the cell volume {vol:.3g} A^3 is not positive"
+    if not np.all(np.isfinite(np.asarray(structure.frac_coords, dtype=float))):
+        return "non-finite atom coordinates"
+    if not structure.is_ordered:
+        return "partially occupied (disordered) sites; give an ordered structure"
+    for sp in structure.species:
+        z = getattr(sp, "Z", None)
+        if not isinstance(z, int) or z < 1:
+            return f"species {sp} is not a chemical element"
+        if max_z is not None and z > max_z:
+            return f"element {sp} (Z = {z}) is beyond what the model covers (Z <= {max_z})"
+    return None

@@ -1,0 +1,113 @@
+"""Argument types and the command table of the ``genmatch`` command line.
+
+Every option is validated when it is parsed (finite numbers, ranges), so a bad value exits 2 with one
+line before any file is read or written. Commands are rows of one table (:class:`Command`): a verb
+path such as ``("relax", "crystals")``, its help, a function that adds its options and the function
+that runs it. Protein verbs are rows too, not copies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+
+class UsageError(Exception):
+    """Bad command-line usage (exit code 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser that reports errors as one line (exit 2), never a usage dump + traceback."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One row of the command table: ``genmatch <path...>``."""
+
+    path: tuple[str, ...]
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _number(text: str, kind: type, what: str, ok: Callable[[float], bool]) -> float:
+    try:
+        v = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not (math.isfinite(v) and ok(v)):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    return int(_number(text, int, "a positive integer", lambda v: v >= 1))
+
+
+def nonnegative_int(text: str) -> int:
+    return int(_number(text, int, "an integer >= 0", lambda v: v >= 0))
+
+
+def any_int(text: str) -> int:
+    return int(_number(text, int, "an integer", lambda v: True))
+
+
+def positive_float(text: str) -> float:
+    return _number(text, float, "a finite positive number", lambda v: v > 0)
+
+
+def nonnegative_float(text: str) -> float:
+    return _number(text, float, "a finite number >= 0", lambda v: v >= 0)
+
+
+def finite_float(text: str) -> float:
+    return _number(text, float, "a finite number", lambda v: True)
+
+
+def unit_open_float(text: str) -> float:
+    """A number in (0, 1)."""
+    return _number(text, float, "a number in (0, 1)", lambda v: 0 < v < 1)
+
+
+def probability(text: str) -> float:
+    """A number in [0, 1]."""
+    return _number(text, float, "a number in [0, 1]", lambda v: 0 <= v <= 1)
+
+
+def unit_half_open_float(text: str) -> float:
+    """A number in [0, 1)."""
+    return _number(text, float, "a number in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def int_list(text: str) -> list[int]:
+    """A comma-separated list of positive integers: ``70,100,200``."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+def add_run_options(p: argparse.ArgumentParser, out_required: bool = True, threads: bool = True) -> None:
+    """``--out``, ``--restart``, ``--quiet`` (and ``--threads``): the options every run-folder stage has."""
+    p.add_argument("--out", required=out_required, help="output (run) folder; a rerun of the same command "
+                   "resumes, a different run there is refused unless --restart")
+    p.add_argument("--restart", action="store_true", help="discard the run in OUT and start over")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if threads:
+        p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+
+
+def set_threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
