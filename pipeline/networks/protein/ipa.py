@@ -59,10 +59,10 @@ class InvariantPointAttention(nn.Module):
         self.linear_out = nn.Linear(h * (cfg.c_z // 4 + c + pv * 4), cfg.c_s)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def _points(self, lin: nn.Linear, s: Tensor, frames: Frames, n_points: int) -> Tensor:
-        """Global points [B, N, H, P, 3]: the linear output is split as (x | y | z), each H * P wide."""
-        b, n, _ = s.shape
-        local = lin(s).view(b, n, 3, -1).transpose(-1, -2).to(frames.trans.dtype)  # [B, N, H*P, 3]
+    def _points(self, raw: Tensor, frames: Frames, n_points: int) -> Tensor:
+        """Global points [B, N, H, P, 3] from a linear output [B, N, 3 H P] split as (x | y | z)."""
+        b, n, _ = raw.shape
+        local = raw.view(b, n, 3, -1).transpose(-1, -2).to(frames.trans.dtype)  # [B, N, H*P, 3]
         return apply_frames(frames, local).view(b, n, self.cfg.no_heads, n_points, 3)
 
     def forward(self, s: Tensor, z: Tensor, frames: Frames, mask: Tensor) -> Tensor:
@@ -73,12 +73,13 @@ class InvariantPointAttention(nn.Module):
         b, n, _ = s.shape
         q = self.linear_q(s).view(b, n, h, c)
         k, v = self.linear_kv(s).view(b, n, h, 2 * c).split(c, dim=-1)  # [B, N, H, C] each
-        q_pts = self._points(self.linear_q_points, s, frames, pq)  # [B, N, H, Pq, 3]
-        k_pts, v_pts = self._points(self.linear_kv_points, s, frames, pq + pv).split([pq, pv], dim=-2)
+        q_raw, kv_raw = self.linear_q_points(s), self.linear_kv_points(s)
         pair_bias = self.linear_b(z)  # [B, N, N, H]
         pair_z = self.down_z(z)  # [B, N, N, c_z / 4]
         dtype = frames.trans.dtype
         with torch.autocast(device_type=s.device.type, enabled=False):
+            q_pts = self._points(q_raw, frames, pq)  # [B, N, H, Pq, 3]
+            k_pts, v_pts = self._points(kv_raw, frames, pq + pv).split([pq, pv], dim=-2)
             w = F.softplus(self.head_weights.to(dtype)) * math.sqrt(1.0 / (3 * (pq * 9.0 / 2)))  # [H]
             qp = q_pts.reshape(b, n, h, pq * 3) * w[:, None]  # [B, N, H, 3 Pq]
             kp = k_pts.reshape(b, n, h, pq * 3)

@@ -118,12 +118,13 @@ def compose_update(frames: Frames, update: Tensor, mask: Tensor) -> Frames:
     ``mask`` [B, N]; the result has the frames' dtype.
     """
     dtype = frames.trans.dtype
-    m = mask.to(dtype)[..., None]  # [B, N, 1]
-    v = update[..., :3].to(dtype) * m
-    quat = torch.cat([torch.ones_like(v[..., :1]), v], dim=-1)
-    quat = quat / torch.linalg.norm(quat, dim=-1, keepdim=True)  # [B, N, 4]
-    rots = frames.rots @ quat_to_matrix(quat)
-    trans = frames.trans + m * (frames.rots @ update[..., 3:].to(dtype)[..., None])[..., 0]
+    with torch.autocast(device_type=update.device.type, enabled=False):  # frames stay >= float32
+        m = mask.to(dtype)[..., None]  # [B, N, 1]
+        v = update[..., :3].to(dtype) * m
+        quat = torch.cat([torch.ones_like(v[..., :1]), v], dim=-1)
+        quat = quat / torch.linalg.norm(quat, dim=-1, keepdim=True)  # [B, N, 4]
+        rots = frames.rots @ quat_to_matrix(quat)
+        trans = frames.trans + m * (frames.rots @ update[..., 3:].to(dtype)[..., None])[..., 0]
     return Frames(rots=rots, trans=trans)
 
 
