@@ -24,14 +24,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from manifolds.discrete import (KineticOptimalScheduler, MixturePath, MixtureScheduler, PolynomialScheduler,
-                                mask_source, matching_time)
+from manifolds.discrete import (SCHEDULER_NAMES, MixturePath, MixtureScheduler, mask_source, matching_time,
+                                scheduler_by_name)
 from pipeline.checkpoint import load_checkpoint, load_state_dict_checked
 from structures.errors import InputError
 from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT, CrystalDiTConfig
 from structures.crystal_tokens import MASK, PAD, VOCAB_SIZE, allowed_token_mask
 
-SCHEDULERS = ("kinetic_optimal", "cubic", "linear")
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 #: embedded default model per data set name (files in ``checkpoints/``)
 DEFAULT_MODELS = {"perov_5": "perov_5_small.safetensors", "carbon_24": "carbon_24_small.safetensors"}
@@ -39,16 +38,10 @@ DEFAULT_MODELS = {"perov_5": "perov_5_small.safetensors", "carbon_24": "carbon_2
 
 @lru_cache(maxsize=None)
 def make_scheduler(name: str) -> MixtureScheduler:
-    """``kinetic_optimal`` (KO eq. 33 for the mask source: sin^2(pi t / 2), KO-DFM), ``cubic`` (kappa_t = t^3)
-    or ``linear`` (kappa_t = t, the DFM baseline of KO appendix E.2). One shared, immutable instance per name:
-    the sampler and the training loop ask for it at every step."""
-    if name == "cubic":
-        return PolynomialScheduler(3.0)
-    if name == "linear":
-        return PolynomialScheduler(1.0)
-    if name == "kinetic_optimal":
-        return KineticOptimalScheduler(mask_source(VOCAB_SIZE, MASK))
-    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+    """The scheduler ``name`` (one of :data:`manifolds.discrete.SCHEDULER_NAMES`) for the mask source of the crystal
+    vocabulary (:func:`manifolds.discrete.scheduler_by_name`; ``kinetic_optimal`` is sin^2(pi t / 2) here). One
+    shared, immutable instance per name: the sampler and the training loop ask for it at every step."""
+    return scheduler_by_name(name, mask_source(VOCAB_SIZE, MASK))
 
 
 def model_time(t: Tensor, train_scheduler: str, sample_scheduler: str) -> Tensor:
@@ -175,7 +168,7 @@ def load_crystal_model(model: str | os.PathLike, device: str | torch.device = "c
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: the checkpoint record is incomplete or malformed ({type(exc).__name__}: "
                          f"{exc}); give a file written by 'genmatch train crystals'") from None
-    if scheduler not in SCHEDULERS:
+    if scheduler not in SCHEDULER_NAMES:
         raise InputError(f"{path}: unknown scheduler {scheduler!r} in the checkpoint record")
     load_state_dict_checked(net, ckpt.state_dict, str(path), expected=f"network {rec.get('network')!r}")
     net = net.to(device).eval()

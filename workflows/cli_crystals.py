@@ -150,9 +150,9 @@ def _generate(args: argparse.Namespace) -> int:
     run = generate_crystals(args.model, args.n, args.out, num_atoms=num_atoms, config=config, seed=args.seed,
                             batch_size=args.batch_size, restart=args.restart, progress=not args.quiet)
     s = run.summary
-    reasons = ", ".join(f"{k} {v}" for k, v in s["failures_by_reason"].items()) or "none"
-    unwritable = f"; {s['not_writable']} decoded but not writable as CIF" if s.get("not_writable") else ""
-    print(f"generated {s['n']} crystals: {s['decoded']} decoded, {s['decode_failed']} failed to decode "
+    reasons = ", ".join(f"{k} {v}" for k, v in s.failures_by_reason.items()) or "none"
+    unwritable = f"; {s.not_writable} decoded but not writable as CIF" if s.not_writable else ""
+    print(f"generated {s.n} crystals: {s.decoded} decoded, {s.decode_failed} failed to decode "
           f"({reasons}){unwritable} -> {args.out}")
     return 0
 

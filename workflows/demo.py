@@ -226,11 +226,10 @@ def run_demo(config: DemoConfig = DemoConfig(), out_dir: str | os.PathLike = "ru
                                     temperature=c.temperature, seed=c.seed, batch_size=GENERATE_BATCH,
                                     progress=progress)
         g = gen.summary
-        generation = {k: g[k] for k in ("n", "decoded", "decode_failed", "failures_by_reason", "decode_rate")}
-        generation["out"] = str(out / "generated")
+        generation = {**g.to_dict(), "out": str(out / "generated")}
         wall["generate"] = time.perf_counter() - t
         if not gen.structures:
-            raise RuntimeError(f"none of the {g['n']} generated crystals decoded ({g['failures_by_reason']})")
+            raise RuntimeError(f"none of the {g.n} generated crystals decoded ({g.failures_by_reason})")
 
         t = time.perf_counter()
         with _torch_threads(c.threads):
@@ -252,7 +251,7 @@ def run_demo(config: DemoConfig = DemoConfig(), out_dir: str | os.PathLike = "ru
         if c.score_unrelaxed:
             raw = score_crystals(CrystalInput(gen.ids, gen.structures, "generated"), ref, config=score_config,
                                  compute=compute)
-            add_rates_over_all(raw.summary, len(gen.structures), g["n"])
+            add_rates_over_all(raw.summary, len(gen.structures), g.n)
             write_scores(raw, out / "as_generated", plots=False)
             as_generated = raw.summary
         with _torch_threads(c.threads):  # hull "default" relaxes the Perov-5 val set with CHGNet (cached)
@@ -263,8 +262,8 @@ def run_demo(config: DemoConfig = DemoConfig(), out_dir: str | os.PathLike = "ru
         scores.table["relaxed"] = relaxed_ok
         scores.table["relax_steps"] = relax.table["n_steps"].to_numpy()
         s = scores.summary
-        add_rates_over_all(s, len(gen.structures), g["n"])
-        s.update(hull_name=c.hull, hull_note=HULLS[c.hull], n_generated=g["n"], n_decode_failed=g["decode_failed"],
+        add_rates_over_all(s, len(gen.structures), g.n)
+        s.update(hull_name=c.hull, hull_note=HULLS[c.hull], n_generated=g.n, n_decode_failed=g.decode_failed,
                  n_relax_failed_scored_unrelaxed=int((~relaxed_ok).sum()),
                  median_e_hull=s.get("e_hull_quantiles", {}).get("0.5", float("nan")))
         write_scores(scores, out)

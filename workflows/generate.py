@@ -11,12 +11,13 @@ With ``out_dir=None`` nothing is written and the samples stay in memory.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from pipeline.crystal_flow import CrystalModel, load_crystal_model
-from pipeline.generate.crystals import SamplingConfig, sample_crystals
+from pipeline.generate.crystals import GenerationSummary, SamplingConfig, sample_crystals
 from pipeline.generate.crystals import generate_crystals as _generate_run
 
 __all__ = ["GeneratedCrystals", "SamplingConfig", "generate_crystals", "load_crystal_model"]
@@ -28,7 +29,7 @@ class GeneratedCrystals:
 
     structures: list[Any]  # pymatgen Structures, in sample order (failures left out, listed below)
     failures: list[tuple[int, Any]]  # (sample index, structures.crystal_tokens.DecodeFailure)
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: GenerationSummary
     out_dir: Path | None = None
     ids: list[str] = field(default_factory=list)  # ids of ``structures`` (gen_000123)
 
@@ -50,7 +51,10 @@ def generate_crystals(n: int = 200, model: str | os.PathLike | CrystalModel = "p
         samples = sample_crystals(model, n, num_atoms, config, seed=seed, batch_size=batch_size, progress=progress)
         ok = [(i, s) for i, s in enumerate(samples) if s]
         failures = [(i, s) for i, s in enumerate(samples) if not s]
-        summary = {"n": len(samples), "decoded": len(ok), "decode_failed": len(failures)}
+        reasons = Counter(f.reason.value for _, f in failures)
+        summary = GenerationSummary(n=len(samples), decoded=len(ok), decode_failed=len(failures),
+                                    failures_by_reason=dict(sorted(reasons.items())), not_writable=0,
+                                    decode_rate=len(ok) / max(1, len(samples)))
         return GeneratedCrystals([s for _, s in ok], failures, summary, None, [f"gen_{i:06d}" for i, _ in ok])
     run = _generate_run(model, n, out_dir, num_atoms=num_atoms, config=config, seed=seed, batch_size=batch_size,
                         restart=restart, progress=progress, keep_structures=True)

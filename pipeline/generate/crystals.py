@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from manifolds.discrete import DiscreteGenerator, sample
 from manifolds.samplers import time_grid
 from pipeline.crystal_flow import CrystalModel, load_crystal_model, make_path, model_time
+from pipeline.common.records import JsonRecord
 from pipeline.common.run import fingerprint, open_run
 from structures.atomic import atomic_open
 from structures.errors import InputError
@@ -129,12 +130,25 @@ def _batch_rng(seed: int, k: int) -> torch.Generator:
 
 
 @dataclass
+class GenerationSummary(JsonRecord):
+    """Counts of a generation run: decoded, failed to decode (by reason), decoded but not writable as CIF."""
+
+    n: int
+    decoded: int
+    decode_failed: int
+    failures_by_reason: dict[str, int]
+    not_writable: int
+    decode_rate: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class GenerationRun:
     """The result of :func:`generate_crystals`: the manifest rows and the summary."""
 
     out_dir: Path
     rows: list[dict[str, Any]]
-    summary: dict[str, Any]
+    summary: GenerationSummary
     structures: list[Any] = field(default_factory=list)  # Structure or DecodeFailure, by id (if loaded)
 
 
@@ -241,11 +255,12 @@ def _finish(out: Path, settings: dict[str, Any], n_batches: int, keep_structures
     for k in range(n_batches):
         rows.extend(json.loads((out / "batches" / f"{k:05d}.json").read_text())["rows"])
     failures = Counter(r["reason"] for r in rows if r["status"] == "decode_failed")
-    summary = {"n": len(rows), "decoded": sum(r["status"] != "decode_failed" for r in rows),
-               "decode_failed": sum(failures.values()), "failures_by_reason": dict(sorted(failures.items())),
-               "not_writable": sum(r["status"] == "not_writable" for r in rows), "settings": settings}
-    summary["decode_rate"] = summary["decoded"] / max(1, summary["n"])
-    _write_json(out / "manifest.json", {"summary": summary, "rows": rows})
+    decoded = sum(r["status"] != "decode_failed" for r in rows)
+    summary = GenerationSummary(n=len(rows), decoded=decoded, decode_failed=sum(failures.values()),
+                                failures_by_reason=dict(sorted(failures.items())),
+                                not_writable=sum(r["status"] == "not_writable" for r in rows),
+                                decode_rate=decoded / max(1, len(rows)), settings=settings)
+    _write_json(out / "manifest.json", {"summary": summary.to_dict(), "rows": rows})
     import csv
     import io
 

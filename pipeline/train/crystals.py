@@ -34,9 +34,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from manifolds.discrete import cross_entropy, mixture_elbo_integrand
+from manifolds.discrete import SCHEDULER_NAMES, SchedulerName, cross_entropy, mixture_elbo_integrand
 from pipeline.checkpoint import Checkpoint, save_checkpoint
-from pipeline.crystal_flow import SCHEDULERS, CrystalPosterior, atom_mask_of, make_path, token_mask_of, trim_padding
+from pipeline.crystal_flow import CrystalPosterior, atom_mask_of, make_path, token_mask_of, trim_padding
 from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT, CrystalDiTConfig
 from pipeline.common.io import write_json
 from pipeline.common.run import fingerprint, open_run
@@ -55,7 +55,7 @@ class TrainConfig:
     dataset: str = "perov_5"  # a data set name, or a CDVAE-format CSV path
     split: str = "val"
     network: str | dict = "small"  # a preset of pipeline.networks.crystal_dit.CONFIGS or a config dict
-    scheduler: Literal["kinetic_optimal", "cubic", "linear"] = "kinetic_optimal"
+    scheduler: SchedulerName = "kinetic_optimal"
     loss: Literal["ce", "elbo"] = "ce"
     batch_size: int = 256
     lr: float = 1e-3
@@ -81,8 +81,8 @@ class TrainConfig:
         return CONFIGS[self.network]
 
     def validate(self) -> None:
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+        if self.scheduler not in SCHEDULER_NAMES:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULER_NAMES)}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if not 0.0 < self.val_fraction < 1.0:

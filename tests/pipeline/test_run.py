@@ -107,3 +107,20 @@ def test_second_process_is_locked_out(tmp_path: Path) -> None:
     assert (out / LOCK_FILE).exists()
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "opened" in res.stdout, res.stdout + res.stderr
+
+
+def test_typed_summaries_round_trip_json() -> None:
+    from pipeline.generate.crystals import GenerationSummary
+    from pipeline.relax import RelaxSummary
+    from workflows.demo import DemoSummary
+
+    g = GenerationSummary(n=3, decoded=2, decode_failed=1, failures_by_reason={"bad_lattice": 1}, not_writable=1,
+                          decode_rate=2 / 3, settings={"steps": 10})
+    r = RelaxSummary(n=2, converged=1, step_limit=0, failed=1, failure_reasons={"bad input": 1}, mean_steps=4.0,
+                     mean_energy_drop_per_atom=0.1, n_bad_input=1, settings={"fmax": 0.1})
+    d = DemoSummary(out_dir="x", settings={}, roundtrip={}, proteins={}, generation=g.to_dict(),
+                    relaxation=r.to_dict(), scores={"cov_recall": 0.5})
+    for rec in (g, r, d):
+        assert type(rec).from_json(rec.to_json()) == rec
+    with pytest.raises(ValueError, match="unknown fields"):
+        GenerationSummary.from_dict({**g.to_dict(), "bogus": 1})
