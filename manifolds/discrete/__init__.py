@@ -11,9 +11,9 @@ from manifolds.discrete.losses import (cross_entropy, general_elbo, general_elbo
                                        mixture_elbo_integrand)
 from manifolds.discrete.paths import DiscretePath, MetricPath, MixturePath, categorical, categorical_logits
 from manifolds.discrete.sampler import sample
-from manifolds.discrete.schedulers import (BetaScheduler, KineticOptimalScheduler, LinearScheduler,
-                                           MixtureScheduler, PolynomialScheduler, RatioPowerBeta, SchedulerValues,
-                                           matching_time)
+from manifolds.discrete.schedulers import (SCHEDULER_NAMES, BetaScheduler, KineticOptimalScheduler,
+                                           LinearScheduler, MixtureScheduler, PolynomialScheduler, RatioPowerBeta,
+                                           SchedulerName, SchedulerValues, matching_time, scheduler_by_name)
 from manifolds.discrete.sources import data_statistics_source, mask_source, token_statistics, uniform_source
 from manifolds.discrete.velocities import (corrector_flux, divergence, kinetic_optimal_flux,
                                            kinetic_optimal_velocity, mixture_marginal_velocity,
@@ -21,11 +21,12 @@ from manifolds.discrete.velocities import (corrector_flux, divergence, kinetic_o
                                            velocity_from_flux)
 
 __all__ = [
-    "BetaScheduler", "DiscreteGenerator", "DiscretePath", "KineticOptimalScheduler", "LinearScheduler",
-    "MetricPath", "MixturePath", "MixtureScheduler", "PolynomialScheduler", "RatioPowerBeta", "SchedulerValues",
-    "categorical", "categorical_logits", "corrector_flux", "cross_entropy", "data_statistics_source",
-    "divergence", "general_elbo", "general_elbo_integrand", "jump_probs", "jump_step", "kinetic_optimal_flux",
-    "kinetic_optimal_velocity", "mask_source", "matching_time", "mixture_elbo", "mixture_elbo_integrand",
-    "mixture_marginal_velocity", "mixture_velocity_column", "power_weights", "sample", "support_posterior",
-    "token_statistics", "uniform_source", "velocity_column", "velocity_from_flux",
+    "SCHEDULER_NAMES", "BetaScheduler", "DiscreteGenerator", "DiscretePath", "KineticOptimalScheduler",
+    "LinearScheduler", "MetricPath", "MixturePath", "MixtureScheduler", "PolynomialScheduler", "RatioPowerBeta",
+    "SchedulerName", "SchedulerValues", "categorical", "categorical_logits", "corrector_flux", "cross_entropy",
+    "data_statistics_source", "divergence", "general_elbo", "general_elbo_integrand", "jump_probs", "jump_step",
+    "kinetic_optimal_flux", "kinetic_optimal_velocity", "mask_source", "matching_time", "mixture_elbo",
+    "mixture_elbo_integrand", "mixture_marginal_velocity", "mixture_velocity_column", "power_weights", "sample",
+    "scheduler_by_name", "support_posterior", "token_statistics", "uniform_source", "velocity_column",
+    "velocity_from_flux",
 ]

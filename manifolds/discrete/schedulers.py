@@ -2,6 +2,9 @@
 
 A mixture scheduler returns, for times ``t`` ``[...]``, values shaped ``[..., 1]`` (token-independent)
 or ``[..., K]`` (token-dependent: entry a is kappa_t(x1 = a)). kappa_0 = 0, kappa_1 = 1.
+
+The mixture schedulers that a model or a sampler is configured with by name are listed once, in
+:data:`SCHEDULER_NAMES`, and built by :func:`scheduler_by_name`.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -116,6 +120,31 @@ class KineticOptimalScheduler(MixtureScheduler):
         if om < self.eps:
             return (1 - torch.sqrt(1 - k)).to(kappa.dtype)
         return (1 - torch.arcsin(math.sin(om) * torch.sqrt(1 - k)) / om).to(kappa.dtype)
+
+
+#: A mixture scheduler chosen by name (training config, checkpoint record, sampler option, command line).
+SchedulerName = Literal["kinetic_optimal", "cubic", "linear"]
+#: Every scheduler name, the default first: the one list that configs, record checks and the CLI use.
+SCHEDULER_NAMES: tuple[SchedulerName, ...] = get_args(SchedulerName)
+
+
+def scheduler_by_name(name: str, source: Tensor) -> MixtureScheduler:
+    """The mixture scheduler called ``name`` for the source p ``[K]``:
+
+    * ``kinetic_optimal``: KO eq. 33, kappa_t(x1) = 1 - sin^2((1 - t) Omega(x1)) / sin^2 Omega(x1); for the mask
+      source kappa_t = sin^2(pi t / 2) (KO-DFM);
+    * ``cubic``: kappa_t = t^3 (KO section 8.2);
+    * ``linear``: kappa_t = t (the DFM baseline of KO appendix E.2).
+
+    ``source`` is used by ``kinetic_optimal`` only. An unknown name is a ValueError that lists the valid ones.
+    """
+    if name == "kinetic_optimal":
+        return KineticOptimalScheduler(source)
+    if name == "cubic":
+        return PolynomialScheduler(3.0)
+    if name == "linear":
+        return PolynomialScheduler(1.0)
+    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULER_NAMES)}")
 
 
 def matching_time(t: Tensor, sampler: MixtureScheduler, trained: MixtureScheduler) -> Tensor:

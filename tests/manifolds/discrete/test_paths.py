@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from manifolds.discrete import (KineticOptimalScheduler, LinearScheduler, MetricPath, MixturePath,
+from manifolds.discrete import (SCHEDULER_NAMES, KineticOptimalScheduler, LinearScheduler, MetricPath, MixturePath,
                                 PolynomialScheduler, RatioPowerBeta, data_statistics_source, mask_source,
-                                matching_time, token_statistics, uniform_source)
+                                matching_time, scheduler_by_name, token_statistics, uniform_source)
 from discrete_toys import D, K, MASK, PATHS, make_path, ordinal_distance
 
 T = torch.linspace(0.02, 0.98, 25, dtype=torch.float64)
@@ -141,3 +141,15 @@ def test_matching_time_reparametrises_between_token_independent_schedulers() -> 
     assert matching_time(t, ko, ko) is t
     with pytest.raises(NotImplementedError):
         KineticOptimalScheduler(torch.tensor([0.5, 0.3, 0.2])).data_kappa(t)  # kappa depends on x1
+
+
+def test_schedulers_by_name() -> None:
+    """SCHEDULER_NAMES is the one list of named schedulers; each builds the kappa_t its docstring states."""
+    assert SCHEDULER_NAMES == ("kinetic_optimal", "cubic", "linear")
+    t = torch.linspace(0.0, 0.99, 12, dtype=torch.float64)
+    source = mask_source(6, 0)
+    expected = {"kinetic_optimal": torch.sin(math.pi * t / 2) ** 2, "cubic": t ** 3, "linear": t}
+    for name in SCHEDULER_NAMES:
+        torch.testing.assert_close(scheduler_by_name(name, source).data_kappa(t), expected[name])
+    with pytest.raises(ValueError, match="unknown scheduler 'quadratic'; choose one of kinetic_optimal, cubic"):
+        scheduler_by_name("quadratic", source)
