@@ -166,17 +166,27 @@ def read_protein_checkpoint(path: str | os.PathLike, device: str | torch.device 
     return _read_genmatch(path, device)
 
 
-def mismatch(net: torch.nn.Module, state: Mapping[str, torch.Tensor], max_items: int = 3) -> str:
+def _grouped(keys: list[str], max_items: int) -> str:
+    """'trunk.ipa_2.* (16), trunk.ipa_ln_2.* (2), ...': keys grouped by module (first two name parts)."""
+    groups: dict[str, int] = {}
+    for k in keys:
+        groups[".".join(k.split(".")[:2])] = groups.get(".".join(k.split(".")[:2]), 0) + 1
+    items = [f"{g}.* ({n})" if n > 1 or g not in keys else g for g, n in groups.items()]
+    return ", ".join(items[:max_items]) + (", ..." if len(items) > max_items else "")
+
+
+def mismatch(net: torch.nn.Module, state: Mapping[str, torch.Tensor], max_items: int = 4) -> str:
     """'' if ``state`` fits ``net`` exactly (names and shapes), else a one-line description."""
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    parts = [f"{len(items)} {what} ({', '.join(items[:max_items])}{', ...' if len(items) > max_items else ''})"
-             for what, items in (("missing", missing), ("unexpected", unexpected),
-                                 ("wrong-shape (file vs network)", wrong)) if items]
-    return "; ".join(parts)
+    parts = [f"{len(missing)} missing ({_grouped(missing, max_items)})" if missing else "",
+             f"{len(unexpected)} unexpected ({_grouped(unexpected, max_items)})" if unexpected else "",
+             (f"{len(wrong)} wrong-shape, file vs network ({', '.join(wrong[:max_items])}"
+              f"{', ...' if len(wrong) > max_items else ''})") if wrong else ""]
+    return "; ".join(p for p in parts if p)
 
 
 def _summary(cfg: ProteinNetworkConfig) -> str:
@@ -191,13 +201,13 @@ def load_protein_network(path: str | os.PathLike, device: str | torch.device = "
                          dtype: torch.dtype = torch.float32) -> ProteinNetwork:
     """The network of a checkpoint (either format), weights loaded strictly, in eval mode."""
     ck = read_protein_checkpoint(path)
-    net = ProteinNetwork(ck.config, init=False)
+    net = ProteinNetwork(ck.config, init=False).to(device=device, dtype=dtype)  # dtype before loading
     problem = mismatch(net, ck.state_dict)
     if problem:
         raise CheckpointError(f"{ck.path}: weights do not fit the config from {ck.config_source}: {problem}; "
                               f"expected config {_summary(ck.config)}")
     net.load_state_dict(ck.state_dict, strict=True)
-    return net.to(device=device, dtype=dtype).eval()
+    return net.eval()
 
 
 def save_protein_checkpoint(path: str | os.PathLike, net: ProteinNetwork,
