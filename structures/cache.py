@@ -31,7 +31,14 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def cache_key(parts: Iterable[str], length: int = 20) -> str:
-    """Short hex key of a sequence of strings (file digests, settings)."""
+    """The one content hash of a sequence of strings (file digests, settings, structure hashes):
+    hex(SHA-256(s_1 || NUL || s_2 || NUL || ... || s_n || NUL))[:length], each s_i UTF-8 encoded.
+
+    Order-sensitive; the NUL terminators keep ("ab", "c") and ("a", "bc") apart (a string holding NUL can still
+    collide). ``length`` = 20 hex characters (80 bits) for cache entries, up to 64 for the full digest.
+    """
+    if not 1 <= length <= 64:
+        raise ValueError(f"length must be 1..64 hex characters, got {length}")
     h = hashlib.sha256()
     for p in parts:
         h.update(p.encode())

@@ -3,12 +3,13 @@
 Two structures share a key exactly when their lattice matrices, species and fractional
 coordinates agree after rounding to ``decimals`` places; the order of sites matters (a
 permuted structure gets a new key, which only costs a cache miss, never a wrong value).
+A sequence of such keys (a whole reference set) is hashed with :func:`structures.cache.cache_key`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,13 +25,4 @@ def structure_hash(structure: "Structure", decimals: int = 8) -> str:
     z = np.array([sp.Z for sp in structure.species], dtype=np.int64)
     for arr in (lat, z, frac):
         h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()[:32]
-
-
-def set_hash(keys: Iterable[str]) -> str:
-    """Order-sensitive hash of a sequence of keys (identifies a whole reference set)."""
-    h = hashlib.sha256()
-    for k in keys:
-        h.update(k.encode())
-        h.update(b"\0")
     return h.hexdigest()[:32]
