@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
-from importlib.metadata import version
+from importlib.metadata import packages_distributions, version
 from pathlib import Path
 
 import yaml
@@ -12,6 +13,15 @@ import yaml
 from tools.pins import PYPROJECT, normalise, pins
 
 ROOT = Path(__file__).resolve().parents[1]
+LIBRARY = ("manifolds", "structures", "pipeline", "workflows")
+
+#: Runtime pins that library code does not import by name, each with the job that earns its place.
+INDIRECT_RUNTIME_PINS = {
+    "pyarrow": "the Parquet engine of pandas (DataFrame.to_parquet / read_parquet: results tables)",
+    "dask": "the core that distributed (dask.distributed, pipeline.common.parallel) runs on, pinned as its pair",
+    "omegaconf": "MultiFlow checkpoint configs (issue 12); drop it if the loader keeps reading them as inert "
+                 "stand-ins without importing omegaconf",
+}
 
 
 def _environment_yml_pins() -> tuple[str, dict[str, str]]:
@@ -40,8 +50,47 @@ def test_environment_yml_mirrors_pyproject() -> None:
 def test_required_pins_present() -> None:
     p = pins()
     for name, want in {"torch": "2.13.0", "numpy": "2.3.5", "pandas": "2.3.3", "biotite": "1.6.0",
-                       "torch-geometric": "2.8.1", "chgnet": "0.4.2", "geomstats": "2.8.0"}.items():
+                       "chgnet": "0.4.2", "geomstats": "2.8.0"}.items():
         assert p[name] == want
+
+
+def _library_imports() -> set[str]:
+    """Top-level names of every module imported anywhere in library code (parsed, not imported)."""
+    names: set[str] = set()
+    for layer in LIBRARY:
+        for path in (ROOT / layer).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    names |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names.add(node.module.split(".")[0])
+    return names
+
+
+def _distribution_of_modules() -> dict[str, set[str]]:
+    """{normalised distribution name: its top-level import names} of the installed environment."""
+    out: dict[str, set[str]] = {}
+    for module, dists in packages_distributions().items():
+        for d in dists:
+            out.setdefault(normalise(d), set()).add(module)
+    return out
+
+
+def test_every_runtime_pin_earns_its_place() -> None:
+    """Issue 11 item 5: a runtime pin is imported by library code, or listed with its job above."""
+    runtime, imported, modules = pins(groups=()), _library_imports(), _distribution_of_modules()
+    unused = sorted(name for name in runtime
+                    if name not in INDIRECT_RUNTIME_PINS and not modules.get(name, set()) & imported)
+    assert unused == [], f"runtime pins no library module imports: {unused}; drop them or give each a job"
+    assert set(INDIRECT_RUNTIME_PINS) <= set(runtime)
+    assert not {n for n in INDIRECT_RUNTIME_PINS if modules.get(n, set()) & imported}, "now imported: unlist it"
+
+
+def test_test_only_pins_stay_out_of_library_code() -> None:
+    test_only = set(pins(groups=("test",))) - set(pins(groups=()))
+    assert {"geomstats", "flow-matching", "torchdiffeq"} <= test_only
+    modules, imported = _distribution_of_modules(), _library_imports()
+    assert sorted(n for n in test_only if modules.get(n, set()) & imported) == []
 
 
 def test_installed_versions_match_pins() -> None:

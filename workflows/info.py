@@ -10,8 +10,8 @@ from typing import Any
 
 from structures.data import DATA_ENV, DataNotFoundError, available_datasets, data_root, dataset_size
 
-PACKAGES = ("torch", "numpy", "scipy", "pandas", "pymatgen", "biotite", "torch-geometric", "e3nn",
-            "geomstats", "chgnet", "ase", "smact", "matminer", "lightning", "safetensors")
+PACKAGES = ("torch", "numpy", "scipy", "pandas", "pymatgen", "biotite", "chgnet", "ase", "smact", "matminer",
+            "lightning", "safetensors")
 
 MULTIFLOW_CKPT_ENV = "GENMATCH_MULTIFLOW_CKPT"
 
