@@ -74,8 +74,9 @@ class InvariantPointAttention(nn.Module):
         q = self.linear_q(s).view(b, n, h, c)
         k, v = self.linear_kv(s).view(b, n, h, 2 * c).split(c, dim=-1)  # [B, N, H, C] each
         q_raw, kv_raw = self.linear_q_points(s), self.linear_kv_points(s)
-        pair_bias = self.linear_b(z)  # [B, N, N, H]
-        pair_z = self.down_z(z)  # [B, N, N, c_z / 4]
+        pair = nn.functional.linear(z, torch.cat([self.linear_b.weight, self.down_z.weight]),
+                                    torch.cat([self.linear_b.bias, self.down_z.bias]))  # one pass over z
+        pair_bias, pair_z = pair[..., :h], pair[..., h:]  # [B, N, N, H], [B, N, N, c_z / 4]
         dtype = frames.trans.dtype
         with torch.autocast(device_type=s.device.type, enabled=False):
             q_pts = self._points(q_raw, frames, pq)  # [B, N, H, Pq, 3]

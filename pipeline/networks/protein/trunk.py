@@ -78,14 +78,19 @@ class EdgeTransition(nn.Module):
         self.layer_norm = nn.LayerNorm(edge_size)
 
     @staticmethod
-    def _split_apply(lin: nn.Linear, z: Tensor, u: Tensor, with_bias: bool) -> Tensor:
-        """``lin([z_ij, u_i, u_j])`` [B, N, N, out] from z [B, N, N, c_z] and u [B, N, c_u]."""
-        cz, cu = z.shape[-1], u.shape[-1]
+    def _split_apply(lin: nn.Linear, z: Tensor, u: Tensor, with_bias: bool, base: Tensor | None = None) -> Tensor:
+        """``lin([z_ij, u_i, u_j]) (+ base_ij)`` [B, N, N, out] from z [B, N, N, c_z], u [B, N, c_u]: one
+        broadcast sum of the node terms, then one ``addmm`` over the pairs."""
+        b, n, _, cz = z.shape
+        cu = u.shape[-1]
         w = lin.weight
-        out = nn.functional.linear(z, w[:, :cz], lin.bias if with_bias else None)
-        ui = nn.functional.linear(u, w[:, cz:cz + cu])  # [B, N, out]
+        ui = nn.functional.linear(u, w[:, cz:cz + cu], lin.bias if with_bias else None)  # [B, N, out]
         uj = nn.functional.linear(u, w[:, cz + cu:])
-        return out + ui[:, :, None] + uj[:, None, :]
+        pre = ui[:, :, None] + uj[:, None, :]  # [B, N, N, out]
+        if base is not None:
+            pre = pre + base
+        out = torch.addmm(pre.reshape(b * n * n, -1), z.reshape(b * n * n, cz), w[:, :cz].T)
+        return out.view(b, n, n, -1)
 
     def forward(self, s: Tensor, z: Tensor) -> Tensor:
         """``s`` [B, N, c_s], ``z`` [B, N, N, c_z] -> [B, N, N, c_z]."""
@@ -94,8 +99,11 @@ class EdgeTransition(nn.Module):
         h = layers[1](self._split_apply(layers[0], z, u, with_bias=True))
         for layer in layers[2:]:
             h = layer(h)
-        out = self.final_layer(h) + self._split_apply(self.final_layer, z, u, with_bias=False)
-        return self.layer_norm(out)
+        b, n, _, c = h.shape
+        fin = self.final_layer
+        skip = self._split_apply(fin, z, u, with_bias=True)  # W_f x_ij + b_f
+        out = torch.addmm(skip.reshape(b * n * n, -1), h.reshape(b * n * n, c), fin.weight.T)  # + W_f MLP(x_ij)
+        return self.layer_norm(out.view(b, n, n, -1))
 
 
 class BackboneUpdate(nn.Module):
