@@ -8,7 +8,7 @@ same layout back. Keys that MultiFlow's forward never reads (``max_num_res``, ``
 ignored.
 
 Configs: ``multiflow`` (the released ``pdb_codesign`` sizes, 21.79 M parameters, 713 tensors) and
-``small`` (about 0.33 M parameters; trains on a 2-core CPU).
+``small`` (440,429 parameters: node 64, edge 32, 4 blocks; trains on a 2-core CPU).
 """
 
 from __future__ import annotations
