@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from manifolds.discrete import SCHEDULER_NAMES
 from workflows.cli_types import (Command, UsageError, add_run_options, any_int, finite_float, int_list,
                                  nonnegative_float, nonnegative_int, positive_float, positive_int, set_threads,
                                  unit_half_open_float, unit_open_float)
 
 CHGNET_HELP = "CHGNet version for energies and forces (default 0.3.0)"
-SCHEDULER_NAMES = ("kinetic_optimal", "cubic", "linear")
 
 
 def _crystal_input(p: argparse.ArgumentParser) -> None:
