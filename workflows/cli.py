@@ -21,21 +21,31 @@ __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    if args.checkpoint:
+        from pipeline.networks.protein.checkpoint import describe_checkpoint
+
+        desc = describe_checkpoint(args.checkpoint)
+        if args.json:
+            print(json.dumps(desc, indent=2, default=str))
+        else:
+            for k, v in desc.items():
+                print(f"{k:20s} {', '.join(f'{a} {b}' for a, b in v.items()) if isinstance(v, dict) else v}")
+        return EXIT_OK
     from workflows.info import collect_info, format_info
 
     info = collect_info(count_entries=not args.fast)
-    if args.json:
-        import json
-
-        print(json.dumps(info, indent=2, default=str))
-    else:
-        print(format_info(info))
+    print(json.dumps(info, indent=2, default=str) if args.json else format_info(info))
     return EXIT_OK
 
 
 def _info_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--fast", action="store_true", help="do not count entries of data sets")
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="summarise a protein checkpoint instead (a MultiFlow .ckpt with config.yaml beside it, "
+                   "or a genmatch .safetensors): sizes, parameters, where its config came from")
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from workflows.demo import DemoConfig, run_demo
