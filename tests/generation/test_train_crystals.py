@@ -17,6 +17,7 @@ from pipeline.crystal_flow import CrystalPosterior, load_crystal_model
 from pipeline.networks.crystal_dit import CrystalDiT, CrystalDiTConfig
 from pipeline.train.crystals import CrystalDataModule, augment_tokens, flow_loss, noisy_tokens, train_crystals
 from structures.crystal_tokens import PAD
+from structures.errors import InputError
 from tests.generation.conftest import TINY_NET, tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +90,7 @@ def test_train_writes_safetensors_with_record_and_resumes(tmp_path: Path) -> Non
         second = train_crystals(tiny_config(max_steps=30), tmp_path, progress=False)
         assert [s for s, _ in second.record["validation_curve"]] == [10, 20, 30]
         assert second.record["validation_curve"][:2] == rec["validation_curve"]
-        with pytest.raises(ValueError, match="different settings"):
+        with pytest.raises(InputError, match="train-crystals run with other lr"):
             train_crystals(tiny_config(max_steps=40, lr=1e-2), tmp_path, progress=False)
     model = load_crystal_model(second.model_path)
     assert model.scheduler == "kinetic_optimal" and model.max_atoms == 20

@@ -9,6 +9,7 @@ import torch
 
 from pipeline.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from pipeline.networks.crystal_dit import CrystalDiT, CrystalDiTConfig
+from structures.errors import InputError
 
 
 def test_round_trip_model_and_record(tmp_path: Path) -> None:
@@ -26,11 +27,11 @@ def test_round_trip_model_and_record(tmp_path: Path) -> None:
 
 
 def test_bad_files_give_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+    with pytest.raises(InputError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "nope.safetensors")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x80\x04this is a pickle, not safetensors")
-    with pytest.raises(ValueError, match="not a safetensors checkpoint"):
+    with pytest.raises(InputError, match="not a genmatch safetensors checkpoint"):
         load_checkpoint(bad)
 
 

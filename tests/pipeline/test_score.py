@@ -23,8 +23,9 @@ from pipeline.score import (
     structure_fingerprint,
 )
 from pipeline.score.coverage import cutoffs_for, standardize_comp
-from pipeline.score.crystals import score_crystals
+from pipeline.score.crystals import ScoreConfig, score_crystals
 from pipeline.common.hashing import structure_hash
+from pipeline.common.parallel import ComputeConfig
 from pipeline.score.stability import novel_mask, stable_mask, unique_mask
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -144,8 +145,9 @@ def test_score_crystals_end_to_end(perov_val, perov_test, tmp_path: Path) -> Non
     from pipeline.score.report import write_scores
 
     hull = ReferenceHull.embedded_default(perov_val[:10], relax=False, cache_dir=tmp_path, progress=False)
-    res = score_crystals(perov_val[:12], perov_test[:30], dataset="perov_5", n_samples=8, hull=hull,
-                         training=perov_val[:3], cache_dir=tmp_path, progress=False)
+    res = score_crystals(perov_val[:12], perov_test[:30], config=ScoreConfig(dataset="perov_5", n_samples=8),
+                         compute=ComputeConfig(cache_dir=tmp_path, progress=False), hull=hull,
+                         training=perov_val[:3])
     s = res.summary
     assert s["struct_valid"] == 1.0 and s["n_wdist_samples"] == 8
     assert 0 <= s["cov_recall"] <= 1 and 0 <= s["cov_precision"] <= 1

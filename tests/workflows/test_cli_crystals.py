@@ -34,7 +34,7 @@ def test_relax_crystals_writes_outputs_and_resumes(cif_dir: Path, tmp_path: Path
     assert pd.read_parquet(out / "relax_results.parquet").shape == t.shape
     assert len(list((out / "relaxed").glob("*.cif"))) == 3
     summary = json.loads((out / "relax_summary.json").read_text())
-    assert summary["n"] == 3 and summary["fmax"] == 0.1
+    assert summary["n"] == 3 and summary["settings"]["fmax"] == 0.1
     # resume: everything is in the checkpoint, nothing is relaxed again, same table
     assert main(["relax", "crystals", str(cif_dir), "--out", str(out), "--max-steps", "3", "--quiet"]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(out / "relax_results.csv"), t)
@@ -60,14 +60,14 @@ def test_score_crystals_named_sets(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 @pytest.mark.parametrize("argv, code, text", [
-    (["relax", "crystals", "/no/such/dir", "--out", "x"], 1, "input not found"),
-    (["relax", "crystals", "perov_5", "--out", "x"], 1, "needs a split"),
-    (["relax", "crystals", "perov_5:test", "--out", "x", "--fmax", "-1"], 2, "--fmax"),
-    (["relax", "crystals", "perov_5:test", "--out", "x", "--model", "9.9"], 2, "--model"),
+    (["relax", "crystals", "/no/such/dir", "--out", "OUT"], 2, "input not found"),
+    (["relax", "crystals", "perov_5", "--out", "OUT"], 2, "needs a split"),
+    (["relax", "crystals", "perov_5:test", "--out", "OUT", "--fmax", "-1"], 2, "--fmax"),
+    (["relax", "crystals", "perov_5:test", "--out", "OUT", "--chgnet", "9.9"], 2, "--chgnet"),
     (["relax"], 2, "crystals"),
-    (["score", "crystals", "perov_5:val", "--out", "x"], 2, "--reference"),
+    (["score", "crystals", "perov_5:val", "--out", "OUT"], 2, "--reference"),
     (["score", "crystals", "perov_5:val", "--limit", "2", "--reference", "perov_5:test", "--reference-limit", "2",
-      "--out", "OUT", "--hull", "hull.pkl"], 1, "--trust-pickle"),
+      "--out", "OUT", "--hull", "hull.pkl"], 2, "--trust-pickle"),
 ])
 def test_cli_errors_are_one_line(argv: list[str], code: int, text: str, tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,3 +78,4 @@ def test_cli_errors_are_one_line(argv: list[str], code: int, text: str, tmp_path
     assert main(argv) == code
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and text in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # bad input: no output folder
