@@ -54,8 +54,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from pipeline.common.io import read_crystal_input
+    from pipeline.common.parallel import ComputeConfig
     from pipeline.crystal_flow import load_crystal_model
-    from pipeline.score.crystals import add_rates_over_all, score_crystals
+    from pipeline.score.crystals import ScoreConfig, add_rates_over_all, score_crystals
     from workflows.generate import generate_crystals
 
     model = load_crystal_model(args.model)
@@ -66,9 +67,10 @@ def main() -> None:
     t_gen = time.perf_counter() - t0
     ref = read_crystal_input(args.reference or f"{dataset}:test", limit=args.reference_limit)
     t0 = time.perf_counter()
-    scores = score_crystals(gen.structures, ref.structures, dataset=dataset if dataset in
-                            ("perov_5", "carbon_24", "mp_20") else None, workers=args.workers, ids=gen.ids,
-                            progress=True, backend="processes")
+    config = ScoreConfig(dataset=dataset if dataset in ("perov_5", "carbon_24", "mp_20") else None)
+    scores = score_crystals(gen.structures, [s for s in ref.structures if s is not None], config=config,
+                            compute=ComputeConfig(workers=args.workers, backend="processes", progress=True),
+                            ids=gen.ids)
     t_score = time.perf_counter() - t0
     if args.out:
         from pipeline.score.report import write_scores
@@ -97,7 +99,10 @@ def _relaxed_scores(args: argparse.Namespace, gen, ref, dataset: str | None) -> 
     """Relax the decoded samples (CHGNet), score the relaxed ones with E_hull: ``relaxed_*`` keys."""
     import numpy as np
 
-    from workflows.crystals import relax_crystals, score_crystals
+    from pipeline.common.io import CrystalInput
+    from pipeline.common.parallel import ComputeConfig
+    from pipeline.score.crystals import ScoreConfig
+    from workflows.crystals import HullConfig, relax_crystals, score_crystals
 
     t0 = time.perf_counter()
     run = relax_crystals(gen.structures, ids=gen.ids, progress=True)
@@ -105,11 +110,14 @@ def _relaxed_scores(args: argparse.Namespace, gen, ref, dataset: str | None) -> 
     ok = [i for i, s in enumerate(run.structures) if s is not None]
     energies = run.energies_per_atom()
     t0 = time.perf_counter()
-    scores = score_crystals([run.structures[i] for i in ok], ref, dataset=dataset if dataset in
-                            ("perov_5", "carbon_24", "mp_20") else None, ids=[gen.ids[i] for i in ok],
-                            energies=energies[ok], hull=args.hull,
-                            hull_reference=args.hull_reference or f"{dataset}:val", hull_relax=not args.static_hull,
-                            workers=args.workers, progress=True, backend="processes")
+    relaxed = CrystalInput([gen.ids[i] for i in ok], [run.structures[i] for i in ok], "relaxed")
+    scores = score_crystals(relaxed, ref,
+                            config=ScoreConfig(dataset=dataset if dataset in ("perov_5", "carbon_24", "mp_20")
+                                               else None),
+                            compute=ComputeConfig(workers=args.workers, backend="processes", progress=True),
+                            energies=energies[ok],
+                            hull=HullConfig(args.hull, reference=args.hull_reference or f"{dataset}:val",
+                                            relax=not args.static_hull))
     out = {f"relaxed_{k}": v for k, v in scores.summary.items() if not isinstance(v, (list, dict)) or k ==
            "e_hull_quantiles"}
     eh = scores.table["e_hull"].to_numpy(dtype=float) if "e_hull" in scores.table else np.array([])

@@ -94,7 +94,8 @@ def main() -> None:
     ap.add_argument("--keep-cache", default=None, help="use this (empty) folder as the cache and keep it")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
-    from pipeline.score.crystals import score_crystals
+    from pipeline.common.parallel import ComputeConfig
+    from pipeline.score.crystals import ScoreConfig, score_crystals
     from structures.data import load_crystals
 
     gen = load_crystals("perov_5", "val", limit=args.n).structures
@@ -115,13 +116,13 @@ def main() -> None:
         if args.keep_cache and Path(cache).is_dir() and any(Path(cache).iterdir()):
             raise SystemExit(f"--keep-cache {cache}: folder must be empty (the cold run needs an empty cache)")
         t0, c0 = time.perf_counter(), cpu()
-        cold = score_crystals(gen, ref, dataset="perov_5", n_samples=n_samples, seed=0, workers=args.workers,
-                              backend=args.backend, cache_dir=cache, progress=False).summary
+        config = ScoreConfig(dataset="perov_5", n_samples=n_samples, seed=0)
+        compute = ComputeConfig(workers=args.workers, backend=args.backend, cache_dir=cache, progress=False)
+        cold = score_crystals(gen, ref, config=config, compute=compute).summary
         t_cold, c_cold = time.perf_counter() - t0, cpu() - c0
         print(f"ours cold ({args.workers} workers, {args.backend}): {t_cold:.1f} s ({c_cold:.1f} CPU s)", flush=True)
         t0 = time.perf_counter()
-        warm = score_crystals(gen, ref, dataset="perov_5", n_samples=n_samples, seed=0, workers=args.workers,
-                              backend=args.backend, cache_dir=cache, progress=False).summary
+        warm = score_crystals(gen, ref, config=config, compute=compute).summary
         t_warm = time.perf_counter() - t0
         print(f"ours warm: {t_warm:.1f} s", flush=True)
 
