@@ -152,6 +152,29 @@ class ReferenceHull:
         return cls(entries=entries, name=f"default:{name}+mp_elemental_refs")
 
     # -- queries ----------------------------------------------------------------------------
+    def compound_systems(self) -> frozenset[frozenset[str]]:
+        """Chemical systems of the hull's non-elemental entries (at least 2 elements)."""
+        if not hasattr(self, "_compound_systems"):
+            if self.ppd is not None:
+                entries = getattr(self.ppd, "all_entries", None) or getattr(self.ppd, "entries", [])
+                systems = {_chemsys(e.composition) for e in entries}
+            else:
+                systems = set(self._by_chemsys)
+            self._compound_systems = frozenset(q for q in systems if len(q) >= 2)
+        return self._compound_systems
+
+    def covers(self, compositions: Sequence["Composition"]) -> np.ndarray:
+        """[N] bool: the hull holds at least one non-elemental entry inside the composition's chemical
+        system. Where it does not, E_hull is the formation energy from the elements: a lower bound on
+        the true E_hull (a compound the hull lacks could only lower the hull there)."""
+        compounds = self.compound_systems()
+        out = np.zeros(len(compositions), dtype=bool)
+        for i, comp in enumerate(compositions):
+            els = sorted(_chemsys(comp))
+            out[i] = any(frozenset(c) in compounds for k in range(2, len(els) + 1)
+                         for c in itertools.combinations(els, k))
+        return out
+
     def _phase_diagram(self, chemsys: frozenset[str]) -> Any:
         if chemsys not in self._pd_cache:
             from pymatgen.analysis.phase_diagram import PhaseDiagram

@@ -11,6 +11,26 @@ from pipeline.common.io import atomic_write, write_json, write_table
 from pipeline.score.crystals import CrystalScores
 
 
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f} %" if isinstance(v, (int, float)) and np.isfinite(v) else "-"
+
+
+def hull_coverage_note(summary: dict) -> str:
+    """"" at full hull coverage, else "upper bound: hull covers N % of samples" (see
+    :func:`pipeline.score.stability.hull_coverage`)."""
+    cov = summary.get("hull_coverage")
+    if cov is None or not summary.get("stable_rate_is_upper_bound", False):
+        return ""
+    return f"upper bound: hull covers {_pct(cov)} of samples"
+
+
+def stability_label(summary: dict, key: str = "stable_rate", name: str = "stable") -> str:
+    """One stability number with its hull coverage, e.g. "stable 48.0 % (upper bound: hull covers
+    27.0 % of samples)"; plain "stable 48.0 %" when the hull covers every sample."""
+    note = hull_coverage_note(summary)
+    return f"{name} {_pct(summary.get(key, float('nan')))}" + (f" ({note})" if note else "")
+
+
 def plot_scores(scores: CrystalScores, out_dir: str | os.PathLike) -> list[Path]:
     """density.png and n_elements.png (scored vs reference), e_hull.png when E_hull was computed."""
     import matplotlib
@@ -55,17 +75,24 @@ def plot_scores(scores: CrystalScores, out_dir: str | os.PathLike) -> list[Path]
     save(fig, "n_elements.png")
 
     if "e_hull" in t.columns:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig, ax = plt.subplots(figsize=(5, 3.8))
         eh = t["e_hull"].to_numpy(dtype=float)
-        eh = eh[np.isfinite(eh)]
-        if len(eh):
-            ax.hist(np.clip(eh, -1, 2), bins=60)
+        ok = np.isfinite(eh)
+        covered = t["hull_covered"].to_numpy(dtype=bool) if "hull_covered" in t.columns else np.ones(len(t), bool)
+        bins = np.linspace(-1, 2, 61)
+        parts = [(np.clip(eh[ok & covered], -1, 2), "hull has a compound in the chemical system"),
+                 (np.clip(eh[ok & ~covered], -1, 2), "elemental refs only (formation energy: a lower bound)")]
+        parts = [(x, lab) for x, lab in parts if len(x)]
+        if parts:
+            ax.hist([x for x, _ in parts], bins=bins, stacked=True, label=[lab for _, lab in parts])
         thr = scores.summary.get("e_hull_threshold", 0.0)
         ax.axvline(thr, color="k", ls="--", lw=1, label=f"threshold {thr} eV/atom")
         ax.set_xlabel("E_hull (eV/atom, clipped to [-1, 2])")
         ax.set_ylabel("count")
-        ax.set_title(f"stable rate = {scores.summary.get('stable_rate', float('nan')):.3g}")
-        ax.legend(fontsize=8)
+        note = hull_coverage_note(scores.summary)
+        ax.set_title(stability_label(scores.summary, name="stable rate") if not note else
+                     f"stable rate {_pct(scores.summary.get('stable_rate', float('nan')))}\n({note})", fontsize=9)
+        ax.legend(fontsize=7)
         fig.tight_layout()
         save(fig, "e_hull.png")
     return written

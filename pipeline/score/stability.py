@@ -1,6 +1,8 @@
 """Stability, uniqueness, novelty and S.U.N. (FlowMM protocol; REFERENCE.md section 3).
 
 stable_i  = E_hull_i <= threshold (0 eV/atom; MatterGen uses 0.1) and >= 2 elements
+hull coverage = share of the samples with >= 2 elements whose chemical system holds a non-elemental
+            reference entry; below 100 % the stable rate (and S.U.N.) is an upper bound
 unique_i  = stable_i and no earlier stable structure matches it (pymatgen StructureMatcher defaults)
 novel_i   = no training structure matches it (StructureMatcher defaults)
 S.U.N.    = |{i : stable_i and unique_i and novel_i}| / N
@@ -23,6 +25,19 @@ if TYPE_CHECKING:  # pragma: no cover
 def stable_mask(e_hull: np.ndarray, n_elements: np.ndarray, threshold: float = 0.0) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return (np.asarray(e_hull, float) <= threshold) & (np.asarray(n_elements) >= 2)
+
+
+def hull_coverage(covered: np.ndarray, n_elements: np.ndarray) -> dict[str, float | int | bool]:
+    """Hull coverage of a set of samples: the share of the samples that can be stable (>= 2 elements)
+    whose chemical system holds at least one non-elemental reference entry (``covered``, from
+    :meth:`pipeline.score.hull.ReferenceHull.covers`). An uncovered sample's E_hull is its formation
+    energy from the elements, a lower bound, so below 100 % coverage the stable rate is an upper bound."""
+    multi = np.asarray(n_elements) >= 2
+    n = int(multi.sum())
+    k = int((np.asarray(covered, dtype=bool) & multi).sum())
+    cov = k / n if n else float("nan")
+    return {"hull_coverage": cov, "n_hull_covered": k, "n_hull_coverable": n,
+            "stable_rate_is_upper_bound": bool(n and k < n)}
 
 
 def _by_formula(structures: Sequence["Structure"], idx: Sequence[int]) -> dict[str, list[int]]:
