@@ -170,11 +170,15 @@ def _lock(path: Path) -> Any:
         f.close()
         raise InputError(f"{path}: another genmatch process (pid {holder}) is working in this folder; "
                          "wait for it to finish or choose another output folder") from None
+    return f
+
+
+def _claim(f: Any) -> None:
+    """Write our pid into the held lock file (only once the run is accepted: a refusal changes nothing)."""
     f.seek(0)
     f.truncate()
     f.write(str(os.getpid()))
     f.flush()
-    return f
 
 
 def _check_writable(path: Path) -> None:
@@ -219,6 +223,7 @@ def open_run(out_dir: str | os.PathLike, kind: str, settings: dict[str, Any], in
     try:
         run._lock = _lock(path)
         _settle(path, want, restart, run)
+        _claim(run._lock)
     except BaseException:  # refused: leave the folder exactly as it was
         run.close()
         if not lock_existed:
