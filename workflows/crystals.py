@@ -256,22 +256,33 @@ def build_hull(cfg: HullConfig, model: str = "0.3.0", compute: "ComputeConfig | 
 
 
 def read_energies(path: str | os.PathLike, ids: Sequence[str]) -> np.ndarray:
-    """Energies per atom by id from a ``relax_results`` CSV/Parquet (``e_final_per_atom``, failed -> NaN)."""
+    """Energies per atom by id from a ``relax_results`` CSV/Parquet (``e_final_per_atom``, failed -> NaN).
+
+    Raises :class:`InputError` when the file is missing, unreadable, lacks the columns or an id.
+    """
     import pandas as pd
 
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"energies file not found: {p}")
-    df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+        raise InputError(f"energies file not found: {p}; give the relax_results.csv of 'genmatch relax crystals'")
+    try:
+        df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+    except Exception as exc:  # noqa: BLE001 - pandas / pyarrow raise many types for unreadable files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"{p}: cannot read the energies table ({type(exc).__name__}: {first})") from None
     col = next((c for c in ("e_final_per_atom", "energy_per_atom") if c in df.columns), None)
     if "id" not in df.columns or col is None:
-        raise ValueError(f"{p}: needs columns 'id' and 'e_final_per_atom' (a relax_results file)")
+        raise InputError(f"{p}: needs columns 'id' and 'e_final_per_atom' (a relax_results file)")
+    try:
+        values = pd.to_numeric(df[col], errors="raise").astype(float)
+    except (TypeError, ValueError):
+        raise InputError(f"{p}: column {col!r} holds values that are not numbers") from None
     if "status" in df.columns:
-        df.loc[df["status"] == "failed", col] = np.nan
-    m = dict(zip(df["id"].astype(str), df[col].astype(float)))
+        values[df["status"].astype(str) == "failed"] = np.nan
+    m = dict(zip(df["id"].astype(str), values))
     missing = [i for i in ids if i not in m]
     if missing:
-        raise ValueError(f"{p}: no energy for {len(missing)} structures (e.g. {missing[0]!r}); ids must "
+        raise InputError(f"{p}: no energy for {len(missing)} structures (e.g. {missing[0]!r}); ids must "
                          "match the input file names")
     return np.array([m[i] for i in ids], dtype=float)
 
@@ -303,6 +314,9 @@ def score_crystals(structures: "Sequence[Structure] | str | os.PathLike | Crysta
     inp, ref = _as_input(structures), _as_input(reference)
     if not any(p is None for p in ref.problems):
         raise InputError(f"{ref.source}: no usable reference structure")
+    if not any(p is None for p in inp.problems):  # before the run folder is opened: nothing is written
+        raise InputError(f"{inp.source}: none of the {len(inp)} structures can be scored "
+                         f"(e.g. {inp.ids[0]}: {inp.problems[0]})" if len(inp) else f"{inp.source}: no structures")
     e = read_energies(energies, inp.ids) if isinstance(energies, (str, os.PathLike)) else energies
     if e is not None and len(e) != len(inp):
         raise InputError(f"{len(e)} energies for {len(inp)} structures")
