@@ -135,18 +135,28 @@ def collate_tokens(items: list[Tensor]) -> Tensor:
 
 def load_tokens(cfg: TrainConfig, progress: bool = False) -> tuple[TokenizedCrystals, dict[str, Any]]:
     """The tokenised training split and its description (name, split, file, SHA-256, atom counts)."""
-    from structures.data import CRYSTAL_DATASETS, resolve_dataset
+    import warnings
 
-    if cfg.dataset in CRYSTAL_DATASETS:
-        path = Path(resolve_dataset(cfg.dataset, cfg.split))
-        ds = TokenizedCrystals.from_name(cfg.dataset, cfg.split, progress=progress, limit=cfg.limit)
-        name = cfg.dataset
-    else:
-        path = Path(cfg.dataset)
-        ds = TokenizedCrystals.from_csv(path, progress=progress, limit=cfg.limit)
-        name = path.name.split(".")[0]
+    from structures.data import CRYSTAL_DATASETS, DataNotFoundError, resolve_dataset
+
+    path = dataset_file(cfg)
+    try:
+        with warnings.catch_warnings():  # pymatgen's notes on bad rows: the skipped rows are reported instead
+            warnings.simplefilter("ignore")
+            if cfg.dataset in CRYSTAL_DATASETS:
+                ds = TokenizedCrystals.from_name(cfg.dataset, cfg.split, progress=progress, limit=cfg.limit)
+            else:
+                ds = TokenizedCrystals.from_csv(path, progress=progress, limit=cfg.limit)
+    except DataNotFoundError:
+        raise
+    except (ValueError, KeyError, OSError) as exc:  # not a CDVAE-format CSV (no 'cif' column, not text, ...)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(f"{path}: cannot read the training data ({first}); give a CDVAE-format CSV") from None
+    name = cfg.dataset if cfg.dataset in CRYSTAL_DATASETS else path.name.split(".")[0]
     if len(ds) < 2:
-        raise ValueError(f"{path}: {len(ds)} usable crystals; training needs at least 2")
+        raise InputError(f"{path}: {len(ds)} usable crystals of {len(ds) + len(ds.skipped)} rows; training "
+                         "needs at least 2" + (f" (e.g. row {next(iter(ds.skipped))}: "
+                                               f"{next(iter(ds.skipped.values()))[:120]})" if ds.skipped else ""))
     info = {"name": name, "split": cfg.split if cfg.dataset in CRYSTAL_DATASETS else None, "file": path.name,
             "sha256": file_sha256(path), "n_crystals": len(ds), "n_skipped": len(ds.skipped),
             "skipped": {str(k): v[:200] for k, v in list(ds.skipped.items())[:50]},
@@ -380,12 +390,14 @@ def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int
     if int(os.environ.get("LOCAL_RANK", "0")) or int(os.environ.get("NODE_RANK", "0")):
         # a DDP worker started by rank 0, which holds the run folder (and its lock) for the whole run
         return _train(cfg, Path(out_dir), devices, num_nodes, accelerator, progress)
+    # bad training data or an unsafe resume state is refused before the folder is opened (nothing changes)
+    data = CrystalDataModule(cfg, progress=progress)
+    last = Path(out_dir) / "lightning" / "last.ckpt"
+    if not restart and last.is_file():
+        check_resume_state(last)
     with open_run(out_dir, "train-crystals", settings, inputs, restart=restart) as run:
-        last = run.path / "lightning" / "last.ckpt"
-        if last.is_file():
-            check_resume_state(last)
         write_json(run.path / "train_config.json", asdict(cfg))
-        return _train(cfg, run.path, devices, num_nodes, accelerator, progress)
+        return _train(cfg, run.path, devices, num_nodes, accelerator, progress, data)
 
 
 def dataset_file(cfg: TrainConfig) -> Path:
@@ -410,7 +422,7 @@ def check_resume_state(path: Path) -> None:
 
 
 def _train(cfg: TrainConfig, out: Path, devices: int, num_nodes: int, accelerator: str,
-           progress: bool) -> TrainResult:
+           progress: bool, data: "CrystalDataModule | None" = None) -> TrainResult:
     last = out / "lightning" / "last.ckpt"
     import logging
     import warnings
@@ -420,7 +432,7 @@ def _train(cfg: TrainConfig, out: Path, devices: int, num_nodes: int, accelerato
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")  # the EMA copy is eval on purpose
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = CrystalDataModule(cfg, progress=progress)
+    data = data or CrystalDataModule(cfg, progress=progress)
     if data.data.skipped:  # reported, not silent: the rows and reasons also go into the model record
         row, why = next(iter(data.data.skipped.items()))
         n_skip = len(data.data.skipped)
