@@ -41,9 +41,8 @@ def _multiflow_doc(fx) -> dict:
 
 
 def _write_lightning_ckpt(fx, folder: Path, with_yaml: bool = True, doc: dict | None = None) -> Path:
-    """What Lightning's checkpoint connector writes for MultiFlow's FlowModule (save_hyperparameters)."""
-    from lightning.fabric.utilities.data import AttributeDict
-
+    """What Lightning's checkpoint connector writes for MultiFlow's FlowModule: ``save_hyperparameters()``
+    stores its init arguments, and the connector writes ``dict(module.hparams)`` (values: OmegaConf)."""
     folder.mkdir(parents=True, exist_ok=True)
     doc = doc or _multiflow_doc(fx)
     cfg = OmegaConf.create(doc)
@@ -58,7 +57,8 @@ def _write_lightning_ckpt(fx, folder: Path, with_yaml: bool = True, doc: dict | 
         "callbacks": {"ModelCheckpoint{'monitor': None}": {"best_model_path": "", "best_model_score": None,
                                                             "dirpath": "ckpt/pdb"}},
         "optimizer_states": [opt.state_dict()], "lr_schedulers": [],
-        "hparams_name": "kwargs", "hyper_parameters": AttributeDict(cfg=cfg, folding_cfg=None),
+        "hparams_name": "kwargs", "hyper_parameters": {"cfg": cfg, "dataset_cfg": OmegaConf.create({"dataset": "pdb"}),
+                                                   "folding_cfg": None, "folding_device_id": None},
     }
     path = folder / "last.ckpt"
     torch.save(ckpt, path)
