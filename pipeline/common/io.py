@@ -103,7 +103,8 @@ def read_crystal_input(source: str | os.PathLike, split: str | None = None,
     A CIF in a folder that cannot be used is one item with its reason in ``problems``; an input
     that cannot be read at all raises :class:`~structures.errors.InputError` naming it.
     """
-    from structures.data import CRYSTAL_DATASETS, DataNotFoundError, load_crystals, read_cdvae_csv, resolve_dataset
+    from structures.data import (CRYSTAL_DATASETS, SPLITS, DataNotFoundError, load_crystals, read_cdvae_csv,
+                                 resolve_dataset)
 
     src = str(source)
     name, _, sp = src.partition(":")
@@ -111,6 +112,8 @@ def read_crystal_input(source: str | os.PathLike, split: str | None = None,
         split = sp or split
         if not split:
             raise InputError(f"data set {name!r} needs a split: write {name}:test (or val/train)")
+        if split not in SPLITS:
+            raise InputError(f"data set {name!r} has no split {split!r}: write {name}:test (or val/train)")
         csv = resolve_dataset(name, split)
         ds = load_crystals(name, split, limit=limit)
         return CrystalInput(_ids_from_props(ds.properties, len(ds), f"{name}_{split}"), ds.structures,

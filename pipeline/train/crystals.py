@@ -402,8 +402,10 @@ def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int
 
 def dataset_file(cfg: TrainConfig) -> Path:
     """The CSV a config trains on (a named data set split or a path); InputError when it is not there."""
-    from structures.data import CRYSTAL_DATASETS, resolve_dataset
+    from structures.data import CRYSTAL_DATASETS, SPLITS, resolve_dataset
 
+    if cfg.dataset in CRYSTAL_DATASETS and cfg.split not in SPLITS:
+        raise InputError(f"data set {cfg.dataset!r} has no split {cfg.split!r}; choose one of {', '.join(SPLITS)}")
     path = Path(resolve_dataset(cfg.dataset, cfg.split)) if cfg.dataset in CRYSTAL_DATASETS else Path(cfg.dataset)
     if not path.is_file():
         raise InputError(f"training data not found: {path}; give a data set name "
