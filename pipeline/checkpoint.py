@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -64,22 +64,39 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     return Checkpoint(state_dict=state, record=record)
 
 
+def _grouped(keys: list[str], max_items: int) -> str:
+    """'trunk.ipa_2.* (16), trunk.ipa_ln_2.* (2), ...': keys grouped by module (first two name parts)."""
+    groups: dict[str, int] = {}
+    for k in keys:
+        groups[".".join(k.split(".")[:2])] = groups.get(".".join(k.split(".")[:2]), 0) + 1
+    items = [f"{g}.* ({n})" if n > 1 or g not in keys else g for g, n in groups.items()]
+    return ", ".join(items[:max_items]) + (", ..." if len(items) > max_items else "")
+
+
+def state_dict_mismatch(net: torch.nn.Module, state: Mapping[str, torch.Tensor], max_items: int = 4) -> str:
+    """'' if ``state`` fits ``net`` exactly (names and shapes), else a one-line description."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    parts = [f"{len(missing)} missing ({_grouped(missing, max_items)})" if missing else "",
+             f"{len(unexpected)} unexpected ({_grouped(unexpected, max_items)})" if unexpected else "",
+             (f"{len(wrong)} wrong-shape, file vs network ({', '.join(wrong[:max_items])}"
+              f"{', ...' if len(wrong) > max_items else ''})") if wrong else ""]
+    return "; ".join(p for p in parts if p)
+
+
 def load_state_dict_checked(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str,
                             expected: str = "") -> None:
     """``module.load_state_dict(state_dict, strict=True)`` after checking names and shapes first.
 
-    Raises :class:`InputError` naming the first few missing, unexpected and wrong-shape tensors and
-    the config the module was built from (``expected``), instead of torch's multi-line dump.
+    Raises :class:`InputError` naming the first few missing, unexpected and wrong-shape tensors
+    (:func:`state_dict_mismatch`) and the config the module was built from (``expected``), instead
+    of torch's multi-line dump.
     """
-    own = module.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    wrong = [f"{k} {tuple(state_dict[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
-             if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
-    if missing or unexpected or wrong:
-        parts = [f"{name} {len(items)} (e.g. {', '.join(items[:3])})"
-                 for name, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
-                 if items]
+    problem = state_dict_mismatch(module, state_dict)
+    if problem:
         hint = f"; the network was built for {expected}" if expected else ""
-        raise InputError(f"{source}: weights do not match the network: {'; '.join(parts)}{hint}")
+        raise InputError(f"{source}: weights do not match the network: {problem}{hint}")
     module.load_state_dict(state_dict, strict=True)

@@ -183,3 +183,20 @@ def test_interpolation_resolution() -> None:
         resolve_interpolations({"x": "${nope.z}"}, {})
     with pytest.raises(ValueError, match="absolute"):
         resolve_interpolations({"x": "${oc.env:HOME}"}, {})
+
+
+def test_cli_info_checkpoint(multiflow_fixture, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from workflows.cli import main
+
+    path = _write_lightning_ckpt(multiflow_fixture, tmp_path / "mf")
+    assert main(["info", "--checkpoint", str(path), "--json"]) == 0
+    import json
+
+    d = json.loads(capsys.readouterr().out)
+    assert d["format"] == "multiflow-lightning" and d["tensors"] == 119 and d["weights_fit_config"]
+    assert d["config_source"].endswith("config.yaml")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["info", "--checkpoint", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

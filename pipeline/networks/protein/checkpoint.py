@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-from pipeline.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from pipeline.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, state_dict_mismatch
 from pipeline.networks.protein.config import CONFIGS, ProteinNetworkConfig
 from pipeline.networks.protein.model import ProteinNetwork
 from pipeline.networks.protein.safe_pickle import CheckpointError, UnsafeCheckpointError, plain, read_torch_zip
@@ -166,29 +166,6 @@ def read_protein_checkpoint(path: str | os.PathLike, device: str | torch.device 
     return _read_genmatch(path, device)
 
 
-def _grouped(keys: list[str], max_items: int) -> str:
-    """'trunk.ipa_2.* (16), trunk.ipa_ln_2.* (2), ...': keys grouped by module (first two name parts)."""
-    groups: dict[str, int] = {}
-    for k in keys:
-        groups[".".join(k.split(".")[:2])] = groups.get(".".join(k.split(".")[:2]), 0) + 1
-    items = [f"{g}.* ({n})" if n > 1 or g not in keys else g for g, n in groups.items()]
-    return ", ".join(items[:max_items]) + (", ..." if len(items) > max_items else "")
-
-
-def mismatch(net: torch.nn.Module, state: Mapping[str, torch.Tensor], max_items: int = 4) -> str:
-    """'' if ``state`` fits ``net`` exactly (names and shapes), else a one-line description."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-             if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    parts = [f"{len(missing)} missing ({_grouped(missing, max_items)})" if missing else "",
-             f"{len(unexpected)} unexpected ({_grouped(unexpected, max_items)})" if unexpected else "",
-             (f"{len(wrong)} wrong-shape, file vs network ({', '.join(wrong[:max_items])}"
-              f"{', ...' if len(wrong) > max_items else ''})") if wrong else ""]
-    return "; ".join(p for p in parts if p)
-
-
 def _summary(cfg: ProteinNetworkConfig) -> str:
     i = cfg.ipa
     name = next((k for k, v in CONFIGS.items() if v == cfg), "custom")
@@ -202,7 +179,7 @@ def load_protein_network(path: str | os.PathLike, device: str | torch.device = "
     """The network of a checkpoint (either format), weights loaded strictly, in eval mode."""
     ck = read_protein_checkpoint(path)
     net = ProteinNetwork(ck.config, init=False).to(device=device, dtype=dtype)  # dtype before loading
-    problem = mismatch(net, ck.state_dict)
+    problem = state_dict_mismatch(net, ck.state_dict)
     if problem:
         raise CheckpointError(f"{ck.path}: weights do not fit the config from {ck.config_source}: {problem}; "
                               f"expected config {_summary(ck.config)}")
@@ -224,7 +201,7 @@ def describe_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     cfg = ck.config
     with torch.device("meta"):  # shapes only, no memory
         net = ProteinNetwork(cfg, init=False)
-    problem = mismatch(net, ck.state_dict)
+    problem = state_dict_mismatch(net, ck.state_dict)
     return {
         "path": str(ck.path),
         "format": ck.format,
