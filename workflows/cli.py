@@ -14,7 +14,8 @@ import sys
 from typing import Callable, Sequence
 
 from workflows.cli_crystals import COMMANDS as CRYSTAL_COMMANDS
-from workflows.cli_types import Command, Parser, UsageError, add_run_options, nonnegative_int, positive_int
+from workflows.cli_types import (Command, Parser, UsageError, add_run_options, nonnegative_int, positive_int,
+                                 printable)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
@@ -168,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         code, message = exit_code(exc)
-        print(message.replace("\n", " "), file=sys.stderr)
+        print(printable(message.replace("\n", " ")), file=sys.stderr)
         return code
 
 

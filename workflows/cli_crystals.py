@@ -7,8 +7,8 @@ import json
 
 from manifolds.discrete import SCHEDULER_NAMES
 from workflows.cli_types import (Command, UsageError, add_run_options, any_int, finite_float, int_list,
-                                 nonnegative_float, nonnegative_int, positive_float, positive_int, set_threads,
-                                 unit_half_open_float, unit_open_float)
+                                 nonnegative_float, nonnegative_int, positive_float, positive_int, printable,
+                                 set_threads, unit_half_open_float, unit_open_float)
 
 CHGNET_HELP = "CHGNet version for energies and forces (default 0.3.0)"
 
@@ -45,8 +45,8 @@ def _relax(args: argparse.Namespace) -> int:
     run = relax_crystals(inp, config=config, out_dir=args.out, restart=args.restart, progress=not args.quiet)
     s = run.summary
     bad = f" ({s.n_bad_input} unusable inputs, see relax_results.csv)" if s.n_bad_input else ""
-    print(f"relaxed {s.n} structures: {s.converged} converged, {s.step_limit} at the step limit, "
-          f"{s.failed} failed{bad} -> {args.out}")
+    print(printable(f"relaxed {s.n} structures: {s.converged} converged, {s.step_limit} at the step limit, "
+                    f"{s.failed} failed{bad} -> {args.out}"))
     return 0
 
 
@@ -152,8 +152,8 @@ def _generate(args: argparse.Namespace) -> int:
     s = run.summary
     reasons = ", ".join(f"{k} {v}" for k, v in s.failures_by_reason.items()) or "none"
     unwritable = f"; {s.not_writable} decoded but not writable as CIF" if s.not_writable else ""
-    print(f"generated {s.n} crystals: {s.decoded} decoded, {s.decode_failed} failed to decode "
-          f"({reasons}){unwritable} -> {args.out}")
+    print(printable(f"generated {s.n} crystals: {s.decoded} decoded, {s.decode_failed} failed to decode "
+                    f"({reasons}){unwritable} -> {args.out}"))
     return 0
 
 
@@ -205,8 +205,8 @@ def _train(args: argparse.Namespace) -> int:
                          accelerator=args.accelerator, restart=args.restart, progress=not args.quiet)
     best = res.record.get("best_val_ce") or {}
     if best:
-        print(f"trained to step {res.record['training']['step']}: best validation CE {best['value']:.4f} per token "
-              f"at step {best['step']} -> {res.best_path} (latest: {res.model_path})")
+        print(printable(f"trained to step {res.record['training']['step']}: best validation CE {best['value']:.4f} "
+                        f"per token at step {best['step']} -> {res.best_path} (latest: {res.model_path})"))
     return 0
 
 

@@ -106,6 +106,12 @@ def add_run_options(p: argparse.ArgumentParser, out_required: bool = True, threa
         p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print on any stream: a path that is not valid UTF-8 (surrogate escapes) is shown
+    with backslash escapes instead of raising UnicodeEncodeError after the work is done."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def set_threads(n: int | None) -> None:
     if n:
         import torch

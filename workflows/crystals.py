@@ -266,7 +266,12 @@ def read_energies(path: str | os.PathLike, ids: Sequence[str]) -> np.ndarray:
     if not p.is_file():
         raise InputError(f"energies file not found: {p}; give the relax_results.csv of 'genmatch relax crystals'")
     try:
-        df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+        if p.suffix == ".parquet":  # from bytes: pyarrow cannot open a path that is not valid UTF-8
+            import io
+
+            df = pd.read_parquet(io.BytesIO(p.read_bytes()))
+        else:
+            df = pd.read_csv(p)
     except Exception as exc:  # noqa: BLE001 - pandas / pyarrow raise many types for unreadable files
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise InputError(f"{p}: cannot read the energies table ({type(exc).__name__}: {first})") from None

@@ -52,8 +52,17 @@ def json_default(o: Any) -> Any:
 def write_table(df: "pd.DataFrame", stem: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``<stem>.csv`` and ``<stem>.parquet`` atomically."""
     stem = Path(stem)
+
+    def parquet(tmp: str) -> None:
+        import io
+
+        buf = io.BytesIO()  # bytes, not a path: pyarrow cannot open a path that is not valid UTF-8
+        df.to_parquet(buf, index=False)
+        with open(tmp, "wb") as f:
+            f.write(buf.getvalue())
+
     csv = atomic_write(stem.with_suffix(".csv"), lambda t: df.to_csv(t, index=False))
-    pq = atomic_write(stem.with_suffix(".parquet"), lambda t: df.to_parquet(t, index=False))
+    pq = atomic_write(stem.with_suffix(".parquet"), parquet)
     return csv, pq
 
 

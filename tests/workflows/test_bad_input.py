@@ -580,3 +580,29 @@ def test_read_only_parent_exits_2(corpus: Corpus, tmp_path: Path, capsys: pytest
         parent.chmod(0o700)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "cannot create the output folder" in err
     assert not (parent / "out").exists()
+
+
+def test_non_utf8_folder_names_work(corpus: Corpus, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Input and output folders whose names are not valid UTF-8 are legal on Linux: relax, then score with
+    the relax_results.parquet energies (pyarrow cannot open such paths itself; we hand it bytes)."""
+    src = tmp_path / f"in_{NON_UTF8}"
+    shutil.copytree(corpus["good"], src)
+    relaxed = tmp_path / f"relax_{NON_UTF8}"
+    rc, _, err = _cli(["relax", "crystals", str(src), *RELAX0, "--out", str(relaxed)], capsys)
+    assert rc == 0 and not err.strip(), err
+    assert len(pd.read_csv(relaxed / "relax_results.csv")) == 3 and (relaxed / "relax_results.parquet").is_file()
+    scored = tmp_path / f"score_{NON_UTF8}"
+    rc, _, err = _cli(["score", "crystals", str(relaxed / "relaxed"), "--reference", str(corpus["ref"]), *SCORE,
+                       "--energies", str(relaxed / "relax_results.parquet"), "--hull", "mp-elements",
+                       "--out", str(scored)], capsys)
+    assert rc == 0 and "Traceback" not in err, err
+    assert json.loads((scored / "summary.json").read_text())["energy_source"] == "given"
+
+
+def test_a_non_utf8_path_in_an_error_is_printable(corpus: Corpus, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The one stderr line survives a path that is not valid UTF-8 (no UnicodeEncodeError, no traceback)."""
+    out = tmp_path / f"out_{NON_UTF8}"
+    out.write_text("a file")
+    rc, _, err = _cli(["relax", "crystals", str(corpus["good"]), *RELAX0, "--out", str(out)], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "out_caf\\udce9: the output path is a file" in err
