@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -27,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# cold means cold: without this the shipped Perov-5 test fingerprints (pipeline/score/reference_data) would be found
+os.environ.setdefault("GENMATCH_REFERENCE_DATA", "off")
 
 STRUC_CUTOFF, COMP_CUTOFF = 0.2, 4.0  # CDVAE COV_Cutoffs["perov_5"]
 METRICS = ("comp_valid", "struct_valid", "valid", "cov_recall", "cov_precision", "wdist_density", "wdist_num_elems")

@@ -55,7 +55,7 @@ def test_validity_on_real_and_broken_structures(perov_test, carbon_test) -> None
     assert compositional_validity(Structure(Lattice.cubic(3.0), ["Fe", "Ni"], [[0, 0, 0], [0.5, 0.5, 0.5]]))  # alloy
 
 
-def test_fingerprints_equal_direct_matminer_and_cache(perov_test, tmp_path: Path) -> None:
+def test_fingerprints_equal_direct_matminer_and_cache(perov_test, tmp_path: Path, monkeypatch) -> None:
     from matminer.featurizers.composition.composite import ElementProperty
     from matminer.featurizers.site.fingerprint import CrystalNNFingerprint
 
@@ -66,6 +66,7 @@ def test_fingerprints_equal_direct_matminer_and_cache(perov_test, tmp_path: Path
     direct_c = np.array([ep.featurize(s.composition) for s in sts])
     np.testing.assert_array_equal(np.array([structure_fingerprint(s) for s in sts]), direct)
     np.testing.assert_allclose(np.array([composition_fingerprint(s) for s in sts]), direct_c, rtol=1e-12)
+    monkeypatch.setenv("GENMATCH_REFERENCE_DATA", "off")  # the disk cache itself, not the shipped test-set values
     cold = compute_fingerprints(sts, cache_dir=tmp_path, progress=False)
     assert (tmp_path / "cdvae_fp_v1.sqlite").is_file()
     warm = compute_fingerprints(sts, cache_dir=tmp_path, progress=False)
