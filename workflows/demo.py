@@ -314,12 +314,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{label:30s} {f(raw.get(key)) if raw else '      -':>13s} {f(s.get(key)):>10s}")
     lines.append(f"{'relax converged':30s} {'':>13s} {_pct(r['converged_rate']):>10s}")
     lines.append(f"{'median E_hull (eV/atom)':30s} {'':>13s} {_num(s.get('median_e_hull')):>10s}")
-    upper = " (upper bound)" if s.get("stable_rate_is_upper_bound") else ""
+    upper = " *" if s.get("stable_rate_is_upper_bound") else ""  # footnote: an upper bound
     lines.append(f"{'stable (E_hull <= ' + str(s.get('e_hull_threshold', 0.0)) + ')' + upper:30s} {'':>13s} "
                  f"{_pct(s.get('stable_rate')):>10s}")
     if "hull_coverage" in s:
         lines.append(f"{'hull coverage':30s} {'':>13s} {_pct(s.get('hull_coverage')):>10s}")
-        lines.append(stability_label(s) + f": {s.get('n_hull_covered', 0)} of {s.get('n_hull_coverable', 0)} "
+        lines.append(upper.strip() + (" " if upper else "") + stability_label(s)
+                     + f": {s.get('n_hull_covered', 0)} of {s.get('n_hull_coverable', 0)} "
                      "samples have a hull compound in their chemical system; the others' E_hull is the formation "
                      "energy from the elements (a lower bound)")
     lines.append(f"COV-R: share of the {s['n_reference']} test crystals matched by one of the {g['n']} samples "
