@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 		$(PY) -m pip install -q --disable-pip-version-check "$$TORCH"
 	@echo "installing genmatch and its pinned dependencies"
 	@$(PY) -m pip install -q --disable-pip-version-check -e ".[test]"
+	@NODEPS=$$($(PY) tools/pins.py --no-deps) && echo "installing $$NODEPS (pinned, --no-deps)" && \
+		$(PY) -m pip install -q --disable-pip-version-check --no-deps $$NODEPS
 	@$(PY) tools/pins.py --check-installed
 	@touch $(STAMP)
 

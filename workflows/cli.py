@@ -14,6 +14,7 @@ import sys
 from typing import Callable, Sequence
 
 from workflows.cli_crystals import COMMANDS as CRYSTAL_COMMANDS
+from workflows.cli_proteins_score import COMMANDS as SCORE_PROTEIN_COMMANDS
 from workflows.cli_types import (Command, Parser, UsageError, add_run_options, nonnegative_int, positive_int,
                                  printable)
 
@@ -97,6 +98,7 @@ COMMANDS: list[Command] = [
             "plots; OUT/generated and OUT/relaxed hold the stages. Rerun the same command to resume.",
             _demo_args, _cmd_demo),
     *CRYSTAL_COMMANDS,
+    *SCORE_PROTEIN_COMMANDS,
     Command(("generate", "proteins"), "generate protein backbones (not yet available)", "", lambda p: None,
             _not_yet("generate proteins", "planned by the protein generation issue")),
     Command(("train", "proteins"), "train a protein model (not yet available)", "", lambda p: None,
