@@ -8,6 +8,7 @@ hat([x, y, z]) = [[0, -z, y], [z, 0, -x], [-y, x, 0]]. Tangent vectors at R are 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -180,15 +181,22 @@ def igso3_angle_density(omega: Tensor, sigma: float, l_max: int = 1000) -> Tenso
     return igso3_expansion(omega, sigma, l_max) * (1.0 - torch.cos(omega)) / math.pi
 
 
-def sample_igso3(center: Tensor, sigma: float, rng: torch.Generator | None = None,
-                 num_omega: int = 4096, l_max: int = 1000) -> Tensor:
-    """R ~ IGSO(3)(center, sigma): angle by inverse CDF on a fine grid (trapezoid CDF, linear
-    interpolation; grid w = pi u^3 like MultiFlow, 4096 points), axis uniform. ``center`` [..., 3, 3]."""
+@functools.lru_cache(maxsize=16)
+def _igso3_angle_cdf(sigma: float, num_omega: int, l_max: int) -> tuple[Tensor, Tensor]:
+    """(grid [num_omega + 1], normalised CDF) of the IGSO(3) angle on w = pi u^3 (trapezoid rule); cached."""
     grid = math.pi * torch.linspace(0, 1, num_omega + 1, dtype=torch.float64) ** 3
     pdf = igso3_angle_density(grid, sigma, l_max).clamp_min(0.0)
     cdf = torch.cat([torch.zeros(1, dtype=torch.float64),
                      torch.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * (grid[1:] - grid[:-1]), 0)])
-    cdf = cdf / cdf[-1]
+    return grid, cdf / cdf[-1]
+
+
+def sample_igso3(center: Tensor, sigma: float, rng: torch.Generator | None = None,
+                 num_omega: int = 4096, l_max: int = 1000) -> Tensor:
+    """R ~ IGSO(3)(center, sigma): angle by inverse CDF on a fine grid (trapezoid CDF, linear
+    interpolation; grid w = pi u^3 like MultiFlow, 4096 points; computed once per sigma), axis uniform.
+    ``center`` [..., 3, 3]."""
+    grid, cdf = _igso3_angle_cdf(float(sigma), num_omega, l_max)
     u = torch.rand(center.shape[:-2], generator=rng, dtype=torch.float64)
     idx = torch.searchsorted(cdf, u).clamp(1, num_omega)
     c0, c1 = cdf[idx - 1], cdf[idx]

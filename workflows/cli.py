@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from workflows.cli_crystals import COMMANDS as CRYSTAL_COMMANDS
 from workflows.cli_proteins_score import COMMANDS as SCORE_PROTEIN_COMMANDS
+from workflows.cli_train_proteins import COMMANDS as TRAIN_PROTEIN_COMMANDS
 from workflows.cli_types import (Command, Parser, UsageError, add_run_options, nonnegative_int, positive_int,
                                  printable)
 
@@ -101,8 +102,7 @@ COMMANDS: list[Command] = [
     *SCORE_PROTEIN_COMMANDS,
     Command(("generate", "proteins"), "generate protein backbones (not yet available)", "", lambda p: None,
             _not_yet("generate proteins", "planned by the protein generation issue")),
-    Command(("train", "proteins"), "train a protein model (not yet available)", "", lambda p: None,
-            _not_yet("train proteins", "planned by the protein training issue")),
+    *TRAIN_PROTEIN_COMMANDS,
 ]
 
 GROUP_HELP = {"generate": "generate crystals (KO-DFM) or proteins", "relax": "relax crystals with CHGNet",

@@ -19,12 +19,9 @@ resume state (optimizer, EMA, curve, data order). Multi-device / multi-node via 
 from __future__ import annotations
 
 import copy
-import math
 import os
-import subprocess
 import sys
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,11 +32,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from manifolds.discrete import SCHEDULER_NAMES, SchedulerName, cross_entropy, mixture_elbo_integrand
-from pipeline.checkpoint import Checkpoint, save_checkpoint
+from pipeline.checkpoint import Checkpoint
 from pipeline.crystal_flow import CrystalPosterior, atom_mask_of, make_path, token_mask_of, trim_padding
 from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT, CrystalDiTConfig
-from pipeline.common.io import write_json
-from pipeline.common.run import fingerprint, open_run
+from pipeline.common.run import fingerprint
+from pipeline.train.common import (OptimSettings, TrainingModule, TrainResult, check_resume_state,  # noqa: F401
+                                   code_version, fit, is_ddp_worker, quiet_lightning, training_run)
 from structures.cache import file_sha256
 from structures.errors import InputError
 from structures.crystal_dataset import TokenizedCrystals
@@ -93,23 +91,6 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         self.network_config()
-
-
-def code_version() -> dict[str, str]:
-    """genmatch's version and, in a git checkout, the commit (with ``-dirty`` for local changes)."""
-    from structures.version import genmatch_version
-
-    out = {"genmatch": genmatch_version()}
-    root = Path(__file__).resolve().parents[2]
-    try:
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        out["git"] = rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,38 +207,22 @@ def augment_tokens(x1: Tensor, generator: torch.Generator | None = None) -> Tens
     return transform_fractions(x1, shift, invert)
 
 
-class CrystalFlowModule(L.LightningModule):
-    """The DiT posterior, its EMA copy and the KO-DFM objective."""
+class CrystalFlowModule(TrainingModule):
+    """The DiT posterior, its EMA copy and the KO-DFM objective (shared machinery: :class:`TrainingModule`)."""
 
     def __init__(self, cfg: TrainConfig, dataset_info: dict[str, Any] | None = None) -> None:
-        super().__init__()
         cfg.validate()
+        super().__init__(OptimSettings(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+                                       lr_schedule=cfg.lr_schedule, max_steps=cfg.max_steps,
+                                       ema_decay=cfg.ema_decay))
         self.cfg = cfg
         self.dataset_info = dataset_info or {}
         torch.manual_seed(cfg.seed)
         self.posterior = CrystalPosterior(CrystalDiT(cfg.network_config()))
         self.ema = copy.deepcopy(self.posterior).requires_grad_(False).eval()
-        self.val_curve: list[list[float]] = []  # [step, val_ce_per_token]
-        self.train_curve: list[list[float]] = []  # [step, mean train loss since the last validation]
-        self._train_sum, self._train_n = 0.0, 0
-        self._val_sum = torch.zeros(2, dtype=torch.float64)
-        self._wall = 0.0
-        self._t_start = time.monotonic()
 
-    # -- optimisation ------------------------------------------------------------------------
-    def configure_optimizers(self) -> dict[str, Any]:
-        cfg = self.cfg
-        opt = torch.optim.AdamW(self.posterior.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-        def factor(step: int) -> float:
-            warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-            if cfg.lr_schedule == "cosine" and step >= cfg.warmup_steps:
-                frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-                return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
-            return warm
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+    def ema_pair(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        return self.ema, self.posterior
 
     def training_step(self, x1: Tensor, batch_idx: int) -> Tensor:
         if self.cfg.augment:
@@ -265,21 +230,10 @@ class CrystalFlowModule(L.LightningModule):
         t = torch.rand(x1.shape[0], device=x1.device) * (1.0 - self.cfg.t_eps)  # [B]
         xt = noisy_tokens(x1, t, self.cfg.scheduler)
         loss, _ = flow_loss(self.posterior, x1, xt, t, self.cfg.loss, self.cfg.scheduler)
-        self._train_sum += float(loss.detach())
-        self._train_n += 1
-        self.log("train_loss", loss.detach(), prog_bar=True, batch_size=x1.shape[0])
+        self.note_train_loss(loss, x1.shape[0])
         return loss
 
-    @torch.no_grad()
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        d = min(self.cfg.ema_decay, (1 + self.global_step) / (10 + self.global_step))  # warm EMA start
-        for e, p in zip(self.ema.parameters(), self.posterior.parameters()):
-            e.lerp_(p.detach(), 1.0 - d)
-
     # -- validation (EMA weights, fixed times and noise) ---------------------------------------
-    def on_validation_epoch_start(self) -> None:
-        self._val_sum = torch.zeros(2, dtype=torch.float64, device=self.device)
-
     @torch.no_grad()
     def validation_step(self, x1: Tensor, batch_idx: int) -> None:
         k = self.cfg.val_times
@@ -287,86 +241,27 @@ class CrystalFlowModule(L.LightningModule):
         for j in range(k):
             t = ((j + torch.rand(x1.shape[0], generator=g, device=x1.device)) / k) * (1.0 - self.cfg.t_eps)
             loss, n = flow_loss(self.ema, x1, noisy_tokens(x1, t, self.cfg.scheduler, g), t, "ce", self.cfg.scheduler)
-            self._val_sum += torch.stack([loss.double() * n, n.double()]) / k
+            self.val_totals += torch.stack([loss.double() * n, n.double()]) / k
 
     def on_validation_epoch_end(self) -> None:
-        total = self.trainer.strategy.reduce(self._val_sum, reduce_op="sum") \
-            if self.trainer.world_size > 1 else self._val_sum
-        val = float(total[0] / total[1].clamp_min(1))
-        self.log("val_ce", val, prog_bar=True, sync_dist=False)
-        if self.trainer.sanity_checking:
-            return
-        step = int(self.global_step)
-        if not self.val_curve or self.val_curve[-1][0] != step:
-            self.val_curve.append([step, val])
-            if self._train_n:
-                self.train_curve.append([step, self._train_sum / self._train_n])
-        self._train_sum, self._train_n = 0.0, 0
+        total = self.reduced_val_totals()
+        self.finish_validation(float(total[0] / total[1].clamp_min(1)), "val_ce")
 
-    # -- records and resume --------------------------------------------------------------------
-    def wall_seconds(self) -> float:
-        return self._wall + (time.monotonic() - self._t_start)
-
+    # -- records -------------------------------------------------------------------------------
     def record(self) -> dict[str, Any]:
         cfg = asdict(self.cfg)
-        best = min(self.val_curve, key=lambda r: r[1]) if self.val_curve else None
         return {"kind": "crystal_dit", "network": self.cfg.network_config().to_dict(),
                 "network_preset": self.cfg.network if isinstance(self.cfg.network, str) else None,
                 "flow": {"source": "mask", "scheduler": self.cfg.scheduler, "loss": self.cfg.loss,
                          "path": "mixture (KO eq. 2)"},
-                "weights": "ema", "training": {**cfg, "step": int(self.global_step),
-                                                "epoch": int(self.current_epoch),
-                                                "wall_s": round(self.wall_seconds(), 1),
-                                                "world_size": int(self.trainer.world_size) if self._trainer else 1},
+                "weights": "ema", "training": {**cfg, **self.training_fields()},
                 "dataset": self.dataset_info, "validation_curve": self.val_curve,
-                "train_curve": self.train_curve,
-                "best_val_ce": None if best is None else {"step": best[0], "value": best[1]},
+                "train_curve": self.train_curve, "best_val_ce": self.best_val(),
                 "code_version": code_version(), "parameters": self.posterior.net.num_parameters()}
 
     def shipped_checkpoint(self) -> Checkpoint:
         """The EMA network's weights and the record (what :func:`pipeline.crystal_flow.load_crystal_model` reads)."""
         return Checkpoint(state_dict=self.ema.net.state_dict(), record=self.record())
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["genmatch"] = {"val_curve": self.val_curve, "train_curve": self.train_curve,
-                                  "wall_s": self.wall_seconds()}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        g = checkpoint.get("genmatch", {})
-        self.val_curve = [list(r) for r in g.get("val_curve", [])]
-        self.train_curve = [list(r) for r in g.get("train_curve", [])]
-        self._wall, self._t_start = float(g.get("wall_s", 0.0)), time.monotonic()
-
-
-class SafetensorsExport(L.Callback):
-    """After each validation: ``OUT/model.safetensors`` (latest EMA) and ``OUT/best.safetensors`` (best val)."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = Path(out_dir)
-
-    def on_validation_end(self, trainer: L.Trainer, module: CrystalFlowModule) -> None:  # type: ignore[override]
-        if trainer.sanity_checking or not module.val_curve or trainer.state.fn != "fit":
-            return
-        if trainer.is_global_zero:
-            ckpt = module.shipped_checkpoint()
-            save_checkpoint(self.out_dir / "model.safetensors", ckpt)
-            if module.val_curve[-1][1] <= min(v for _, v in module.val_curve):
-                save_checkpoint(self.out_dir / "best.safetensors", ckpt)
-        # resume state: all ranks call (rank 0 writes); written beside and renamed, so never half a file
-        last = self.out_dir / "lightning" / "last.ckpt"
-        tmp = last.with_name(".last.ckpt.tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)
-        if trainer.is_global_zero:
-            os.replace(tmp, last)
-        trainer.strategy.barrier("genmatch.last_ckpt")
-
-
-@dataclass
-class TrainResult:
-    out_dir: Path
-    model_path: Path
-    best_path: Path
-    record: dict[str, Any] = field(default_factory=dict)
 
 
 def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int = 1, num_nodes: int = 1,
@@ -387,17 +282,10 @@ def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int
         torch.set_num_threads(threads)
     settings = {k: v for k, v in asdict(cfg).items() if k != "max_steps"}  # a resume may train longer
     inputs = fingerprint([dataset_file(cfg)])
-    if int(os.environ.get("LOCAL_RANK", "0")) or int(os.environ.get("NODE_RANK", "0")):
-        # a DDP worker started by rank 0, which holds the run folder (and its lock) for the whole run
-        return _train(cfg, Path(out_dir), devices, num_nodes, accelerator, progress)
     # bad training data or an unsafe resume state is refused before the folder is opened (nothing changes)
-    data = CrystalDataModule(cfg, progress=progress)
-    last = Path(out_dir) / "lightning" / "last.ckpt"
-    if not restart and last.is_file():
-        check_resume_state(last)
-    with open_run(out_dir, "train-crystals", settings, inputs, restart=restart) as run:
-        write_json(run.path / "train_config.json", asdict(cfg))
-        return _train(cfg, run.path, devices, num_nodes, accelerator, progress, data)
+    data = None if is_ddp_worker() else CrystalDataModule(cfg, progress=progress)
+    with training_run(out_dir, "train-crystals", settings, inputs, asdict(cfg), restart) as out:
+        return _train(cfg, out, devices, num_nodes, accelerator, progress, data)
 
 
 def dataset_file(cfg: TrainConfig) -> Path:
@@ -413,26 +301,9 @@ def dataset_file(cfg: TrainConfig) -> Path:
     return path
 
 
-def check_resume_state(path: Path) -> None:
-    """Refuse a resume file that cannot be read without unpickling arbitrary objects (or at all)."""
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types; the message's first line says which
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise InputError(f"{path}: the resume state cannot be read safely ({first}); delete it or pass "
-                         "--restart") from None
-
-
 def _train(cfg: TrainConfig, out: Path, devices: int, num_nodes: int, accelerator: str,
            progress: bool, data: "CrystalDataModule | None" = None) -> TrainResult:
-    last = out / "lightning" / "last.ckpt"
-    import logging
-    import warnings
-
-    if not progress:  # quiet: no Lightning banners ("GPU available", tips)
-        logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")  # the EMA copy is eval on purpose
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    quiet_lightning(progress)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = data or CrystalDataModule(cfg, progress=progress)
     if data.data.skipped:  # reported, not silent: the rows and reasons also go into the model record
@@ -442,18 +313,8 @@ def _train(cfg: TrainConfig, out: Path, devices: int, num_nodes: int, accelerato
               f"(e.g. row {row}: {why[:120]})", file=sys.stderr)
     module = CrystalFlowModule(cfg, data.info)
     strategy = "ddp" if devices * num_nodes > 1 else "auto"
-    trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-                        max_steps=cfg.max_steps, enable_checkpointing=False, gradient_clip_val=cfg.grad_clip,
-                        val_check_interval=cfg.val_every,
-                        check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False,
-                        callbacks=[SafetensorsExport(out)], enable_progress_bar=progress,
-                        enable_model_summary=False, deterministic=False, use_distributed_sampler=True)
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None,
-                weights_only=True)  # resume state is tensors and plain containers: no arbitrary unpickling
-    if not module.val_curve or module.val_curve[-1][0] != module.global_step:
-        # the run ended between validations: one more validation point, export and resume state
-        trainer.validate(module, datamodule=data, verbose=False)
-        trainer.state.fn = "fit"
-        SafetensorsExport(out).on_validation_end(trainer, module)
-    return TrainResult(out_dir=out, model_path=out / "model.safetensors", best_path=out / "best.safetensors",
-                       record=module.record())
+    fit(module, data, out, dict(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
+                                max_steps=cfg.max_steps, gradient_clip_val=cfg.grad_clip,
+                                val_check_interval=cfg.val_every, enable_progress_bar=progress,
+                                use_distributed_sampler=True))
+    return TrainResult.of(out, module)
