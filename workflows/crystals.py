@@ -111,6 +111,7 @@ def relax_crystals(structures: "Sequence[Structure] | str | os.PathLike | Crysta
         raise InputError(f"{len(names)} ids for {len(inp.structures)} structures")
     if len(set(names)) != len(names):
         raise InputError("structure ids must be unique (they name the output CIF files)")
+    inp.require_some_usable()
     if out_dir is None:
         return _relax(inp, names, config, None, progress)
     with open_run(out_dir, "relax-crystals", asdict(config), fingerprint([inp.fingerprint, names]),

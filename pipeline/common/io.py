@@ -98,6 +98,12 @@ class CrystalInput:
     def __len__(self) -> int:
         return len(self.structures)
 
+    def require_some_usable(self) -> None:
+        """Raise :class:`InputError` when no structure of the input can be used (nothing to work on)."""
+        if self.structures and all(p is not None for p in self.problems):
+            raise InputError(f"{self.source}: none of the {len(self)} structures can be used "
+                             f"(e.g. {self.ids[0]}: {self.problems[0]}); fix the input")
+
     def usable(self, max_z: int | None = None) -> list[str | None]:
         """Per structure: None if usable (also under ``max_z``), else the reason it is not."""
         return [p if p is not None or max_z is None else structure_problem(s, max_z)
@@ -112,8 +118,7 @@ def read_crystal_input(source: str | os.PathLike, split: str | None = None,
     A CIF in a folder that cannot be used is one item with its reason in ``problems``; an input
     that cannot be read at all raises :class:`~structures.errors.InputError` naming it.
     """
-    from structures.data import (CRYSTAL_DATASETS, SPLITS, DataNotFoundError, load_crystals, read_cdvae_csv,
-                                 resolve_dataset)
+    from structures.data import CRYSTAL_DATASETS, SPLITS, load_crystals, resolve_dataset
 
     src = str(source)
     name, _, sp = src.partition(":")
@@ -134,14 +139,7 @@ def read_crystal_input(source: str | os.PathLike, split: str | None = None,
         if path.suffix.lower() == ".cif":
             return _read_cif_files([path], str(path))
         if path.name.endswith((".csv", ".csv.xz", ".csv.gz")):
-            try:
-                ds = read_cdvae_csv(path, limit=limit)
-            except DataNotFoundError:
-                raise
-            except (ValueError, OSError) as exc:
-                raise InputError(f"{exc}; fix the file or remove the bad rows") from None
-            return CrystalInput(_ids_from_props(ds.properties, len(ds), path.name.split(".")[0]),
-                                ds.structures, str(path), fingerprint=fingerprint([path, limit]))
+            return _read_csv(path, limit)
         raise InputError(f"{path}: unsupported input; give a folder of .cif files, a .cif, a "
                          "CDVAE-format .csv[.xz] or a data set name such as perov_5:test")
     raise InputError(f"input not found: {src!r} is neither a file, a folder nor a data set "
@@ -176,11 +174,26 @@ def _safe_id(stem: str) -> tuple[str, str | None]:
                 "the file name is not valid UTF-8; rename the file")
 
 
-def _read_cif_files(files: list[Path], source: str) -> CrystalInput:
+def parse_cif_text(text: str) -> tuple["Structure | None", str | None]:
+    """A structure from CIF text, or None and why not (unreadable, incomplete, non-physical)."""
     import warnings
 
     from pymatgen.core import Structure
 
+    problem = cif_text_problem(text)
+    if problem is not None:
+        return None, problem
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = Structure.from_str(text, fmt="cif")
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for bad CIFs
+        return None, f"not a CIF that pymatgen can read ({type(exc).__name__}: {str(exc)[:120]})"
+    problem = formula_problem(text, s) or structure_problem(s)
+    return (None, problem) if problem is not None else (s, None)
+
+
+def _read_cif_files(files: list[Path], source: str) -> CrystalInput:
     ids, structures, problems, blobs = [], [], [], []
     for f in files:
         ident, problem = _safe_id(f.stem)
@@ -191,23 +204,28 @@ def _read_cif_files(files: list[Path], source: str) -> CrystalInput:
             blob, problem = b"", problem or f"cannot read the file ({exc.strerror})"
         if problem is None:
             try:
-                text = blob.decode("utf-8")
+                s, problem = parse_cif_text(blob.decode("utf-8"))
             except UnicodeDecodeError:
-                text, problem = "", "not a UTF-8 text file"
-            problem = problem or cif_text_problem(text)
-        if problem is None:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    s = Structure.from_str(text, fmt="cif")
-            except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for bad CIFs
-                problem = f"not a CIF that pymatgen can read ({type(exc).__name__}: {str(exc)[:120]})"
-        if s is not None:
-            problem = formula_problem(text, s) or structure_problem(s)
-            if problem is not None:
-                s = None
+                problem = "not a UTF-8 text file"
         ids.append(ident)
         structures.append(s)
         problems.append(problem)
         blobs.append(blob)
     return CrystalInput(ids, structures, source, problems, fingerprint([ids, blobs]))
+
+
+def _read_csv(path: Path, limit: int | None) -> CrystalInput:
+    """A CDVAE-format CSV: one item per row; a row whose CIF cannot be used is an item with its reason."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path, nrows=limit)
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types for broken files
+        raise InputError(f"{path}: not a readable CSV ({type(exc).__name__}); give a CDVAE-format CSV") from None
+    if "cif" not in df.columns:
+        raise InputError(f"{path}: no 'cif' column (columns: {', '.join(map(str, df.columns))[:200]}); "
+                         "expected the CDVAE format")
+    parsed = [parse_cif_text(c) if isinstance(c, str) else (None, "empty 'cif' cell") for c in df["cif"]]
+    ids = _ids_from_props(df, len(df), path.name.split(".")[0])
+    return CrystalInput(ids, [s for s, _ in parsed], str(path), [p for _, p in parsed],
+                        fingerprint([path, limit]))

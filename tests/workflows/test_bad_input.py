@@ -324,7 +324,7 @@ ERRORS: dict[str, Case] = {
     "relax-needs-split": C("relax", "crystals", "perov_5", *RELAX0, "--out", E, text="needs a split"),
     "relax-duplicate-ids": C("relax", "crystals", "{dup_ids}", *RELAX0, "--out", E, text="unique"),
     "relax-csv-without-cif": C("relax", "crystals", "{nocif_csv}", *RELAX0, "--out", E, text="nocif.csv"),
-    "relax-csv-bad-row": C("relax", "crystals", "{allbad_csv}", *RELAX0, "--out", E, text="row 0"),
+    "relax-csv-all-rows-bad": C("relax", "crystals", "{allbad_csv}", *RELAX0, "--out", E, text="none of the 10"),
     "score-missing-input": C("score", "crystals", "{root}/nope", "--reference", "{ref}", *SCORE, "--out", E,
                              text="input not found"),
     "score-missing-reference": C("score", "crystals", "{good}", "--reference", "{root}/nope", *SCORE, "--out", E,
@@ -606,3 +606,17 @@ def test_a_non_utf8_path_in_an_error_is_printable(corpus: Corpus, tmp_path: Path
     out.write_text("a file")
     rc, _, err = _cli(["relax", "crystals", str(corpus["good"]), *RELAX0, "--out", str(out)], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "out_caf\\udce9: the output path is a file" in err
+
+
+def test_a_bad_csv_row_is_one_failed_row(corpus: Corpus, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A CDVAE CSV follows the same rule as a CIF folder: one unusable row is one failed row."""
+    from structures.data import load_crystals
+
+    good = load_crystals("perov_5", "test", limit=1).structures[0].to(fmt="cif")
+    csv = _write_csv(tmp_path / "mixed.csv", [good, "garbage", good.replace("_cell_length_a", "_cell_length_a -")])
+    out = tmp_path / "out"
+    rc, stdout, err = _cli(["relax", "crystals", str(csv), *RELAX0, "--out", str(out)], capsys)
+    assert rc == 0 and not err.strip(), err
+    t = pd.read_csv(out / "relax_results.csv", keep_default_na=False)
+    assert list(t["status"] == "failed") == [False, True, True]
+    assert all(r.startswith("bad input: ") for r in t["reason"][1:])
