@@ -20,14 +20,17 @@ Stages (each timed, each with a tqdm bar; all writes atomic):
    are scored in their last geometry with their last energy (``relax_status`` = step_limit).
    The as-generated (unrelaxed) crystals are scored first, the same way without E_hull
    (``OUT/as_generated``), so the effect of relaxation is visible. Fingerprints are cached by
-   content hash (``GENMATCH_CACHE``): the first scoring pays for the 3,785 test-set fingerprints
-   (the bulk of a cold run), the second only for the relaxed crystals. COV-R depends on the
-   number of samples (200 samples against 3,785 test crystals cover fewer than 1,000 would).
+   content hash (``GENMATCH_CACHE``); those of the 3,785 test crystals ship with genmatch
+   (``pipeline/score/reference_data``, made by ``tools/make_reference_data.py``), so a cold run
+   computes only the samples'. COV-R depends on the number of samples (200 samples against
+   3,785 test crystals cover fewer than 1,000 would). Every stability number comes with the hull's
+   coverage (share of samples whose chemical system holds a non-elemental reference); below
+   100 % the stable rate is reported as an upper bound.
 
    The hull: ``hull="default"`` (default) is the MP elemental references plus the CHGNet-relaxed
    Perov-5 **val** crystals (the training split) — only those inside the chemical systems of the
    generated crystals, which are the only ones that can change their E_hull (about 260 for 200
-   samples; relaxed once, then cached by content hash). ``hull="mp-elements"`` compares with the
+   samples; their relaxed energies ship with genmatch, others are relaxed once and cached). ``hull="mp-elements"`` compares with the
    elemental references only: E_hull is then the formation energy with respect to the elements, a
    *lower bound* on the true E_hull (and the stable rate an upper bound).
 
