@@ -14,6 +14,7 @@ import sys
 from typing import Callable, Sequence
 
 from workflows.cli_crystals import COMMANDS as CRYSTAL_COMMANDS
+from workflows.cli_proteins import COMMANDS as PROTEIN_COMMANDS
 from workflows.cli_proteins_score import COMMANDS as SCORE_PROTEIN_COMMANDS
 from workflows.cli_train_proteins import COMMANDS as TRAIN_PROTEIN_COMMANDS
 from workflows.cli_types import (Command, Parser, UsageError, add_run_options, nonnegative_int, positive_int,
@@ -100,8 +101,7 @@ COMMANDS: list[Command] = [
             _demo_args, _cmd_demo),
     *CRYSTAL_COMMANDS,
     *SCORE_PROTEIN_COMMANDS,
-    Command(("generate", "proteins"), "generate protein backbones (not yet available)", "", lambda p: None,
-            _not_yet("generate proteins", "planned by the protein generation issue")),
+    *PROTEIN_COMMANDS,
     *TRAIN_PROTEIN_COMMANDS,
 ]
 

@@ -1,0 +1,98 @@
+"""``genmatch generate proteins`` on the fixture-sized network (MultiFlow's small config, its fixture weights saved
+as a genmatch safetensors checkpoint): every mode and rotation generator from the command line, resume
+byte-identical, thread-count independence, exit 2 for bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from pipeline.networks.protein import ProteinNetwork, ProteinNetworkConfig
+from pipeline.networks.protein.checkpoint import save_protein_checkpoint
+from structures.data import DEFAULT_DATA_ROOT, data_root
+from structures.protein_io import read_chain
+from workflows.cli import main
+
+BASE = ["generate", "proteins", "--lengths", "7,11", "--per-length", "2", "--steps", "5", "--quiet",
+        "--residue-budget", "25", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    folder = (data_root(required=False) or DEFAULT_DATA_ROOT).parent / "reference" / "multiflow"
+    if not (folder / "multiflow_small_state_dict.safetensors").is_file():
+        pytest.skip(f"MultiFlow fixture not found under {folder}")
+    doc = yaml.safe_load((folder / "multiflow_small_config.yaml").read_text())
+    net = ProteinNetwork(ProteinNetworkConfig.from_multiflow(doc["model"]), init=False)
+    net.load_state_dict({k: v.float() for k, v in load_file(str(folder / "multiflow_small_state_dict.safetensors")).items()})
+    return save_protein_checkpoint(tmp_path_factory.mktemp("ckpt") / "fixture.safetensors", net)
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name not in ("manifest.json", ".genmatch.lock") and "batches" not in p.parts}
+
+
+@pytest.mark.parametrize("rotations", ["flow", "jump", "superposition"])
+def test_codesign_each_rotation_generator(ckpt, tmp_path, rotations):
+    out = tmp_path / "out"
+    assert main(BASE + ["--checkpoint", str(ckpt), "--rotations", rotations, "--out", str(out)]) == 0
+    fasta = (out / "samples.fasta").read_text().split("\n")
+    assert len(fasta) == 9 and all(len(s) in (7, 11) and "X" not in s for s in fasta[1:8:2])
+    chain = read_chain(out / "pdb" / "length_11_0001.pdb")
+    assert len(chain) == 11 and chain.atom_mask.all() and chain.sequence == fasta[7]
+    assert (out / "manifest.csv").read_text().count("\n") == 5
+
+
+def test_structure_folding_and_inverse_folding(ckpt, tmp_path):
+    cd = tmp_path / "cd"
+    assert main(BASE + ["--checkpoint", str(ckpt), "--mode", "structure", "--sequence", "ko", "--out", str(cd)]) == 0
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">a\nMKTAYIAK\n>b\nGSHMLEEVK\n")
+    ff = tmp_path / "ff"
+    assert main(BASE + ["--checkpoint", str(ckpt), "--mode", "forward-folding", "--sequence-in", str(fasta),
+                        "--out", str(ff)]) == 0
+    assert read_chain(ff / "pdb" / "b_0001.pdb").sequence == "GSHMLEEVK"
+    inv = tmp_path / "inv"
+    pdb = cd / "pdb" / "length_11_0000.pdb"
+    assert main(BASE + ["--checkpoint", str(ckpt), "--mode", "inverse-folding", "--structure-in", str(pdb),
+                        "--sequence", "ko", "--scheduler", "cubic", "--out", str(inv)]) == 0
+    given, designed = read_chain(pdb), read_chain(next((inv / "pdb").glob("*.pdb")))
+    assert abs(given.coords[:, 1] - given.coords[:, 1].mean(0) - designed.coords[:, 1]).max() <= 2e-3
+    assert "X" not in designed.sequence
+
+
+def test_resume_is_byte_identical_and_threads_do_not_matter(ckpt, tmp_path):
+    args = BASE + ["--checkpoint", str(ckpt), "--rotations", "superposition", "--trajectory"]
+    full = tmp_path / "full"
+    assert main(args + ["--out", str(full)]) == 0
+    part = tmp_path / "part"
+    shutil.copytree(full, part)
+    (part / "batches" / "00001.json").unlink()  # as if killed after batch 0 and 2
+    for f in ("manifest.csv", "samples.fasta", "pdb/length_7_0000.pdb"):
+        (part / f).unlink(missing_ok=True)
+    assert main(args + ["--out", str(part)]) == 0
+    assert _files(part) == _files(full)
+    two = tmp_path / "two"
+    assert main([a if a != "1" else "2" for a in args] + ["--out", str(two)]) == 0  # --threads 2
+    assert _files(two) == _files(full)
+
+
+@pytest.mark.parametrize("extra", [[], ["--lengths", "0"], ["--mode", "forward-folding"], ["--jump-weight", "2"],
+                                   ["--steps", "1"], ["--sequence-in", "/nonexistent.fasta", "--mode", "folding"]])
+def test_bad_input_exits_2(ckpt, tmp_path, capsys, extra, monkeypatch):
+    monkeypatch.delenv("GENMATCH_MULTIFLOW_CKPT", raising=False)
+    args = BASE + ["--out", str(tmp_path / "o")] + extra
+    if extra:
+        args += ["--checkpoint", str(ckpt)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert not (tmp_path / "o").exists()
+    if not extra:
+        assert "ships none yet" in err[0]
