@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -76,11 +77,10 @@ def main() -> None:
         from pipeline.score.report import write_scores
 
         write_scores(scores, args.out)
-    s = dict(scores.summary)
+    n_dec, n = len(gen.structures), args.n
+    s = add_rates_over_all(replace(scores.summary), n_dec, n).to_dict()  # a copy: --out's summary.json has no _all
     if args.relax:
         s.update(_relaxed_scores(args, gen, ref, dataset))
-    n_dec, n = len(gen.structures), args.n
-    add_rates_over_all(s, n_dec, n)
     s.update(benchmark="crystal_model_quality", model=str(model.path.name if model.path else args.model),
              model_step=model.record.get("training", {}).get("step"), n_samples=n, decoded=n_dec,
              decode_failed=n - n_dec, steps=args.steps, temperature=args.temperature, corrector=args.corrector,
@@ -118,12 +118,13 @@ def _relaxed_scores(args: argparse.Namespace, gen, ref, dataset: str | None) -> 
                             energies=energies[ok],
                             hull=HullConfig(args.hull, reference=args.hull_reference or f"{dataset}:val",
                                             relax=not args.static_hull))
-    out = {f"relaxed_{k}": v for k, v in scores.summary.items() if not isinstance(v, (list, dict)) or k ==
+    out = {f"relaxed_{k}": v for k, v in scores.summary.to_dict().items() if not isinstance(v, (list, dict)) or k ==
            "e_hull_quantiles"}
+    st = scores.summary.stability
     eh = scores.table["e_hull"].to_numpy(dtype=float) if "e_hull" in scores.table else np.array([])
     out.update(relaxed_converged=float((run.table["status"] == "converged").mean()),
                relaxed_failed=int((run.table["status"] == "failed").sum()),
-               relaxed_median_e_hull=scores.summary.get("e_hull_quantiles", {}).get("0.5"),
+               relaxed_median_e_hull=st.e_hull_quantiles.get("0.5") if st is not None else None,
                relaxed_share_e_hull_below_0_1=float(np.mean(eh[np.isfinite(eh)] <= 0.1)) if np.isfinite(eh).any()
                else None, relax_s=round(t_relax, 1), relaxed_score_s=round(time.perf_counter() - t0, 1),
                hull=args.hull, hull_reference=args.hull_reference or f"{dataset}:val",

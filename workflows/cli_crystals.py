@@ -110,7 +110,8 @@ def _score(args: argparse.Namespace) -> int:
                             plots=not args.no_plots)
     keys = ("n_input", "n_unusable", "struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision",
             "wdist_density", "wdist_num_elems", "stable_rate", "hull_coverage", "sun_rate")
-    print(json.dumps({k: scores.summary[k] for k in keys if k in scores.summary}))
+    s = scores.summary.to_dict()  # the flat layout of summary.json: stability fields beside the others
+    print(json.dumps({k: s[k] for k in keys if k in s}))
     return 0
 
 

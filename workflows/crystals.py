@@ -346,7 +346,6 @@ def _score(inp: CrystalInput, ref: CrystalInput, config: "ScoreConfig", compute:
            hull: HullConfig, energies: "Sequence[float] | None", train: CrystalInput | None) -> "CrystalScores":
     import pandas as pd
 
-    from pipeline.score.crystals import add_rates_over_all
     from pipeline.score.crystals import score_crystals as _score_usable
 
     ok = [i for i, p in enumerate(inp.problems) if p is None]
@@ -368,6 +367,7 @@ def _score(inp: CrystalInput, ref: CrystalInput, config: "ScoreConfig", compute:
         scores.table = pd.concat([scores.table, rows], ignore_index=True)
         order = {n: k for k, n in enumerate(inp.ids)}
         scores.table = scores.table.sort_values("id", key=lambda c: c.map(order)).reset_index(drop=True)
-    scores.summary.update(n_input=len(inp), n_unusable=len(bad), input=inp.source, reference_source=ref.source)
-    add_rates_over_all(scores.summary, len(ok), len(inp))
+    s = scores.summary
+    s.n_input, s.n_unusable, s.input, s.reference_source = len(inp), len(bad), inp.source, ref.source
+    s.add_rates_over_all(len(ok), len(inp))
     return scores

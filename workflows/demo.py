@@ -55,7 +55,8 @@ import functools
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
@@ -63,7 +64,7 @@ import numpy as np
 from pipeline.common.io import CrystalInput, read_crystal_input, write_text
 from pipeline.common.records import JsonRecord
 from pipeline.common.run import open_run
-from pipeline.score.crystals import add_rates_over_all
+from pipeline.score.summary import ScoreSummary
 from structures.crystal_roundtrip import roundtrip_report
 from structures.data import load_crystals, load_proteins
 from structures.errors import InputError
@@ -178,9 +179,31 @@ class DemoConfig:
         return {k: v for k, v in asdict(self).items() if k not in ("workers", "threads")}
 
 
+@dataclass(kw_only=True)
+class DemoScores(ScoreSummary):
+    """The relaxed crystals' :class:`ScoreSummary` (``OUT/summary.json``) plus what the demo adds: the hull's
+    name and what it is, the sample counts behind the ``_all`` rates, the median E_hull (NaN without one).
+    Same flat JSON layout: these fields sit beside the scorer's."""
+
+    hull_name: str
+    hull_note: str
+    n_generated: int
+    n_decode_failed: int
+    n_relax_failed_scored_unrelaxed: int
+    median_e_hull: float
+
+    @classmethod
+    def extend(cls, s: ScoreSummary, **demo: Any) -> "DemoScores":
+        """``s``'s fields (shared, not copied) plus the demo's."""
+        return cls(**{f.name: getattr(s, f.name) for f in fields(ScoreSummary)}, **demo)
+
+
 @dataclass
 class DemoSummary(JsonRecord):
-    """``OUT/demo_summary.json``: every stage's summary, the settings and the wall time per stage."""
+    """``OUT/demo_summary.json``: every stage's summary, the settings and the wall time per stage.
+
+    ``scores``: the relaxed crystals' scores; ``scores_as_generated``: the unrelaxed ones' (None when not
+    scored: ``{}`` in the JSON). Both are written in :class:`ScoreSummary`'s flat layout."""
 
     out_dir: str
     settings: dict[str, Any]
@@ -188,10 +211,27 @@ class DemoSummary(JsonRecord):
     proteins: dict[str, Any]
     generation: dict[str, Any]
     relaxation: dict[str, Any]
-    scores: dict[str, Any]
-    scores_as_generated: dict[str, Any] = field(default_factory=dict)
+    scores: DemoScores
+    scores_as_generated: ScoreSummary | None = None
     wall_seconds: dict[str, float] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+        d["scores"] = self.scores.to_dict()
+        raw = self.scores_as_generated
+        d["scores_as_generated"] = raw.to_dict() if raw is not None else {}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DemoSummary":
+        d = dict(d)
+        if isinstance(d.get("scores"), dict):
+            d["scores"] = DemoScores.from_dict(d["scores"])
+        raw = d.get("scores_as_generated")
+        if isinstance(raw, dict):  # {}: not scored
+            d["scores_as_generated"] = ScoreSummary.from_dict(raw) if raw else None
+        return super().from_dict(d)
 
 
 @_quiet_known_warnings
@@ -250,11 +290,11 @@ def run_demo(config: DemoConfig = DemoConfig(), out_dir: str | os.PathLike = "ru
         scored = CrystalInput(gen.ids, structures, str(out / "relaxed"))
         score_config = ScoreConfig(dataset="perov_5")
         compute = ComputeConfig(workers=workers, backend="processes", progress=progress)
-        as_generated: dict[str, Any] = {}
+        as_generated: ScoreSummary | None = None
         if c.score_unrelaxed:
             raw = score_crystals(CrystalInput(gen.ids, gen.structures, "generated"), ref, config=score_config,
                                  compute=compute)
-            add_rates_over_all(raw.summary, len(gen.structures), g.n)
+            raw.summary.add_rates_over_all(len(gen.structures), g.n)
             write_scores(raw, out / "as_generated", plots=False)
             as_generated = raw.summary
         with _torch_threads(c.threads):  # hull "default" relaxes the Perov-5 val set with CHGNet (cached)
@@ -264,11 +304,13 @@ def run_demo(config: DemoConfig = DemoConfig(), out_dir: str | os.PathLike = "ru
         scores.table["relax_status"] = status
         scores.table["relaxed"] = relaxed_ok
         scores.table["relax_steps"] = relax.table["n_steps"].to_numpy()
-        s = scores.summary
-        add_rates_over_all(s, len(gen.structures), g.n)
-        s.update(hull_name=c.hull, hull_note=HULLS[c.hull], n_generated=g.n, n_decode_failed=g.decode_failed,
-                 n_relax_failed_scored_unrelaxed=int((~relaxed_ok).sum()),
-                 median_e_hull=s.get("e_hull_quantiles", {}).get("0.5", float("nan")))
+        st = scores.summary.add_rates_over_all(len(gen.structures), g.n).stability
+        s = DemoScores.extend(scores.summary, hull_name=c.hull, hull_note=HULLS[c.hull], n_generated=g.n,
+                              n_decode_failed=g.decode_failed,
+                              n_relax_failed_scored_unrelaxed=int((~relaxed_ok).sum()),
+                              median_e_hull=st.e_hull_quantiles.get("0.5", float("nan")) if st is not None
+                              else float("nan"))
+        scores.summary = s
         write_scores(scores, out)
         wall["score"] = time.perf_counter() - t
 
@@ -281,7 +323,7 @@ def run_demo(config: DemoConfig = DemoConfig(), out_dir: str | os.PathLike = "ru
                               wall_seconds={k: round(v, 1) for k, v in wall.items()}, files=files)
         write_text(out / "demo_summary.json", summary.to_json())
     if verbose:
-        print(format_summary(summary.to_dict()))
+        print(format_summary(summary))
     return summary
 
 
@@ -293,15 +335,15 @@ def _num(v: Any, fmt: str = "6.3f") -> str:
     return format(v, fmt) if isinstance(v, (int, float)) and np.isfinite(v) else "     -"
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: DemoSummary) -> str:
     """The demo's printed report: one metric table (as generated vs relaxed) and wall times per stage;
     the stable rate with its hull coverage ("upper bound" below 100 %)."""
     from pipeline.score.report import stability_label
 
-    g, r, s = summary["generation"], summary["relaxation"], summary["scores"]
-    raw = summary.get("scores_as_generated", {})
+    g, r, s = summary.generation, summary.relaxation, summary.scores
+    st, raw = s.stability, summary.scores_as_generated
     lines = [f"genmatch demo: {g['n']} Perov-5 crystals from the shipped model -> CHGNet relax -> scores vs "
-             f"Perov-5 test ({s['n_reference']} crystals)",
+             f"Perov-5 test ({s.n_reference} crystals)",
              f"generated {g['n']}: {g['decoded']} decoded, {g['decode_failed']} failed to decode"
              + (f" ({', '.join(f'{k} {v}' for k, v in g['failures_by_reason'].items())})"
                 if g["failures_by_reason"] else ""),
@@ -314,29 +356,31 @@ def format_summary(summary: dict[str, Any]) -> str:
             ("COV-R", "cov_recall", _pct), ("COV-P", "cov_precision_all", _pct),
             ("wdist density (g/cm^3)", "wdist_density", _num), ("wdist N_el", "wdist_num_elems", _num)]
     for label, key, f in rows:
-        lines.append(f"{label:30s} {f(raw.get(key)) if raw else '      -':>13s} {f(s.get(key)):>10s}")
+        lines.append(f"{label:30s} {f(getattr(raw, key)) if raw is not None else '      -':>13s} "
+                     f"{f(getattr(s, key)):>10s}")
     lines.append(f"{'relax converged':30s} {'':>13s} {_pct(r['converged_rate']):>10s}")
-    lines.append(f"{'median E_hull (eV/atom)':30s} {'':>13s} {_num(s.get('median_e_hull')):>10s}")
-    upper = " *" if s.get("stable_rate_is_upper_bound") else ""  # footnote: an upper bound
-    lines.append(f"{'stable (E_hull <= ' + str(s.get('e_hull_threshold', 0.0)) + ')' + upper:30s} {'':>13s} "
-                 f"{_pct(s.get('stable_rate')):>10s}")
-    if "hull_coverage" in s:
-        lines.append(f"{'hull coverage':30s} {'':>13s} {_pct(s.get('hull_coverage')):>10s}")
-        lines.append(upper.strip() + (" " if upper else "") + stability_label(s)
-                     + f": {s.get('n_hull_covered', 0)} of {s.get('n_hull_coverable', 0)} "
+    lines.append(f"{'median E_hull (eV/atom)':30s} {'':>13s} {_num(s.median_e_hull):>10s}")
+    upper = " *" if st is not None and st.stable_rate_is_upper_bound else ""  # footnote: an upper bound
+    thr = st.e_hull_threshold if st is not None else 0.0
+    lines.append(f"{'stable (E_hull <= ' + str(thr) + ')' + upper:30s} {'':>13s} "
+                 f"{_pct(st.stable_rate if st is not None else None):>10s}")
+    if st is not None:
+        lines.append(f"{'hull coverage':30s} {'':>13s} {_pct(st.hull_coverage):>10s}")
+        lines.append(upper.strip() + (" " if upper else "") + stability_label(st)
+                     + f": {st.n_hull_covered} of {st.n_hull_coverable} "
                      "samples have a hull compound in their chemical system; the others' E_hull is the formation "
                      "energy from the elements (a lower bound)")
-    lines.append(f"COV-R: share of the {s['n_reference']} test crystals matched by one of the {g['n']} samples "
+    lines.append(f"COV-R: share of the {s.n_reference} test crystals matched by one of the {g['n']} samples "
                  "(grows with the number of samples)")
-    lines.append(f"hull: {s['hull_name']} - {s['hull_note']}")
-    w = summary["wall_seconds"]
+    lines.append(f"hull: {s.hull_name} - {s.hull_note}")
+    w = summary.wall_seconds
     lines.append("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in w.items() if k != "total")
                  + f"; total {w['total']:.0f} s ({w['total'] / 60:.1f} min)")
-    rt = summary["roundtrip"]
-    p = summary["proteins"]
+    rt = summary.roundtrip
+    p = summary.proteins
     lines.append("sanity: tokeniser round trip " + ", ".join(
         f"{k} {100 * v['match_rate']:.1f} % of {v['n']}" for k, v in rt.items())
         + f"; proteins: {p['chains_in_set']} chains, CA-CA {p['ca_ca_mean_A']:.3f} +- {p['ca_ca_std_A']:.3f} A")
-    lines.append(f"report: {summary['out_dir']}/ (demo_summary.json, summary.json, scores.csv/.parquet, PNG plots; "
+    lines.append(f"report: {summary.out_dir}/ (demo_summary.json, summary.json, scores.csv/.parquet, PNG plots; "
                  "generated/, relaxed/, as_generated/)")
     return "\n".join(lines)

@@ -10,10 +10,11 @@ from pipeline.score.fingerprints import (
 )
 from pipeline.score.hull import ReferenceHull
 from pipeline.score.properties import property_wdists
+from pipeline.score.summary import ScoreSummary, StabilitySummary
 from pipeline.score.validity import compositional_validity, structural_validity
 
 __all__ = [
-    "COV_CUTOFFS", "CoverageResult", "Fingerprints", "ReferenceHull", "composition_fingerprint",
-    "compositional_validity", "compute_fingerprints", "coverage", "property_wdists",
+    "COV_CUTOFFS", "CoverageResult", "Fingerprints", "ReferenceHull", "ScoreSummary", "StabilitySummary",
+    "composition_fingerprint", "compositional_validity", "compute_fingerprints", "coverage", "property_wdists",
     "structural_validity", "structure_fingerprint",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from pipeline.common.parallel import ComputeConfig
 from pipeline.score.coverage import coverage, cutoffs_for
 from pipeline.score.fingerprints import compute_fingerprints
 from pipeline.score.properties import N_SAMPLES, density, n_elements, property_wdists, sample_valid
+from pipeline.score.summary import ScoreSummary, StabilitySummary
 from pipeline.score.validity import compositional_validity, structural_validity
 from structures.errors import InputError
 
@@ -26,11 +27,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass
 class CrystalScores:
-    """``table``: one row per scored structure; ``summary``: aggregate metrics (JSON-able);
+    """``table``: one row per scored structure; ``summary``: aggregate metrics (:class:`ScoreSummary`);
     ``reference``: density and N_el of the reference set (for plots)."""
 
     table: "pd.DataFrame"
-    summary: dict[str, Any]
+    summary: ScoreSummary
     reference: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -44,15 +45,12 @@ def basic_properties(structures: Sequence["Structure"]) -> dict[str, np.ndarray]
             "n_atoms": np.array([len(s) for s in structures], dtype=int)}
 
 
-def add_rates_over_all(summary: dict[str, Any], n_decoded: int, n_samples: int) -> dict[str, Any]:
-    """Add ``<rate>_all`` keys to a :func:`score_crystals` summary of the ``n_decoded`` crystals decoded from
-    ``n_samples`` generated ones: validity and COV-P over *all* samples, a decode failure counting as invalid
-    and as a miss (the CDVAE protocol's denominator). Returns ``summary``."""
-    for k in ("struct_valid", "comp_valid", "valid", "cov_precision"):
-        v = summary.get(k)
-        if v is not None and n_samples:
-            summary[f"{k}_all"] = float(v) * n_decoded / n_samples
-    return summary
+def add_rates_over_all(summary: ScoreSummary, n_decoded: int, n_samples: int) -> ScoreSummary:
+    """Set the ``<rate>_all`` fields of a :func:`score_crystals` summary of the ``n_decoded`` crystals decoded
+    from ``n_samples`` generated ones: validity and COV-P over *all* samples, a decode failure counting as
+    invalid and as a miss (the CDVAE protocol's denominator). Returns ``summary``
+    (:meth:`ScoreSummary.add_rates_over_all`)."""
+    return summary.add_rates_over_all(n_decoded, n_samples)
 
 
 @dataclass(frozen=True)
@@ -136,30 +134,32 @@ def score_crystals(structures: Sequence["Structure"], reference: Sequence["Struc
         & (np.nan_to_num(cov.comp_precision_dist, nan=np.inf) <= c_cut),
         "in_wdist_sample": in_sample, "content_hash": keys[:n],
     })
-    summary: dict[str, Any] = {
-        "n_structures": n, "n_reference": len(reference), "dataset": dataset,
-        "struct_valid": float(gen["struct_valid"].mean()) if n else float("nan"),
-        "comp_valid": float(gen["comp_valid"].mean()) if n else float("nan"),
-        "valid": float(gen["valid"].mean()) if n else float("nan"),
-        "cov_recall": cov.cov_recall, "cov_precision": cov.cov_precision,
-        "struc_cutoff": s_cut, "comp_cutoff": c_cut,
-        **wd, "n_wdist_samples": int(len(sample)), "wdist_seed": seed,
-        "n_struct_fp_failed": int((~fps.struct_ok[:n]).sum()),
-    }
+    summary = ScoreSummary(
+        n_structures=n, n_reference=len(reference), dataset=dataset,
+        struct_valid=float(gen["struct_valid"].mean()) if n else float("nan"),
+        comp_valid=float(gen["comp_valid"].mean()) if n else float("nan"),
+        valid=float(gen["valid"].mean()) if n else float("nan"),
+        cov_recall=cov.cov_recall, cov_precision=cov.cov_precision,
+        struc_cutoff=s_cut, comp_cutoff=c_cut,
+        wdist_density=wd["wdist_density"], wdist_num_elems=wd["wdist_num_elems"],
+        n_wdist_samples=int(len(sample)), wdist_seed=seed,
+        n_struct_fp_failed=int((~fps.struct_ok[:n]).sum()),
+    )
     if len(sample) < n_samples:
-        summary["note"] = (f"only {len(sample)} valid structures (< {n_samples}); "
-                           "property distances use all of them")
+        summary.note = (f"only {len(sample)} valid structures (< {n_samples}); "
+                        "property distances use all of them")
     if hull is not None:
-        _stability(structures, table, summary, hull, energies, energy_model, e_hull_threshold,
-                   training, cache_dir, progress)
+        summary.stability = _stability(structures, table, hull, energies, energy_model, e_hull_threshold,
+                                       training, cache_dir, progress)
     return CrystalScores(table=table, summary=summary,
                          reference={"density": ref_density, "n_elements": ref_nel})
 
 
-def _stability(structures: Sequence["Structure"], table: "pd.DataFrame", summary: dict[str, Any],
+def _stability(structures: Sequence["Structure"], table: "pd.DataFrame",
                hull: "ReferenceHull", energies: Sequence[float] | None, energy_model: str,
                threshold: float, training: Sequence["Structure"] | None,
-               cache_dir: str | os.PathLike | None | bool, progress: bool) -> None:
+               cache_dir: str | os.PathLike | None | bool, progress: bool) -> StabilitySummary:
+    """E_hull, stable / unique (/ novel, S.U.N. with ``training``) columns added to ``table``; their summary."""
     from pipeline.score.energies import chgnet_energies
     from pipeline.score.stability import hull_coverage, novel_mask, stable_mask, unique_mask
 
@@ -186,21 +186,25 @@ def _stability(structures: Sequence["Structure"], table: "pd.DataFrame", summary
     table["hull_covered"] = covered  # a compound of the hull lies in the chemical system (else E_hull is a lower bound)
     n = len(structures)
     finite = e_hull[np.isfinite(e_hull)]
-    summary.update({
-        "hull": hull.name, "energy_source": source, "e_hull_threshold": threshold,
-        "n_e_hull": int(len(finite)),
-        "e_hull_quantiles": {q: float(np.quantile(finite, float(q))) for q in ("0.05", "0.25", "0.5", "0.75", "0.95")}
+    cov = hull_coverage(covered, table["n_elements"].to_numpy())
+    summary = StabilitySummary(
+        hull=hull.name, energy_source=source, e_hull_threshold=threshold,
+        n_e_hull=int(len(finite)),
+        e_hull_quantiles={q: float(np.quantile(finite, float(q))) for q in ("0.05", "0.25", "0.5", "0.75", "0.95")}
         if len(finite) else {},
-        "stable_rate": float(stable.sum() / n) if n else float("nan"),
-        "n_stable": int(stable.sum()),
-        "unique_among_stable": float(unique.sum() / stable.sum()) if stable.any() else float("nan"),
-        **hull_coverage(covered, table["n_elements"].to_numpy()),
-        "n_stable_hull_covered": int((stable & covered).sum()),
-    })
+        stable_rate=float(stable.sum() / n) if n else float("nan"),
+        n_stable=int(stable.sum()),
+        unique_among_stable=float(unique.sum() / stable.sum()) if stable.any() else float("nan"),
+        hull_coverage=float(cov["hull_coverage"]), n_hull_covered=int(cov["n_hull_covered"]),
+        n_hull_coverable=int(cov["n_hull_coverable"]),
+        stable_rate_is_upper_bound=bool(cov["stable_rate_is_upper_bound"]),
+        n_stable_hull_covered=int((stable & covered).sum()),
+    )
     if training is not None:
         novel = novel_mask(structures, training, stable & unique, progress=progress)
         sun = stable & unique & novel
         table["novel"] = novel
         table["sun"] = sun
-        summary["sun_rate"] = float(sun.sum() / n) if n else float("nan")
-        summary["n_sun"] = int(sun.sum())
+        summary.sun_rate = float(sun.sum() / n) if n else float("nan")
+        summary.n_sun = int(sun.sum())
+    return summary

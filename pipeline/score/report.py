@@ -9,26 +9,28 @@ import numpy as np
 
 from pipeline.common.io import atomic_write, write_json, write_table
 from pipeline.score.crystals import CrystalScores
+from pipeline.score.summary import StabilitySummary
 
 
 def _pct(v: float) -> str:
     return f"{100 * v:.1f} %" if isinstance(v, (int, float)) and np.isfinite(v) else "-"
 
 
-def hull_coverage_note(summary: dict) -> str:
-    """"" at full hull coverage, else "upper bound: hull covers N % of samples" (see
-    :func:`pipeline.score.stability.hull_coverage`)."""
-    cov = summary.get("hull_coverage")
-    if cov is None or not summary.get("stable_rate_is_upper_bound", False):
+def hull_coverage_note(stability: StabilitySummary | None) -> str:
+    """"" at full hull coverage (or without stability metrics), else "upper bound: hull covers N % of
+    samples" (see :func:`pipeline.score.stability.hull_coverage`)."""
+    if stability is None or not stability.stable_rate_is_upper_bound:
         return ""
-    return f"upper bound: hull covers {_pct(cov)} of samples"
+    return f"upper bound: hull covers {_pct(stability.hull_coverage)} of samples"
 
 
-def stability_label(summary: dict, key: str = "stable_rate", name: str = "stable") -> str:
-    """One stability number with its hull coverage, e.g. "stable 48.0 % (upper bound: hull covers
-    27.0 % of samples)"; plain "stable 48.0 %" when the hull covers every sample."""
-    note = hull_coverage_note(summary)
-    return f"{name} {_pct(summary.get(key, float('nan')))}" + (f" ({note})" if note else "")
+def stability_label(stability: StabilitySummary | None, key: str = "stable_rate", name: str = "stable") -> str:
+    """One stability number (field ``key``: ``stable_rate`` or ``sun_rate``) with its hull coverage, e.g.
+    "stable 48.0 % (upper bound: hull covers 27.0 % of samples)"; plain "stable 48.0 %" when the hull
+    covers every sample; "stable -" without stability metrics."""
+    note = hull_coverage_note(stability)
+    v = getattr(stability, key) if stability is not None else None
+    return f"{name} {_pct(float('nan') if v is None else v)}" + (f" ({note})" if note else "")
 
 
 def plot_scores(scores: CrystalScores, out_dir: str | os.PathLike) -> list[Path]:
@@ -55,7 +57,7 @@ def plot_scores(scores: CrystalScores, out_dir: str | os.PathLike) -> list[Path]
     ax.hist(dens, bins=bins, density=True, alpha=0.5, label=f"scored, valid sample (n={len(dens)})")
     ax.set_xlabel("density (g/cm$^3$)")
     ax.set_ylabel("probability density")
-    ax.set_title(f"wdist = {scores.summary.get('wdist_density', float('nan')):.4g}")
+    ax.set_title(f"wdist = {scores.summary.wdist_density:.4g}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     save(fig, "density.png")
@@ -69,7 +71,7 @@ def plot_scores(scores: CrystalScores, out_dir: str | os.PathLike) -> list[Path]
     ax.bar(x + 0.2, [np.mean(nel == k) if len(nel) else 0 for k in x], 0.4, label="scored, valid sample")
     ax.set_xlabel("number of elements")
     ax.set_ylabel("fraction")
-    ax.set_title(f"wdist = {scores.summary.get('wdist_num_elems', float('nan')):.4g}")
+    ax.set_title(f"wdist = {scores.summary.wdist_num_elems:.4g}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     save(fig, "n_elements.png")
@@ -85,13 +87,14 @@ def plot_scores(scores: CrystalScores, out_dir: str | os.PathLike) -> list[Path]
         parts = [(x, lab) for x, lab in parts if len(x)]
         if parts:
             ax.hist([x for x, _ in parts], bins=bins, stacked=True, label=[lab for _, lab in parts])
-        thr = scores.summary.get("e_hull_threshold", 0.0)
+        st = scores.summary.stability
+        thr = st.e_hull_threshold if st is not None else 0.0
         ax.axvline(thr, color="k", ls="--", lw=1, label=f"threshold {thr} eV/atom")
         ax.set_xlabel("E_hull (eV/atom, clipped to [-1, 2])")
         ax.set_ylabel("count")
-        note = hull_coverage_note(scores.summary)
-        ax.set_title(stability_label(scores.summary, name="stable rate") if not note else
-                     f"stable rate {_pct(scores.summary.get('stable_rate', float('nan')))}\n({note})", fontsize=9)
+        note = hull_coverage_note(st)
+        ax.set_title(stability_label(st, name="stable rate") if not note else
+                     f"stable rate {_pct(st.stable_rate if st is not None else float('nan'))}\n({note})", fontsize=9)
         ax.legend(fontsize=7)
         fig.tight_layout()
         save(fig, "e_hull.png")
@@ -102,7 +105,7 @@ def write_scores(scores: CrystalScores, out_dir: str | os.PathLike, plots: bool 
     """scores.csv, scores.parquet, summary.json (+ PNG plots) in ``out_dir``."""
     out_dir = Path(out_dir)
     csv, pq = write_table(scores.table, out_dir / "scores")
-    paths = {"csv": csv, "parquet": pq, "summary": write_json(out_dir / "summary.json", scores.summary)}
+    paths = {"csv": csv, "parquet": pq, "summary": write_json(out_dir / "summary.json", scores.summary.to_dict())}
     if plots:
         for p in plot_scores(scores, out_dir):
             paths[p.stem] = p

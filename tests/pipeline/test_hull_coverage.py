@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from pymatgen.entries.computed_entries import ComputedEntry
 
 from pipeline.score.hull import ReferenceHull
 from pipeline.score.stability import hull_coverage
+from pipeline.score.summary import ScoreSummary
 
 def _entry(formula: str, e_per_atom: float) -> ComputedEntry:
     c = Composition(formula)
@@ -50,15 +52,19 @@ def test_stability_summary_reports_coverage_and_upper_bound(tiny_hull: Reference
     sts = [cell(["Na", "Cl"]), cell(["K", "Cl"]), cell(["K", "K", "O"]), cell(["Na", "Cl", "O"])]
     e = [-3.5, -5.0, -5.0, -2.0]  # NaCl below the hull; KCl, K2O far below the elements; NaClO above
     table = pd.DataFrame({"n_elements": [2, 2, 2, 3], "struct_valid": [True] * 4})
-    summary: dict = {}
-    _stability(sts, table, summary, tiny_hull, e, "0.3.0", 0.0, None, False, False)
+    st = _stability(sts, table, tiny_hull, e, "0.3.0", 0.0, None, False, False)
     assert table["hull_covered"].tolist() == [True, False, False, True]
     assert table["stable"].tolist() == [True, True, True, False]
-    assert summary["stable_rate"] == 0.75 and summary["hull_coverage"] == 0.5
-    assert summary["stable_rate_is_upper_bound"] is True and summary["n_stable_hull_covered"] == 1
-    assert stability_label(summary) == "stable 75.0 % (upper bound: hull covers 50.0 % of samples)"
-    assert stability_label({"stable_rate": 0.25, "hull_coverage": 1.0, "stable_rate_is_upper_bound": False}) \
+    assert st.stable_rate == 0.75 and st.hull_coverage == 0.5
+    assert st.stable_rate_is_upper_bound is True and st.n_stable_hull_covered == 1
+    assert stability_label(st) == "stable 75.0 % (upper bound: hull covers 50.0 % of samples)"
+    assert stability_label(replace(st, stable_rate=0.25, hull_coverage=1.0, stable_rate_is_upper_bound=False)) \
         == "stable 25.0 %"
+    assert stability_label(None) == "stable -"
+    summary = ScoreSummary(n_structures=4, n_reference=2, dataset=None, struct_valid=1.0, comp_valid=1.0, valid=1.0,
+                           cov_recall=0.0, cov_precision=0.0, struc_cutoff=0.1, comp_cutoff=10.0,
+                           wdist_density=0.5, wdist_num_elems=0.5, n_wdist_samples=4, wdist_seed=0,
+                           n_struct_fp_failed=0, stability=st)
     scores = CrystalScores(table=table.assign(density=[1.0, 2.0, 3.0, 4.0], in_wdist_sample=True), summary=summary,
                            reference={"density": np.array([1.5, 2.5]), "n_elements": np.array([2, 3])})
     assert (tmp_path / "e_hull.png") in plot_scores(scores, tmp_path)

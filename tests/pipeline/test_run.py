@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,18 +112,68 @@ def test_second_process_is_locked_out(tmp_path: Path) -> None:
     assert "opened" in res.stdout, res.stdout + res.stderr
 
 
+def _score_summary(stability: bool) -> Any:
+    from pipeline.score.summary import ScoreSummary, StabilitySummary
+
+    st = StabilitySummary(hull="default:perov_5:val[30]", energy_source="given", e_hull_threshold=0.0, n_e_hull=4,
+                          e_hull_quantiles={"0.05": -0.1, "0.5": 0.02, "0.95": 0.3}, stable_rate=0.5, n_stable=2,
+                          unique_among_stable=1.0, hull_coverage=0.75, n_hull_covered=3, n_hull_coverable=4,
+                          stable_rate_is_upper_bound=True, n_stable_hull_covered=1, sun_rate=0.25, n_sun=1)
+    return ScoreSummary(n_structures=4, n_reference=30, dataset="perov_5", struct_valid=1.0, comp_valid=0.75,
+                        valid=0.75, cov_recall=0.1, cov_precision=0.5, struc_cutoff=0.1, comp_cutoff=10.0,
+                        wdist_density=0.2, wdist_num_elems=0.0, n_wdist_samples=3, wdist_seed=0,
+                        n_struct_fp_failed=0, note="only 3 valid structures (< 1000); property distances use all "
+                        "of them", stability=st if stability else None, n_input=5, n_unusable=1, input="in/",
+                        reference_source="perov_5:test")
+
+
+def test_score_summary_round_trips_json_in_the_flat_layout() -> None:
+    from pipeline.score.summary import ScoreSummary, StabilitySummary
+
+    assert not {f.name for f in fields(ScoreSummary)} & {f.name for f in fields(StabilitySummary)}
+    for stability in (True, False):
+        s = _score_summary(stability)
+        assert ScoreSummary.from_json(s.to_json()) == s
+        s.add_rates_over_all(4, 5)
+        assert s.valid_all == pytest.approx(0.6) and s.cov_precision_all == pytest.approx(0.4)
+        assert ScoreSummary.from_json(s.to_json()) == s
+        d = json.loads(s.to_json())
+        assert "stability" not in d and ("stable_rate" in d) == stability and ("sun_rate" in d) == stability
+        assert d["dataset"] == "perov_5" and d["n_input"] == 5 and d["valid_all"] == pytest.approx(0.6)
+    bare = replace(_score_summary(True), note=None, n_input=None, n_unusable=None, input=None, reference_source=None,
+                   stability=replace(_score_summary(True).stability, sun_rate=None, n_sun=None), dataset=None)
+    d = bare.to_dict()
+    assert d["dataset"] is None  # a required field is written even when None; optional ones are left out
+    assert not {"note", "n_input", "input", "sun_rate", "n_sun", "struct_valid_all"} & set(d)
+    assert ScoreSummary.from_dict(d) == bare
+    st = bare.stability.to_dict()
+    nested = {**{k: v for k, v in d.items() if k not in st}, "stability": st}
+    assert ScoreSummary.from_dict(nested) == bare
+    nan = replace(bare, wdist_density=float("nan"), stability=replace(bare.stability, unique_among_stable=float("nan")))
+    assert ScoreSummary.from_json(nan.to_json()).to_json() == nan.to_json()  # NaN != NaN: compare the text
+    with pytest.raises(ValueError, match="unknown fields"):
+        ScoreSummary.from_dict({**d, "bogus": 1})
+
+
 def test_typed_summaries_round_trip_json() -> None:
     from pipeline.generate.crystals import GenerationSummary
     from pipeline.relax import RelaxSummary
-    from workflows.demo import DemoSummary
+    from workflows.demo import DemoScores, DemoSummary
 
     g = GenerationSummary(n=3, decoded=2, decode_failed=1, failures_by_reason={"bad_lattice": 1}, not_writable=1,
                           decode_rate=2 / 3, settings={"steps": 10})
     r = RelaxSummary(n=2, converged=1, step_limit=0, failed=1, failure_reasons={"bad input": 1}, mean_steps=4.0,
                      mean_energy_drop_per_atom=0.1, n_bad_input=1, settings={"fmax": 0.1})
+    s = _score_summary(stability=True).add_rates_over_all(2, 3)
+    ds = DemoScores.extend(s, hull_name="default", hull_note="note", n_generated=3, n_decode_failed=1,
+                           n_relax_failed_scored_unrelaxed=0, median_e_hull=0.01)
     d = DemoSummary(out_dir="x", settings={}, roundtrip={}, proteins={}, generation=g.to_dict(),
-                    relaxation=r.to_dict(), scores={"cov_recall": 0.5})
-    for rec in (g, r, d):
+                    relaxation=r.to_dict(), scores=ds)
+    d2 = DemoSummary(out_dir="x", settings={}, roundtrip={}, proteins={}, generation=g.to_dict(),
+                     relaxation=r.to_dict(), scores=ds, scores_as_generated=_score_summary(stability=False))
+    for rec in (g, r, d, d2):
         assert type(rec).from_json(rec.to_json()) == rec
+    assert d.to_dict()["scores_as_generated"] == {} and d.to_dict()["scores"]["hull_name"] == "default"
+    assert d.to_dict()["scores"]["stable_rate"] == 0.5  # the flat layout of summary.json
     with pytest.raises(ValueError, match="unknown fields"):
         GenerationSummary.from_dict({**g.to_dict(), "bogus": 1})

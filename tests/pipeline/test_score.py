@@ -150,9 +150,11 @@ def test_score_crystals_end_to_end(perov_val, perov_test, tmp_path: Path) -> Non
                          compute=ComputeConfig(cache_dir=tmp_path, progress=False), hull=hull,
                          training=perov_val[:3])
     s = res.summary
-    assert s["struct_valid"] == 1.0 and s["n_wdist_samples"] == 8
-    assert 0 <= s["cov_recall"] <= 1 and 0 <= s["cov_precision"] <= 1
-    assert s["wdist_density"] >= 0 and np.isfinite(s["wdist_num_elems"])
+    assert s.struct_valid == 1.0 and s.n_wdist_samples == 8
+    assert 0 <= s.cov_recall <= 1 and 0 <= s.cov_precision <= 1
+    assert s.wdist_density >= 0 and np.isfinite(s.wdist_num_elems)
+    assert s.stability is not None and s.stability.n_sun is not None and s.stability.hull == hull.name
+    assert type(s).from_json(s.to_json()).to_json() == s.to_json()
     t = res.table
     assert len(t) == 12 and {"e_hull", "stable", "unique", "novel", "sun", "cov_struct_dist"} <= set(t.columns)
     # the first 10 are in the hull with their own (static CHGNet) energies: on or above it, never below
@@ -161,7 +163,8 @@ def test_score_crystals_end_to_end(perov_val, perov_test, tmp_path: Path) -> Non
     paths = write_scores(res, tmp_path / "out")
     for k in ("csv", "parquet", "summary", "density", "n_elements", "e_hull"):
         assert paths[k].is_file() and paths[k].stat().st_size > 0
-    assert json.loads(paths["summary"].read_text())["n_structures"] == 12
+    written = json.loads(paths["summary"].read_text())
+    assert written["n_structures"] == 12 and written["stable_rate"] == s.stability.stable_rate  # flat layout
 
 
 
