@@ -63,7 +63,7 @@ class ProteinLossTerms:
         return self.trans + self.rots + self.aux + self.aatypes
 
     def means(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).mean()) for k in ("trans", "rots", "aux", "aatypes")}
+        return {k: float(getattr(self, k).detach().mean()) for k in ("trans", "rots", "aux", "aatypes")}
 
 
 def backbone_atoms(trans: Tensor, rotmats: Tensor) -> Tensor:

@@ -196,6 +196,25 @@ def test_init_from_a_checkpoint_starts_from_its_weights(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_fine_tune_from_a_multiflow_lightning_checkpoint(tmp_path: Path) -> None:
+    """``--init last.ckpt`` (MultiFlow layout: ``model.``-prefixed state dict, config.yaml beside it)."""
+    import yaml
+
+    torch.manual_seed(4)
+    start = ProteinNetwork(TINY)
+    folder = tmp_path / "mf"
+    folder.mkdir()
+    torch.save({"state_dict": {f"model.{k}": v for k, v in start.state_dict().items()}, "global_step": 7},
+               folder / "last.ckpt")
+    (folder / "config.yaml").write_text(yaml.safe_dump({"model": TINY.to_dict()}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = train_proteins(tiny_config(init=str(folder / "last.ckpt"), max_steps=3, network="multiflow"),
+                             tmp_path / "out", progress=False)
+    assert res.record["init"]["file"] == "last.ckpt" and len(res.record["init"]["sha256"]) == 64
+    assert load_protein_network(res.model_path).cfg == TINY  # the checkpoint's config, not --network
+
+
 def test_bad_options_refused_before_the_folder_exists(tmp_path: Path) -> None:
     from workflows.cli import main
 
