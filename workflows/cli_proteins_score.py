@@ -55,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
 
     inp = as_protein_input(args.input, limit=args.limit)
     scores = score_proteins(inp, config=config, compute=compute, out_dir=args.out, restart=args.restart,
-                            plots=not args.no_plots, threads=args.threads if args.workers > 1 else None)
+                            plots=not args.no_plots, threads=(args.threads or 1) if args.workers > 1 else None)
     from pipeline.score.proteins.report import format_summary
 
     print(format_summary(scores))

@@ -2,8 +2,8 @@
 
 Three stages, each fanned out with :func:`pipeline.common.parallel.parallel_map` (local processes or a
 dask cluster) and cached by content hash in a :class:`pipeline.common.cache.DiskCache` (namespace
-``protein_scores``), written by the workers as each chunk finishes, so an interrupted run resumes and a
-rerun is read from the cache:
+``protein_scores``), written as each batch finishes, so an interrupted run resumes and a rerun is read
+from the cache:
 
 1. per sample (key: backbone hash + MPNN settings + folding backend identity): geometry, DSSP classes,
    ProteinMPNN designs with their log-likelihoods and recovery against the sample's own sequence, and,
@@ -45,7 +45,6 @@ class SampleJob:
     sequence: str
     c_n_breaks: np.ndarray  # [L - 1]
     config: ProteinScoreConfig
-    cache_dir: str | None
     threads: int | None = None
 
 
@@ -109,11 +108,7 @@ def _score_chunk(jobs: list[SampleJob]) -> list[dict[str, Any]]:
         import torch
 
         torch.set_num_threads(jobs[0].threads)
-    out = [score_sample(j) for j in jobs]
-    cache = _cache(jobs[0].cache_dir) if jobs else None
-    if cache is not None:
-        cache.put_json({j.key: r for j, r in zip(jobs, out)})
-    return out
+    return [score_sample(j) for j in jobs]
 
 
 @dataclass(frozen=True)
@@ -121,15 +116,10 @@ class PairJob:
     key: str
     a: Trace
     b: Trace
-    cache_dir: str | None
 
 
 def _pair_chunk(jobs: list[PairJob]) -> list[float]:
-    out = [pair_tm(j.a, j.b) for j in jobs]
-    cache = _cache(jobs[0].cache_dir) if jobs else None
-    if cache is not None:
-        cache.put_json({j.key: v for j, v in zip(jobs, out)})
-    return out
+    return [pair_tm(j.a, j.b) for j in jobs]
 
 
 @dataclass(frozen=True)
@@ -137,7 +127,6 @@ class NoveltyJob:
     key: str
     query: Trace
     reference: ReferenceSpec
-    cache_dir: str | None
 
 
 def _novelty_chunk(jobs: list[NoveltyJob]) -> list[dict[str, Any]]:
@@ -148,20 +137,32 @@ def _novelty_chunk(jobs: list[NoveltyJob]) -> list[dict[str, Any]]:
         out.append({"max_tm": hit.max_tm, "best_index": hit.best_index,
                     "best_name": ref.names[hit.best_index] if hit.best_index >= 0 else "",
                     "n_aligned": hit.n_aligned, "n_reference": hit.n_reference})
-    cache = _cache(jobs[0].cache_dir) if jobs else None
-    if cache is not None:
-        cache.put_json({j.key: r for j, r in zip(jobs, out)})
     return out
 
 
-def _cached_map(fn, jobs: list, compute: ComputeConfig, desc: str) -> list:
-    """Results of ``fn`` over jobs: cached ones read, the rest computed in parallel (and cached by ``fn``)."""
+def _cached_map(fn, jobs: list, compute: ComputeConfig, desc: str, n_batches: int = 10) -> list:
+    """Results of ``fn`` over jobs: cached ones are read, the rest computed in parallel in up to ``n_batches``
+    batches, each written to the cache by this process as it finishes (workers never open the SQLite file:
+    a connection must not cross a fork), so an interrupted run loses at most one batch."""
+    import math
+
+    from tqdm.auto import tqdm
+
     cache = _cache(str(resolve_cache_dir(compute.cache_dir) or "") or None)
     hits = cache.get_json([j.key for j in jobs]) if cache is not None else {}
     todo = [j for j in jobs if j.key not in hits]
-    new = parallel_map(fn, todo, workers=compute.workers, scheduler=compute.dask_scheduler, backend=compute.backend,
-                       desc=desc, progress=compute.progress)
-    hits.update({j.key: r for j, r in zip(todo, new)})
+    size = max(16 * max(1, compute.workers), math.ceil(len(todo) / n_batches))
+    bar = tqdm(total=len(todo), desc=desc, disable=not compute.progress or not todo, leave=False)
+    for k in range(0, len(todo), size):
+        batch = todo[k:k + size]
+        new = parallel_map(fn, batch, workers=compute.workers, scheduler=compute.dask_scheduler,
+                           backend=compute.backend, progress=False)
+        done = {j.key: r for j, r in zip(batch, new)}
+        if cache is not None:
+            cache.put_json(done)
+        hits.update(done)
+        bar.update(len(batch))
+    bar.close()
     return [hits[j.key] for j in jobs]
 
 
@@ -174,14 +175,12 @@ def trace_of(chain: BackboneChain) -> Trace:
 def score_samples(inp: ProteinInput, config: ProteinScoreConfig, compute: ComputeConfig,
                   threads: int | None = None) -> list[dict[str, Any]]:
     """Stage 1 for every usable chain of ``inp`` (in the order of :meth:`ProteinInput.usable`)."""
-    cache_dir = resolve_cache_dir(compute.cache_dir)
     jobs = []
     for i in inp.usable():
         c = inp.chains[i]
         x = c.coords if c.coords.ndim == 3 else c.coords[0]
         jobs.append(SampleJob(sample_key(backbone_hash(c), config), np.asarray(x, np.float32), c.atom_mask,
-                              np.asarray(c.res_ids), c.sequence, c.chain_breaks(), config,
-                              str(cache_dir) if cache_dir else None, threads))
+                              np.asarray(c.res_ids), c.sequence, c.chain_breaks(), config, threads))
     return _cached_map(_score_chunk, jobs, compute, "designs")
 
 
@@ -189,13 +188,11 @@ def pairwise_tm(traces: list[Trace], hashes: list[str], compute: ComputeConfig) 
     """Symmetric TM matrix [N, N] (diagonal 1); each pair aligned once, in hash order (deterministic)."""
     from structures.cache import cache_key
 
-    cache_dir = resolve_cache_dir(compute.cache_dir)
     n = len(traces)
     jobs, where = [], []
     for i, j in itertools.combinations(range(n), 2):
         a, b = (i, j) if hashes[i] <= hashes[j] else (j, i)
-        jobs.append(PairJob(cache_key([SCORER_VERSION, "pair", hashes[a], hashes[b]]), traces[a], traces[b],
-                            str(cache_dir) if cache_dir else None))
+        jobs.append(PairJob(cache_key([SCORER_VERSION, "pair", hashes[a], hashes[b]]), traces[a], traces[b]))
         where.append((i, j))
     tm = np.eye(n)
     for (i, j), v in zip(where, _cached_map(_pair_chunk, jobs, compute, "TM-align pairs")):
@@ -207,9 +204,7 @@ def novelty(traces: list[Trace], hashes: list[str], spec: ReferenceSpec, compute
     """Stage 3: the best reference hit of every trace."""
     from structures.cache import cache_key
 
-    cache_dir = resolve_cache_dir(compute.cache_dir)
-    jobs = [NoveltyJob(cache_key([SCORER_VERSION, "novelty", h, spec.key]), t, spec,
-                       str(cache_dir) if cache_dir else None) for t, h in zip(traces, hashes)]
+    jobs = [NoveltyJob(cache_key([SCORER_VERSION, "novelty", h, spec.key]), t, spec) for t, h in zip(traces, hashes)]
     return _cached_map(_novelty_chunk, jobs, compute, "novelty (TM-align)")
 
 
