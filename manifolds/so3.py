@@ -197,7 +197,8 @@ def sample_igso3(center: Tensor, sigma: float, rng: torch.Generator | None = Non
     interpolation; grid w = pi u^3 like MultiFlow, 4096 points; computed once per sigma), axis uniform.
     ``center`` [..., 3, 3]."""
     grid, cdf = _igso3_angle_cdf(float(sigma), num_omega, l_max)
-    u = torch.rand(center.shape[:-2], generator=rng, dtype=torch.float64)
+    u = torch.rand(center.shape[:-2], generator=rng, dtype=torch.float64,
+                   device=rng.device if rng is not None else "cpu").cpu()  # the CDF lives on the CPU
     idx = torch.searchsorted(cdf, u).clamp(1, num_omega)
     c0, c1 = cdf[idx - 1], cdf[idx]
     w = ((u - c0) / (c1 - c0).clamp_min(1e-300)).clamp(0, 1)
