@@ -27,6 +27,11 @@ UNK_LETTER = "X"
 
 RESTYPE_ORDER: dict[str, int] = {a: i for i, a in enumerate(RESTYPES)}  # one letter -> index
 
+# ProteinMPNN's own token order (alphabetical, X last). It is *not* an index convention of genmatch:
+# only the ProteinMPNN adapter (pipeline/score/proteins/mpnn.py) uses it, to translate one-letter
+# strings at its boundary. Kept here so that every residue order of the project lives in one module.
+PROTEINMPNN_ORDER = "".join(sorted(RESTYPES)) + UNK_LETTER
+
 # One-letter <-> three-letter codes (20 standard + X/UNK), listed in the AF2 order.
 RESTYPE_1TO3: dict[str, str] = {
     "A": "ALA", "R": "ARG", "N": "ASN", "D": "ASP", "C": "CYS", "Q": "GLN", "E": "GLU", "G": "GLY",

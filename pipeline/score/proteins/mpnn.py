@@ -10,7 +10,8 @@ Determinism: every backbone is designed under ``torch.random.fork_rng`` seeded w
 backbone gets the same 8 sequences whatever the batch, order, process or machine it runs in (the CPU
 kernels are deterministic).
 
-ProteinMPNN indexes amino acids alphabetically (``ACDEFGHIKLMNPQRSTVWYX``); everything leaving this
+ProteinMPNN indexes amino acids alphabetically, X last
+(:data:`structures.residue_constants.PROTEINMPNN_ORDER`); everything leaving this
 module is a one-letter string, and indices in the genmatch order go through
 :mod:`structures.residue_constants`.
 """
@@ -23,9 +24,9 @@ from functools import lru_cache
 import numpy as np
 
 from pipeline.score.proteins.config import MpnnConfig
-from structures.residue_constants import RESTYPES, UNK_LETTER
+from structures.residue_constants import PROTEINMPNN_ORDER, RESTYPES, UNK_LETTER
 
-MPNN_ALPHABET = "ACDEFGHIKLMNPQRSTVWYX"  # ProteinMPNN's own token order (21: X last)
+MPNN_ALPHABET = PROTEINMPNN_ORDER  # ProteinMPNN's own token order (21: X last)
 HIDDEN, LAYERS = 128, 3  # protein_mpnn_run.py defaults for the released weights
 
 
