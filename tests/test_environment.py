@@ -19,8 +19,6 @@ LIBRARY = ("manifolds", "structures", "pipeline", "workflows")
 INDIRECT_RUNTIME_PINS = {
     "pyarrow": "the Parquet engine of pandas (DataFrame.to_parquet / read_parquet: results tables)",
     "dask": "the core that distributed (dask.distributed, pipeline.common.parallel) runs on, pinned as its pair",
-    "omegaconf": "MultiFlow checkpoint configs (issue 12); drop it if the loader keeps reading them as inert "
-                 "stand-ins without importing omegaconf",
 }
 
 
