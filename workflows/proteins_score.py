@@ -61,6 +61,10 @@ def score_proteins(backbones: "Sequence[BackboneChain] | str | os.PathLike | Pro
     from pipeline.score.proteins.report import write_scores
 
     spec = reference_spec(config.reference, config.reference_limit)  # checked before the folder opens
+    if spec is not None:
+        from pipeline.score.proteins.reference import load_reference
+
+        load_reference(spec)  # cached in this process; an unusable reference is refused here
     backend = None
     if config.esmfold_path() is not None:
         from pipeline.score.proteins.folding import fold_backend

@@ -59,7 +59,7 @@ def test_score_proteins_end_to_end_and_resume(pdb_dir: Path, tmp_path: Path, cap
     assert "--restart" in capsys.readouterr().err and (out / "scores.csv").read_bytes() == before
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "all_bad", "esmfold", "reference", "zero_seqs", "nan"])
+@pytest.mark.parametrize("case", ["missing", "empty", "all_bad", "esmfold", "reference", "bad_reference", "zero_seqs", "nan"])
 def test_bad_input_exit_2_and_nothing_created(case: str, pdb_dir: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture) -> None:
     src, extra = str(pdb_dir), []
@@ -76,6 +76,10 @@ def test_bad_input_exit_2_and_nothing_created(case: str, pdb_dir: Path, tmp_path
         extra = ["--esmfold", str(tmp_path / "no_model")]
     elif case == "reference":
         extra = ["--reference", str(tmp_path / "no_refs")]
+    elif case == "bad_reference":
+        (tmp_path / "refs").mkdir()
+        (tmp_path / "refs" / "r.cif").write_text("data_x\n")
+        extra = ["--reference", str(tmp_path / "refs")]
     elif case == "zero_seqs":
         extra = ["--mpnn-sequences", "0"]
     elif case == "nan":

@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline.common.run import fingerprint
 from pipeline.score.proteins.tm import Trace
+from structures.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ def reference_spec(reference: str | None, limit: int | None = None) -> Reference
 
     files = structure_files(Path(reference).expanduser())
     files = files[:limit] if limit else files
+    if not files:
+        raise InputError(f"{reference}: the novelty reference folder holds no PDB/mmCIF files")
     return ReferenceSpec("folder", str(Path(reference).expanduser()), limit,
                          fingerprint(["folder", [f.name for f in files], files]))
 
@@ -97,6 +100,8 @@ def load_reference(spec: ReferenceSpec) -> ReferenceSet:
             names.append(inp.ids[i])
             traces.append(Trace(c.coords[ok, 1].astype(np.float64), "".join(np.array(list(c.sequence))[ok])))
         skipped = len(inp) - len(names)
+    if not traces:
+        raise InputError(f"{spec.describe()}: no usable reference backbone")
     ref = ReferenceSet(names, traces, np.array([len(t.ca) for t in traces]), skipped)
     _LOADED.clear()  # one reference set per process at a time
     _LOADED[spec.key] = ref
