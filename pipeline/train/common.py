@@ -149,6 +149,7 @@ class TrainingModule(L.LightningModule):
         self.val_totals = torch.zeros(n_val_terms, dtype=torch.float64)
         self._wall = 0.0
         self._t_start = time.monotonic()
+        self.code = code_version()  # of the code this process runs (HEAD may move while it trains)
 
     def ema_pair(self) -> tuple[nn.Module, nn.Module]:
         """(EMA copy, trained module)."""

@@ -257,7 +257,7 @@ class CrystalFlowModule(TrainingModule):
                 "weights": "ema", "training": {**cfg, **self.training_fields()},
                 "dataset": self.dataset_info, "validation_curve": self.val_curve,
                 "train_curve": self.train_curve, "best_val_ce": self.best_val(),
-                "code_version": code_version(), "parameters": self.posterior.net.num_parameters()}
+                "code_version": self.code, "parameters": self.posterior.net.num_parameters()}
 
     def shipped_checkpoint(self) -> Checkpoint:
         """The EMA network's weights and the record (what :func:`pipeline.crystal_flow.load_crystal_model` reads)."""

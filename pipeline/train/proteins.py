@@ -35,7 +35,7 @@ from pipeline.checkpoint import Checkpoint
 from pipeline.common.run import fingerprint
 from pipeline.networks.protein import CONFIGS, ProteinNetwork, ProteinNetworkConfig, ProteinNetworkOutput
 from pipeline.networks.protein.checkpoint import KIND, load_protein_network
-from pipeline.train.common import (OptimSettings, TrainingModule, TrainResult, code_version, fit, is_ddp_worker,
+from pipeline.train.common import (OptimSettings, TrainingModule, TrainResult, fit, is_ddp_worker,
                                    quiet_lightning, training_run)
 from pipeline.train.protein_data import ProteinDataModule, dataset_files
 from pipeline.train.protein_interpolant import InterpolantConfig, NoisyProteins, ProteinTarget, corrupt
@@ -197,7 +197,7 @@ class ProteinFlowModule(TrainingModule):
                 "init": self.init_info, "dataset": self.dataset_info,
                 "validation_curve": self.val_curve, "validation_terms": ["step", *VAL_TERMS],
                 "validation_term_curve": self.val_terms, "train_curve": self.train_curve,
-                "best_val_loss": self.best_val(), "code_version": code_version(),
+                "best_val_loss": self.best_val(), "code_version": self.code,
                 "parameters": self.net.num_parameters()}
 
     def shipped_checkpoint(self) -> Checkpoint:
