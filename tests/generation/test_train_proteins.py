@@ -215,6 +215,18 @@ def test_fine_tune_from_a_multiflow_lightning_checkpoint(tmp_path: Path) -> None
     assert load_protein_network(res.model_path).cfg == TINY  # the checkpoint's config, not --network
 
 
+def test_safetensors_whose_first_byte_is_0x80_loads(tmp_path: Path) -> None:
+    """A safetensors file starts with its header length; a low byte 0x80 is not the pickle magic (a DDP run's
+    best.safetensors was refused as 'a raw (legacy) pickle' before)."""
+    net = ProteinNetwork(TINY)
+    for k in range(300):
+        path = save_protein_checkpoint(tmp_path / "m.safetensors", net, record={"pad": "x" * k})
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    assert path.read_bytes()[:1] == b"\x80"
+    assert load_protein_network(path).cfg == TINY
+
+
 def test_bad_options_refused_before_the_folder_exists(tmp_path: Path) -> None:
     from workflows.cli import main
 

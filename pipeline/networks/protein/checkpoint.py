@@ -103,6 +103,14 @@ def _magic(path: Path) -> bytes:
         return f.read(4)
 
 
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then the JSON header (``{``). Its first byte
+    is that length's low byte, which may be anything (0x80 too), so this is checked before the pickle magic."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= path.stat().st_size
+
+
 def _read_lightning(path: Path) -> ProteinCheckpoint:
     ckpt = read_torch_zip(path)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), Mapping):
@@ -155,6 +163,8 @@ def read_protein_checkpoint(path: str | os.PathLike, device: str | torch.device 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}; give the path of a .ckpt or .safetensors file")
+    if _is_safetensors(path):
+        return _read_genmatch(path, device)
     magic = _magic(path)
     if magic[:1] == b"\x80":
         raise CheckpointError(f"{path}: a raw (legacy) pickle; such files are not read because unpickling them "
