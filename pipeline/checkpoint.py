@@ -21,6 +21,7 @@ from structures.atomic import atomic_path
 from structures.errors import InputError
 
 RECORD_KEY = "genmatch.record"
+CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"  # the shipped models
 FORMAT_VERSION = 1
 
 

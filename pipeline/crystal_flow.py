@@ -26,12 +26,11 @@ from torch import Tensor, nn
 
 from manifolds.discrete import (SCHEDULER_NAMES, MixturePath, MixtureScheduler, mask_source, matching_time,
                                 scheduler_by_name)
-from pipeline.checkpoint import load_checkpoint, load_state_dict_checked
+from pipeline.checkpoint import CHECKPOINT_DIR, load_checkpoint, load_state_dict_checked
 from structures.errors import InputError
 from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT, CrystalDiTConfig
 from structures.crystal_tokens import MASK, PAD, VOCAB_SIZE, allowed_token_mask
 
-CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 #: embedded default model per data set name (files in ``checkpoints/``)
 DEFAULT_MODELS = {"perov_5": "perov_5_small.safetensors", "carbon_24": "carbon_24_small.safetensors"}
 

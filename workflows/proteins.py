@@ -5,7 +5,8 @@
                                 rotations="jump", steps=500)      # PDBs + FASTA + manifest, resumable
 
 ``checkpoint``: a MultiFlow Lightning ``.ckpt`` (with its ``config.yaml`` beside it) or a genmatch protein
-safetensors file; without one, ``$GENMATCH_MULTIFLOW_CKPT``. No protein model ships with genmatch yet.
+safetensors file; without one, ``$GENMATCH_MULTIFLOW_CKPT``, else the shipped ``checkpoints/protein_small.safetensors``
+(an interim, undertrained model: see checkpoints/README.md).
 """
 
 from __future__ import annotations
@@ -84,14 +85,16 @@ def generate_proteins(checkpoint: str | os.PathLike | None, out_dir: str | os.Pa
     checkpoint's inference setting (500, MultiFlow's)."""
     import torch
 
-    from pipeline.networks.protein.checkpoint import (MULTIFLOW_CKPT_ENV, default_multiflow_checkpoint,
-                                                      load_protein_network, read_protein_checkpoint)
+    from pipeline.networks.protein.checkpoint import (MULTIFLOW_CKPT_ENV, SHIPPED_PROTEIN_MODEL,
+                                                      default_protein_checkpoint, load_protein_network,
+                                                      read_protein_checkpoint)
 
     if checkpoint is None:
-        checkpoint = default_multiflow_checkpoint()
+        checkpoint = default_protein_checkpoint()
         if checkpoint is None:
-            raise InputError("no protein model: genmatch ships none yet; give --checkpoint (a MultiFlow .ckpt with "
-                             f"its config.yaml, or a genmatch .safetensors) or set {MULTIFLOW_CKPT_ENV}")
+            raise InputError(f"no protein model: the shipped {SHIPPED_PROTEIN_MODEL} is missing; give --checkpoint "
+                             f"(a MultiFlow .ckpt with its config.yaml, or a genmatch .safetensors) or set "
+                             f"{MULTIFLOW_CKPT_ENV}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device {device!r} is not available on this machine; use --device cpu")
     targets = None

@@ -314,7 +314,8 @@ ERRORS: dict[str, Case] = {
     "demo-hull": C("demo", "--hull", "bogus", "--out", E, text="--hull"),
     "info-bad-option": C("info", "--bogus", text="--bogus"),
     "no-target": C("relax", text="crystals"),
-    "no-protein-model": C("generate", "proteins", "--lengths", "50", "--out", E, text="no protein model"),
+    "protein-checkpoint-missing": C("generate", "proteins", "--lengths", "50", "--checkpoint", "{root}/nope.ckpt",
+                                    "--out", E, text="checkpoint not found"),
     # ---- missing or unreadable inputs
     "relax-missing-input": C("relax", "crystals", "{root}/no/such/dir", *RELAX0, "--out", E, text="input not found",
                              sub=True),

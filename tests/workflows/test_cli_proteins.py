@@ -86,7 +86,11 @@ def test_resume_is_byte_identical_and_threads_do_not_matter(ckpt, tmp_path):
 @pytest.mark.parametrize("extra", [[], ["--lengths", "0"], ["--mode", "forward-folding"], ["--jump-weight", "2"],
                                    ["--steps", "1"], ["--sequence-in", "/nonexistent.fasta", "--mode", "folding"]])
 def test_bad_input_exits_2(ckpt, tmp_path, capsys, extra, monkeypatch):
+    from pipeline.networks.protein import checkpoint as protein_checkpoint
+
     monkeypatch.delenv("GENMATCH_MULTIFLOW_CKPT", raising=False)
+    # no --checkpoint, no environment variable and no shipped model: exit 2, nothing written
+    monkeypatch.setattr(protein_checkpoint, "SHIPPED_PROTEIN_MODEL", tmp_path / "missing.safetensors")
     args = BASE + ["--out", str(tmp_path / "o")] + extra
     if extra:
         args += ["--checkpoint", str(ckpt)]
@@ -95,4 +99,15 @@ def test_bad_input_exits_2(ckpt, tmp_path, capsys, extra, monkeypatch):
     assert len(err) == 1 and "Traceback" not in err[0]
     assert not (tmp_path / "o").exists()
     if not extra:
-        assert "ships none yet" in err[0]
+        assert "no protein model" in err[0]
+
+
+def test_the_shipped_model_is_the_default(tmp_path, capsys, monkeypatch):
+    from pipeline.networks.protein.checkpoint import SHIPPED_PROTEIN_MODEL, default_protein_checkpoint
+
+    monkeypatch.delenv("GENMATCH_MULTIFLOW_CKPT", raising=False)
+    assert default_protein_checkpoint() == SHIPPED_PROTEIN_MODEL and SHIPPED_PROTEIN_MODEL.is_file()
+    out = tmp_path / "o"
+    assert main(["generate", "proteins", "--lengths", "12", "--per-length", "2", "--steps", "5", "--quiet",
+                 "--threads", "1", "--out", str(out)]) == 0
+    assert len(list((out / "pdb").glob("*.pdb"))) == 2

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-from pipeline.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, state_dict_mismatch
+from pipeline.checkpoint import CHECKPOINT_DIR, Checkpoint, load_checkpoint, save_checkpoint, state_dict_mismatch
 from pipeline.networks.protein.config import CONFIGS, ProteinNetworkConfig
 from pipeline.networks.protein.model import ProteinNetwork
 from pipeline.networks.protein.safe_pickle import CheckpointError, UnsafeCheckpointError, plain, read_torch_zip
@@ -233,3 +233,13 @@ def default_multiflow_checkpoint() -> Path | None:
     """The released MultiFlow checkpoint named by ``$GENMATCH_MULTIFLOW_CKPT``, if set and present."""
     value = os.environ.get(MULTIFLOW_CKPT_ENV)
     return Path(value).expanduser() if value and Path(value).expanduser().is_file() else None
+
+
+
+SHIPPED_PROTEIN_MODEL = CHECKPOINT_DIR / "protein_small.safetensors"
+
+
+def default_protein_checkpoint() -> Path | None:
+    """The checkpoint ``generate proteins`` uses without ``--checkpoint``: ``$GENMATCH_MULTIFLOW_CKPT``
+    when set and present, else the shipped ``checkpoints/protein_small.safetensors`` (None if neither)."""
+    return default_multiflow_checkpoint() or (SHIPPED_PROTEIN_MODEL if SHIPPED_PROTEIN_MODEL.is_file() else None)
