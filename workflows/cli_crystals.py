@@ -6,8 +6,8 @@ import argparse
 import json
 
 from manifolds.discrete import SCHEDULER_NAMES
-from workflows.cli_types import (Command, UsageError, add_run_options, any_int, finite_float, int_list,
-                                 nonnegative_float, nonnegative_int, positive_float, positive_int, printable,
+from workflows.cli_types import (Command, UsageError, add_run_options, add_training_options, any_int, finite_float,
+                                 int_list, nonnegative_float, nonnegative_int, positive_float, positive_int, printable,
                                  set_threads, unit_half_open_float, unit_open_float)
 
 CHGNET_HELP = "CHGNet version for energies and forces (default 0.3.0)"
@@ -172,19 +172,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=unit_half_open_float, default=None,
                    help="dropout in the DiT blocks (default: the preset's)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="per device (default 256)")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (1e-3)")
-    p.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"])
-    p.add_argument("--warmup-steps", type=nonnegative_int, default=200, help="linear warm-up steps (200)")
-    p.add_argument("--max-steps", type=positive_int, default=20000, help="optimizer steps (20000)")
-    p.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient norm clip (1.0)")
-    p.add_argument("--ema-decay", type=unit_half_open_float, default=0.999, help="EMA decay (0.999)")
     p.add_argument("--val-fraction", type=unit_open_float, default=0.05, help="held-out share of the split (0.05)")
-    p.add_argument("--val-every", type=positive_int, default=500, help="validate + checkpoint every N steps")
     p.add_argument("--limit", type=positive_int, default=None, help="only the first N crystals")
-    p.add_argument("--seed", type=any_int, default=0)
-    p.add_argument("--devices", type=positive_int, default=1, help="processes/devices per node (DDP if > 1)")
-    p.add_argument("--num-nodes", type=positive_int, default=1, help="nodes (DDP)")
-    p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "auto"])
+    add_training_options(p, lr=1e-3)
     add_run_options(p)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from manifolds.discrete import SCHEDULER_NAMES
-from workflows.cli_types import (Command, add_run_options, any_int, nonnegative_float, nonnegative_int, positive_float,
-                                 positive_int, probability, set_threads, unit_half_open_float, unit_open_float)
+from workflows.cli_types import (Command, add_run_options, add_training_options, nonnegative_float, positive_int,
+                                 probability, set_threads, unit_open_float)
 
 
 def _optional_int(text: str) -> int | None:
@@ -36,20 +36,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--self-condition-prob", type=probability, default=0.5, help="self-conditioning share (0.5)")
     p.add_argument("--aux-weight", type=nonnegative_float, default=1.0,
                    help="weight of the backbone-atom + pairwise-distance losses (1; MultiFlow's release: 0)")
-    p.add_argument("--lr", type=positive_float, default=5e-4, help="peak learning rate (5e-4)")
-    p.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"])
-    p.add_argument("--warmup-steps", type=nonnegative_int, default=200, help="linear warm-up steps (200)")
-    p.add_argument("--max-steps", type=positive_int, default=20000, help="optimizer steps (20000)")
-    p.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient norm clip (1.0)")
-    p.add_argument("--ema-decay", type=unit_half_open_float, default=0.999, help="EMA decay (0.999)")
     p.add_argument("--val-fraction", type=unit_open_float, default=0.05, help="held-out share, grouped (0.05)")
-    p.add_argument("--val-every", type=positive_int, default=500, help="validate + checkpoint every N steps")
     p.add_argument("--val-times", type=positive_int, default=2, help="time points per validation chain (2)")
     p.add_argument("--limit", type=positive_int, default=None, help="only the first N chains in the length range")
-    p.add_argument("--seed", type=any_int, default=0)
-    p.add_argument("--devices", type=positive_int, default=1, help="processes/devices per node (DDP if > 1)")
-    p.add_argument("--num-nodes", type=positive_int, default=1, help="nodes (DDP)")
-    p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "auto"])
+    add_training_options(p, lr=5e-4)
     add_run_options(p)
 
 

@@ -112,6 +112,21 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def add_training_options(p: argparse.ArgumentParser, lr: float) -> None:
+    """Optimiser, schedule, EMA, validation cadence, seed and DDP launch options of every trainer."""
+    p.add_argument("--lr", type=positive_float, default=lr, help=f"peak learning rate ({lr:g})")
+    p.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"])
+    p.add_argument("--warmup-steps", type=nonnegative_int, default=200, help="linear warm-up steps (200)")
+    p.add_argument("--max-steps", type=positive_int, default=20000, help="optimizer steps (20000)")
+    p.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient norm clip (1.0)")
+    p.add_argument("--ema-decay", type=unit_half_open_float, default=0.999, help="EMA decay (0.999)")
+    p.add_argument("--val-every", type=positive_int, default=500, help="validate + checkpoint every N steps")
+    p.add_argument("--seed", type=any_int, default=0)
+    p.add_argument("--devices", type=positive_int, default=1, help="processes/devices per node (DDP if > 1)")
+    p.add_argument("--num-nodes", type=positive_int, default=1, help="nodes (DDP)")
+    p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "auto"])
+
+
 def set_threads(n: int | None) -> None:
     if n:
         import torch
