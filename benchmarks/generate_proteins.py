@@ -11,9 +11,11 @@ each in its own subprocess (both packages are called ``multiflow``) with the unu
 ``benchmarks/protein_network.py``; the subprocess times only its ``sample`` call.
 
 Last line JSON: samples_per_s (ours, flow), samples_per_s_jump, speedup_flow / speedup_jump (our samples/s over
-theirs; null without the peer), per-run seconds, settings.
+theirs; null without the peer), with ``--bf16`` also speedup_flow_bf16 / speedup_jump_bf16 (ours under bfloat16
+autocast, ``--precision bf16``; the peers stay float32) and bf16_max_abs_diff (one call, bf16 vs fp32), per-run
+seconds, settings.
 Usage: python benchmarks/generate_proteins.py [--length 100] [--steps 100] [--batch 8] [--repeats 1]
-       [--network multiflow|small] [--multiflow-src PATH] [--multijump-src PATH] [--device cpu|cuda] [--threads N]
+       [--network multiflow|small] [--bf16] [--multiflow-src PATH] [--multijump-src PATH] [--device cpu|cuda] [--threads N]
 """
 
 from __future__ import annotations
@@ -83,9 +85,10 @@ def run_peer(src: Path, weights: Path, config: Path, args: argparse.Namespace) -
     return json.loads(res.stdout.strip().splitlines()[-1])["seconds"]
 
 
-def run_ours(net: ProteinNetwork, args: argparse.Namespace, rotations: str, seed: int) -> float:
+def run_ours(net: ProteinNetwork, args: argparse.Namespace, rotations: str, seed: int, precision: str = "fp32") -> float:
     cond = Conditioning(torch.ones(args.batch, args.length, dtype=torch.bool, device=net.device))
-    config = SamplerConfig(steps=args.steps, flow=ProteinFlowConfig(rotations=RotationConfig(kind=rotations)))  # type: ignore[arg-type]
+    config = SamplerConfig(steps=args.steps, flow=ProteinFlowConfig(rotations=RotationConfig(kind=rotations)),  # type: ignore[arg-type]
+                           precision=precision)
     rng = torch.Generator(device=net.device).manual_seed(seed)
     if net.device.type == "cuda":
         torch.cuda.synchronize()
@@ -94,6 +97,23 @@ def run_ours(net: ProteinNetwork, args: argparse.Namespace, rotations: str, seed
     if net.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def bf16_deviation(args: argparse.Namespace) -> dict[str, float] | None:
+    """Largest |bf16 - fp32| of one network call of the shipped trained model (random weights say nothing: their
+    zero-initialised output layers give the input frames back) on a random input of the benchmark's size
+    (translations in Angstrom, rotation matrix entries, logits): what --precision bf16 changes per call."""
+    from benchmarks.protein_network import make_input
+    from pipeline.networks.protein.checkpoint import default_protein_checkpoint, load_protein_network
+
+    path = default_protein_checkpoint()
+    if path is None:
+        return None
+    net = load_protein_network(path, device=args.device)
+    inp = make_input(args.batch, args.length, net.device, seed=1)
+    with torch.no_grad():
+        a, b = net.predict(inp), net.predict(inp, bf16=True)
+    return {k: float((getattr(a, k) - getattr(b, k)).abs().max()) for k in ("pred_trans", "pred_rotmats", "pred_logits")}
 
 
 def main() -> None:
@@ -107,6 +127,7 @@ def main() -> None:
     p.add_argument("--multijump-src", type=Path, default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--bf16", action="store_true", help="also time ours with bfloat16 autocast (--precision bf16)")
     p.add_argument("--_peer", default=None, help=argparse.SUPPRESS)
     p.add_argument("--_weights", default=None, help=argparse.SUPPRESS)
     p.add_argument("--_config", default=None, help=argparse.SUPPRESS)
@@ -117,16 +138,21 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     net = ProteinNetwork.build(args.network, device=args.device).eval()
-    times: dict[str, list[float]] = {"ours_flow": [], "ours_jump": [], "multiflow": [], "multijump": []}
+    times: dict[str, list[float]] = {"ours_flow": [], "ours_jump": [], "multiflow": [], "multijump": [],
+                                     "ours_flow_bf16": [], "ours_jump_bf16": []}
     with tempfile.TemporaryDirectory() as tmp:
         weights, config = Path(tmp) / "w.safetensors", Path(tmp) / "config.yaml"
         save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(weights))
         config.write_text(json.dumps({"model": {**net.cfg.to_dict(), "symmetric": False}}))
         for r in range(args.repeats):  # interleaved
             times["ours_flow"].append(run_ours(net, args, "flow", r))
+            if args.bf16:
+                times["ours_flow_bf16"].append(run_ours(net, args, "flow", r, "bf16"))
             if args.multiflow_src:
                 times["multiflow"].append(run_peer(args.multiflow_src, weights, config, args))
             times["ours_jump"].append(run_ours(net, args, "jump", r))
+            if args.bf16:
+                times["ours_jump_bf16"].append(run_ours(net, args, "jump", r, "bf16"))
             if args.multijump_src:
                 times["multijump"].append(run_peer(args.multijump_src, weights, config, args))
     med = {k: statistics.median(v) if v else None for k, v in times.items()}
@@ -136,6 +162,11 @@ def main() -> None:
         "samples_per_s": ours_flow, "samples_per_s_jump": ours_jump,
         "speedup_flow": ours_flow * med["multiflow"] if med["multiflow"] else None,
         "speedup_jump": ours_jump * med["multijump"] if med["multijump"] else None,
+        "speedup_flow_bf16": (args.batch / med["ours_flow_bf16"] * med["multiflow"]
+                              if med["multiflow"] and med["ours_flow_bf16"] else None),
+        "speedup_jump_bf16": (args.batch / med["ours_jump_bf16"] * med["multijump"]
+                              if med["multijump"] and med["ours_jump_bf16"] else None),
+        "bf16_max_abs_diff": bf16_deviation(args) if args.bf16 else None,
         "seconds": med, "parameters": net.num_parameters(),
         "settings": {"length": args.length, "steps": args.steps, "batch": args.batch, "repeats": args.repeats,
                      "network": args.network, "device": args.device, "threads": args.threads, "mode": "codesign"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from manifolds.discrete import SCHEDULER_NAMES
+from pipeline.generate.protein_sampler import PRECISIONS
 from workflows.cli_types import (Command, add_run_options, any_int, int_list, positive_int, printable, probability,
                                  set_threads)
 
@@ -36,6 +37,9 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--structure-in", default=None, metavar="PDB", help="backbones to design for (inverse folding)")
     p.add_argument("--seed", type=any_int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                   help="network precision: fp32, or bf16 autocast (about 2x faster on CPUs with AVX512-BF16 and "
+                   "on GPUs; frames and outputs stay fp32)")
     p.add_argument("--residue-budget", type=positive_int, default=2000,
                    help="padded residues per batch, B x N_max (2000)")
     p.add_argument("--multiflow-exact", action="store_true",
@@ -52,7 +56,7 @@ def _generate(args: argparse.Namespace) -> int:
                           rotations=args.rotations, jump_weight=args.jump_weight, sequence=args.sequence,
                           scheduler=args.scheduler, steps=args.steps, mode=MODE_CHOICES[args.mode],
                           sequence_in=args.sequence_in, structure_in=args.structure_in, seed=args.seed,
-                          device=args.device, multiflow_exact=args.multiflow_exact,
+                          device=args.device, precision=args.precision, multiflow_exact=args.multiflow_exact,
                           residue_budget=args.residue_budget, trajectory=args.trajectory, restart=args.restart,
                           progress=not args.quiet)
     print(printable(f"generated {s.n} proteins ({s.mode}) in {s.batches} batches, {s.samples_per_s:.3g} samples/s "

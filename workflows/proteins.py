@@ -79,10 +79,12 @@ def generate_proteins(checkpoint: str | os.PathLike | None, out_dir: str | os.Pa
                       rotations: str = "flow", jump_weight: float = 0.5, sequence: str = "purity",
                       scheduler: str = "kinetic_optimal", steps: int | None = None, mode: str = "codesign",
                       sequence_in: str | os.PathLike | None = None, structure_in: str | os.PathLike | None = None,
-                      seed: int = 0, device: str = "cpu", multiflow_exact: bool = False, residue_budget: int = 2000,
+                      seed: int = 0, device: str = "cpu", precision: str = "fp32", multiflow_exact: bool = False,
+                      residue_budget: int = 2000,
                       trajectory: bool = False, restart: bool = False, progress: bool = True) -> ProteinGenerationSummary:
     """Generate proteins into ``out_dir`` (see :mod:`pipeline.generate.proteins`); ``steps`` None: the
-    checkpoint's inference setting (500, MultiFlow's)."""
+    checkpoint's inference setting (500, MultiFlow's); ``precision`` "bf16": network calls under bfloat16
+    autocast (SamplerConfig.precision)."""
     import torch
 
     from pipeline.networks.protein.checkpoint import (MULTIFLOW_CKPT_ENV, SHIPPED_PROTEIN_MODEL,
@@ -110,7 +112,7 @@ def generate_proteins(checkpoint: str | os.PathLike | None, out_dir: str | os.Pa
     flow = ProteinFlowConfig(rotations=RotationConfig(kind=rotations, jump_weight=jump_weight),  # type: ignore[arg-type]
                              sequence=SequenceConfig(kind=sequence, scheduler=scheduler),  # type: ignore[arg-type]
                              multiflow_exact=multiflow_exact)
-    sampler = SamplerConfig(steps=steps, flow=flow, mode=mode)  # type: ignore[arg-type]
+    sampler = SamplerConfig(steps=steps, flow=flow, mode=mode, precision=precision)  # type: ignore[arg-type]
     try:
         sampler.validate()
     except ValueError as exc:

@@ -45,6 +45,10 @@ __all__ = ["MODES", "Conditioning", "NetworkPredictor", "Prediction", "SampleRes
            "sample_proteins"]
 
 
+#: network precisions: float32, or bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16 and on GPUs)
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class SamplerConfig:
     """Sampler settings: MultiFlow's inference defaults (500 time points, self-conditioning, co-design)."""
@@ -53,8 +57,11 @@ class SamplerConfig:
     flow: ProteinFlowConfig = field(default_factory=ProteinFlowConfig)
     mode: Mode = "codesign"
     self_condition: bool = True
+    precision: str = "fp32"  # "bf16": network calls under bfloat16 autocast (frames, IPA attention, outputs fp32)
 
     def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.steps < 2:
             raise ValueError(f"steps must be >= 2 (time points from min_t to 1), got {self.steps}")
         if self.mode not in MODES:
@@ -129,7 +136,7 @@ class NetworkPredictor:
         inp = ProteinNetworkInput(trans=state.trans, rotmats=state.rotmats, aatypes=state.aatypes,
                                   res_mask=self.cond.res_mask, so3_t=so3_t, r3_t=r3_t, cat_t=cat_t,
                                   trans_sc=self.trans_sc, aatypes_sc=self.aatypes_sc)
-        out = self.net.predict(inp)
+        out = self.net.predict(inp, bf16=self.config.precision == "bf16")
         dtype = state.trans.dtype
         pred = Prediction(out.pred_trans.to(dtype), out.pred_rotmats.to(dtype), out.pred_logits.to(dtype))
         if self.config.self_condition:
