@@ -17,8 +17,8 @@ from workflows.cli_crystals import COMMANDS as CRYSTAL_COMMANDS
 from workflows.cli_proteins import COMMANDS as PROTEIN_COMMANDS
 from workflows.cli_proteins_score import COMMANDS as SCORE_PROTEIN_COMMANDS
 from workflows.cli_train_proteins import COMMANDS as TRAIN_PROTEIN_COMMANDS
-from workflows.cli_types import (Command, Parser, UsageError, add_run_options, nonnegative_int, positive_int,
-                                 printable)
+from workflows.cli_types import (Command, Parser, UsageError, add_run_options, int_list, nonnegative_int,
+                                 positive_int, printable)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
@@ -56,12 +56,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     config = DemoConfig(n_generate=args.n_generate, steps=args.steps, relax_max_steps=args.max_relax_steps,
                         hull=args.hull, reference_limit=args.reference_limit, workers=args.workers,
-                        threads=args.threads, n_crystals=args.n_crystals, n_proteins=args.n_proteins)
+                        threads=args.threads, n_crystals=args.n_crystals, n_proteins=args.n_proteins,
+                        protein_lengths=tuple(args.protein_lengths), protein_per_length=args.protein_per_length,
+                        protein_steps=args.protein_steps, protein_reference_limit=args.protein_reference_limit)
     run_demo(config, args.out, restart=args.restart, progress=not args.quiet)
     return EXIT_OK
 
 
 def _demo_args(demo: argparse.ArgumentParser) -> None:
+    from workflows.demo_config import DemoConfig
+
     demo.add_argument("--n-generate", type=positive_int, default=200,
                       help="Perov-5 crystals to generate with the shipped model (default 200)")
     demo.add_argument("--steps", type=positive_int, default=250, help="CTMC sampler steps (default 250)")
@@ -79,6 +83,17 @@ def _demo_args(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--n-crystals", type=positive_int, default=200,
                       help="test crystals per data set in the tokeniser round-trip check (default 200)")
     demo.add_argument("--n-proteins", type=positive_int, default=200, help="protein chains summarised (200)")
+    d = DemoConfig()
+    demo.add_argument("--protein-lengths", type=int_list, default=list(d.protein_lengths),
+                      help="lengths of the generated proteins (default %s)" % ",".join(map(str, d.protein_lengths)))
+    demo.add_argument("--protein-per-length", type=positive_int, default=d.protein_per_length,
+                      help=f"proteins per length and rotation generator (flow, jump) (default {d.protein_per_length})")
+    demo.add_argument("--protein-steps", type=positive_int, default=d.protein_steps,
+                      help=f"protein sampler steps = network calls (default {d.protein_steps})")
+    demo.add_argument("--protein-reference-limit", type=positive_int, default=d.protein_reference_limit,
+                      help="protein novelty against only the first N of the 3,000 reference chains "
+                      f"(default {d.protein_reference_limit}: a demo setting, each reference costs one TM-align "
+                      "call per sample)")
     add_run_options(demo, out_required=False, threads=False)
     demo.set_defaults(out="runs/demo")
 
@@ -96,8 +111,11 @@ COMMANDS: list[Command] = [
     Command(("demo",), "the main job on the embedded defaults (what `make demo` runs)",
             "Generate Perov-5 crystals with the shipped model, relax them with CHGNet (batched FIRE) and score "
             "them against Perov-5 test (CDVAE validity, COV-R/COV-P, wdist density / N_el, E_hull with the "
-            "hull's coverage). Writes OUT/demo_summary.json, OUT/summary.json, OUT/scores.csv/.parquet and PNG "
-            "plots; OUT/generated and OUT/relaxed hold the stages. Rerun the same command to resume.",
+            "hull's coverage); then generate proteins with the shipped protein model, rotations by flow and by "
+            "SO(3) jumps, and score them offline (DSSP, geometry, ProteinMPNN proxies, diversity, novelty vs the "
+            "first reference chains). Writes OUT/demo_summary.json, OUT/summary.json, OUT/scores.csv/.parquet and "
+            "PNG plots; OUT/generated, OUT/relaxed and OUT/proteins_* hold the stages. Rerun the same command to "
+            "resume.",
             _demo_args, _cmd_demo),
     *CRYSTAL_COMMANDS,
     *SCORE_PROTEIN_COMMANDS,

@@ -158,7 +158,10 @@ def test_score_summary_round_trips_json_in_the_flat_layout() -> None:
 def test_typed_summaries_round_trip_json() -> None:
     from pipeline.generate.crystals import GenerationSummary
     from pipeline.relax import RelaxSummary
+    from pipeline.generate.proteins import ProteinGenerationSummary
+    from pipeline.score.proteins.summary import ProteinScoreSummary
     from workflows.demo import DemoScores, DemoSummary
+    from workflows.demo_proteins import DemoProteinRun, DemoProteins
 
     g = GenerationSummary(n=3, decoded=2, decode_failed=1, failures_by_reason={"bad_lattice": 1}, not_writable=1,
                           decode_rate=2 / 3, settings={"steps": 10})
@@ -167,12 +170,24 @@ def test_typed_summaries_round_trip_json() -> None:
     s = _score_summary(stability=True).add_rates_over_all(2, 3)
     ds = DemoScores.extend(s, hull_name="default", hull_note="note", n_generated=3, n_decode_failed=1,
                            n_relax_failed_scored_unrelaxed=0, median_e_hull=0.01)
+    pg = ProteinGenerationSummary(n=2, mode="codesign", batches=1, wall_s=1.5, samples_per_s=1.3,
+                                  settings={"sampler": {"steps": 5}})
+    ps = ProteinScoreSummary(n_input=2, n_scored=2, designability="unavailable (no ESMFold weights at x)",
+                             helix=0.5, strand=0.1, coil=0.4, novelty=0.6, n_reference=10, protocol={"dssp": "pydssp"})
+    p = DemoProteins(model="m.safetensors", lengths=[20], per_length=2, steps=5, seed=0, reference_limit=10,
+                     novelty_note="novelty vs the first 10 reference chains (demo setting)",
+                     runs={"flow": DemoProteinRun("flow", "a", "b", pg, ps),
+                           "jump": DemoProteinRun("jump", "c", "d", pg, ps)},
+                     plots=["proteins_flow_tm.png"])
     d = DemoSummary(out_dir="x", settings={}, roundtrip={}, proteins={}, generation=g.to_dict(),
-                    relaxation=r.to_dict(), scores=ds)
+                    relaxation=r.to_dict(), scores=ds, protein_generation=p)
     d2 = DemoSummary(out_dir="x", settings={}, roundtrip={}, proteins={}, generation=g.to_dict(),
-                     relaxation=r.to_dict(), scores=ds, scores_as_generated=_score_summary(stability=False))
-    for rec in (g, r, d, d2):
+                     relaxation=r.to_dict(), scores=ds, protein_generation=p,
+                     scores_as_generated=_score_summary(stability=False))
+    for rec in (g, r, pg, ps, p, d, d2):
         assert type(rec).from_json(rec.to_json()) == rec
+    assert d.to_dict()["protein_generation"]["runs"]["jump"]["scores"]["novelty"] == 0.6
+    assert isinstance(DemoSummary.from_json(d.to_json()).protein_generation.runs["flow"].scores, ProteinScoreSummary)
     assert d.to_dict()["scores_as_generated"] == {} and d.to_dict()["scores"]["hull_name"] == "default"
     assert d.to_dict()["scores"]["stable_rate"] == 0.5  # the flat layout of summary.json
     with pytest.raises(ValueError, match="unknown fields"):

@@ -1,12 +1,15 @@
-"""`genmatch demo` (workflows.demo): the crystal chain generate -> relax -> score at a tiny size.
+"""`genmatch demo` (workflows.demo): the crystal chain generate -> relax -> score and the protein chain
+generate (flow / jump rotations) -> score at a tiny size.
 
-Real model, real CHGNet, real scoring; only the sizes are small (4 crystals, 8 sampler steps,
-5 FIRE steps, 30 reference crystals), so the numbers are meaningless but the plumbing is real.
+Real models, real CHGNet, real scoring (ProteinMPNN, DSSP, TM-align); only the sizes are small (4 crystals,
+8 sampler steps, 5 FIRE steps, 30 reference crystals; 2 proteins of length 20 per generator, 5 steps, novelty
+vs 10 reference chains), so the numbers are meaningless but the plumbing is real.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,9 @@ from structures.errors import InputError
 from workflows.cli import main
 from workflows.demo import GENERATE_BATCH, DemoConfig, DemoSummary, run_demo
 
-TINY = DemoConfig(n_generate=4, steps=8, relax_max_steps=5, reference_limit=30, n_crystals=3, n_proteins=3)
+TINY = DemoConfig(n_generate=4, steps=8, relax_max_steps=5, reference_limit=30, n_crystals=3, n_proteins=3,
+                  protein_lengths=(20,), protein_per_length=2, protein_steps=5, protein_reference_limit=10)
+PROTEIN_PLOTS = ("lengths_rg.png", "secondary_structure.png", "tm.png")
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +54,15 @@ def test_demo_writes_every_report_file(demo: tuple[Path, dict[str, Any]]) -> Non
     assert not list(out.rglob("*.tmp")), "temporary file left behind"
     assert json.loads((out / "demo_summary.json").read_text()) == json.loads(json.dumps(summary))
     assert set(summary["files"]) >= {"demo_summary.json", "summary.json", "scores.csv", "e_hull.png"}
+    for rot in ("flow", "jump"):
+        for name in ("manifest.json", "manifest.csv", "samples.fasta", "pdb/length_20_0000.pdb"):
+            assert (out / f"proteins_{rot}" / name).is_file(), (rot, name)
+        for name in ("summary.json", "summary.txt", "scores.csv", "scores.parquet", "tm_matrix.npz"):
+            assert (out / f"proteins_{rot}_scores" / name).is_file(), (rot, name)
+        for plot in PROTEIN_PLOTS:
+            name = f"proteins_{rot}_{plot}"
+            assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+            assert name in summary["files"] and name in summary["protein_generation"]["plots"]
 
 
 def test_demo_stage_summaries_are_consistent(demo: tuple[Path, dict[str, Any]]) -> None:
@@ -63,9 +77,68 @@ def test_demo_stage_summaries_are_consistent(demo: tuple[Path, dict[str, Any]]) 
     assert s["valid_all"] == pytest.approx(s["valid"] * g["decoded"] / g["n"])
     assert summary["scores_as_generated"]["n_structures"] == g["decoded"]
     assert "e_hull" not in pd.read_csv(out / "as_generated" / "scores.csv").columns
-    assert set(summary["wall_seconds"]) == {"sanity", "generate", "relax", "score", "total"}
+    assert set(summary["wall_seconds"]) == {"sanity", "generate", "relax", "score", "proteins_generate",
+                                            "proteins_score", "total"}
     assert summary["roundtrip"]["perov_5"]["n"] == 3 and summary["proteins"]["chains_summarised"] == 3
     assert json.loads((out / "summary.json").read_text())["cov_recall"] == s["cov_recall"]
+
+
+def test_demo_protein_part(demo: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
+    from workflows.demo import format_summary
+
+    out, summary = demo
+    p = summary["protein_generation"]
+    assert p["lengths"] == [20] and p["per_length"] == 2 and p["steps"] == 5 and p["seed"] == 0
+    assert p["model"].endswith("protein_small.safetensors") and p["reference_limit"] == 10
+    assert "first 10 reference chains (demo setting" in p["novelty_note"]
+    assert summary["settings"]["protein_reference_limit"] == 10 and summary["settings"]["protein_lengths"] == [20]
+    assert json.loads((out / "run.json").read_text())["settings"]["protein_steps"] == 5
+    assert set(p["runs"]) == {"flow", "jump"}
+    for rot, r in p["runs"].items():
+        s = r["scores"]
+        assert r["rotations"] == rot and r["generation"]["n"] == 2
+        assert r["generation"]["settings"]["sampler"]["flow"]["rotations"]["kind"] == rot
+        assert s["n_scored"] == 2 and s["n_reference"] == 10 and s["designability"].startswith("unavailable")
+        assert s["helix"] + s["strand"] + s["coil"] == pytest.approx(1.0)
+        for key in ("radius_of_gyration_mean", "with_clashes", "with_ca_ca_outliers", "mpnn_log_likelihood",
+                    "mpnn_recovery", "cluster_fraction", "mean_pairwise_tm", "novelty"):
+            assert s[key] is not None and np.isfinite(s[key]), (rot, key)
+        assert json.loads((out / f"proteins_{rot}_scores" / "summary.json").read_text()) == s
+    text = format_summary(DemoSummary.from_dict(summary))
+    for label in ("metric (proteins)", "helix", "radius of gyration", "with clashes", "CA-CA outliers",
+                  "MPNN log-lik. designs", "MPNN recovery", "clusters / samples", "mean pairwise TM", "novelty",
+                  "novelty vs the first 10 reference chains (demo setting", "proteins_generate", "proteins_score"):
+        assert label in text, label
+    assert "flow" in text and "jump" in text
+
+
+def test_demo_resumed_equals_uninterrupted(demo: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """A demo stopped after the flow proteins were scored (jump proteins not yet generated) resumes to the
+    same report as the uninterrupted run: the same files, byte for byte, and the same summary."""
+    out, first = demo
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    for p in [run / "demo_summary.json", run / "proteins_jump", run / "proteins_jump_scores",
+              *run.glob("proteins_jump_*.png")]:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    again = run_demo(TINY, run, progress=False, verbose=False).to_dict()
+    for rot in ("flow", "jump"):
+        for name in ("manifest.csv", "samples.fasta", "pdb/length_20_0001.pdb"):
+            assert (run / f"proteins_{rot}" / name).read_bytes() == (out / f"proteins_{rot}" / name).read_bytes()
+        for name in ("scores.csv", "summary.txt"):
+            a, b = ((d / f"proteins_{rot}_scores" / name).read_text().replace(str(d), "OUT") for d in (run, out))
+            assert a == b, (rot, name)
+
+    def comparable(d: dict[str, Any], folder: Path) -> dict[str, Any]:
+        d = json.loads(json.dumps(d).replace(str(folder), "OUT"))
+        d.pop("wall_seconds")
+        for r in d["protein_generation"]["runs"].values():
+            r["generation"].pop("wall_s"), r["generation"].pop("samples_per_s")
+        for key in ("generation", "relaxation"):
+            d[key].pop("wall_s", None)
+        return d
+
+    assert comparable(again, run) == comparable(first, out)
 
 
 def test_demo_scores_table_carries_the_relaxation(demo: tuple[Path, dict[str, Any]]) -> None:
@@ -104,15 +177,18 @@ def test_demo_rerun_resumes_without_regenerating(demo: tuple[Path, dict[str, Any
 
 def test_demo_cli_restart_and_bad_arguments(tmp_path: Path, cache: Any, capsys: pytest.CaptureFixture[str]) -> None:
     tiny = ["--n-generate", "2", "--steps", "5", "--max-relax-steps", "2", "--reference-limit", "10",
-            "--n-crystals", "2", "--n-proteins", "2", "--quiet", "--out", str(tmp_path)]
+            "--n-crystals", "2", "--n-proteins", "2", "--protein-lengths", "16", "--protein-per-length", "1",
+            "--protein-steps", "3", "--protein-reference-limit", "5", "--quiet", "--out", str(tmp_path)]
     assert main(["demo", *tiny]) == 0
-    assert "struct. valid" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "struct. valid" in printed and "novelty vs the first 5 reference chains (demo setting" in printed
     assert main(["demo", *tiny, "--steps", "6"]) == 2  # another run in OUT: one-line error, nothing changed
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--restart" in err
     assert main(["demo", *tiny, "--steps", "6", "--restart"]) == 0
     assert json.loads((tmp_path / "demo_summary.json").read_text())["settings"]["steps"] == 6
-    for bad in (["--n-generate", "0"], ["--hull", "bogus"], ["--max-relax-steps", "-1"], ["--steps", "x"]):
+    for bad in (["--n-generate", "0"], ["--hull", "bogus"], ["--max-relax-steps", "-1"], ["--steps", "x"],
+                ["--protein-steps", "0"], ["--protein-lengths", "0"], ["--protein-reference-limit", "0"]):
         assert main(["demo", *tiny, *bad]) == 2, bad
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
