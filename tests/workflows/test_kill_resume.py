@@ -179,17 +179,25 @@ def test_score_resumes_after_kill_9(tmp_path: Path, cifs: Path) -> None:
 
 def test_demo_resumes_after_kill_9(tmp_path: Path) -> None:
     argv = ["demo", "--n-generate", "6", "--steps", "8", "--max-relax-steps", "10", "--reference-limit", "30",
-            "--n-crystals", "3", "--n-proteins", "3", "--hull", "mp-elements", "--workers", "1", "--quiet"]
+            "--n-crystals", "3", "--n-proteins", "3", "--hull", "mp-elements", "--workers", "1",
+            "--protein-lengths", "20", "--protein-per-length", "2", "--protein-steps", "5",
+            "--protein-reference-limit", "10", "--quiet"]
     env = _env(tmp_path / "cache")
     work = reference(argv, tmp_path / "ref", env)
-    stages = ("generated/manifest.json", "relaxed/relax_results.csv", "summary.json")
+    stages = ("generated/manifest.json", "relaxed/relax_results.csv", "summary.json", "proteins_flow/manifest.json",
+              "proteins_jump/manifest.json", "proteins_flow_scores/summary.json", "proteins_jump_scores/summary.json")
     events = interrupt(argv, tmp_path / "run", env, seed=14, kills=2, work_s=work,
                        progress=lambda out: sum((out / f).is_file() for f in stages))
-    assert any(e.get("progress", 3) < 3 for e in events), events  # killed before the end
+    assert any(e.get("progress", len(stages)) < len(stages) for e in events), events  # killed before the end
     _finish(argv, tmp_path / "run", env)
     ref, run = tmp_path / "ref", tmp_path / "run"
-    for name in ("scores.csv", "generated/manifest.json", "relaxed/relax_results.csv", "as_generated/scores.csv"):
+    for name in ("scores.csv", "generated/manifest.json", "relaxed/relax_results.csv", "as_generated/scores.csv",
+                 "proteins_flow/manifest.csv", "proteins_jump/manifest.csv", "proteins_jump/samples.fasta",
+                 "proteins_jump/pdb/length_20_0001.pdb"):
         assert (run / name).read_bytes() == (ref / name).read_bytes(), name
+    for rot in ("flow", "jump"):
+        a, b = ((d / f"proteins_{rot}_scores" / "scores.csv").read_text().replace(str(d), "OUT") for d in (run, ref))
+        assert a == b, rot
 
     def summary(d: Path) -> dict[str, Any]:
         s = json.loads((d / "summary.json").read_text())
@@ -203,4 +211,9 @@ def test_demo_resumes_after_kill_9(tmp_path: Path) -> None:
             d[key].pop("out"), d[key].pop("source", None)  # name the run folder
         assert a[key] == b[key], key
     assert np.isclose(a["scores"]["cov_recall"], b["scores"]["cov_recall"])
+    pa, pb = (json.loads(json.dumps(d["protein_generation"]).replace(str(f), "OUT")) for d, f in ((a, run), (b, ref)))
+    for p in (pa, pb):
+        for r in p["runs"].values():
+            r["generation"].pop("wall_s"), r["generation"].pop("samples_per_s")
+    assert pa == pb and set(pa["runs"]) == {"flow", "jump"}
     print(f"demo: work {work:.1f} s, kills {events}")
