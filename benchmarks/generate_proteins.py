@@ -8,7 +8,9 @@ B = 1 (their only mode) from local copies of their code (``--multiflow-src``: an
 github.com/jasonkyuyim/multiflow at 6278899970523bad29953047e7a42b32a41dc813, ``--multijump-src``: of
 github.com/jasonkyuyim/multijump at 6368d6eb76af2f5e32d5f734cef24b7c3048a5e4; never downloaded, never committed),
 each in its own subprocess (both packages are called ``multiflow``) with the unused imports stubbed as in
-``benchmarks/protein_network.py``; the subprocess times only its ``sample`` call.
+``benchmarks/protein_network.py``; the subprocess times only its ``sample`` call. Both sides run with glibc's
+mmap of large blocks turned off (:func:`pipeline.common.allocator.keep_freed_memory`, what the ``genmatch`` command
+does): at B > 1 the default re-maps the pair tensors on every call (B = 4 costs 1.4x B = 1 per sample).
 
 Last line JSON: samples_per_s (ours, flow), samples_per_s_jump, speedup_flow / speedup_jump (our samples/s over
 theirs; null without the peer), with ``--bf16`` also speedup_flow_bf16 / speedup_jump_bf16 (ours under bfloat16
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
+from pipeline.common.allocator import keep_freed_memory  # noqa: E402
 from pipeline.generate.protein_sampler import Conditioning, SamplerConfig, sample_proteins  # noqa: E402
 from pipeline.networks.protein import ProteinNetwork  # noqa: E402
 from pipeline.protein_flow import ProteinFlowConfig, RotationConfig  # noqa: E402
@@ -60,6 +63,7 @@ def peer_main(src: str, weights: str, config: str, length: int, steps: int, thre
     from benchmarks.protein_network import import_flow_model
 
     torch.set_num_threads(threads)
+    keep_freed_memory()  # the same allocator setting as ours (module docstring)
     flow_model = import_flow_model(Path(src))
     from multiflow.data.interpolant import Interpolant  # type: ignore[import-not-found]
 
@@ -136,6 +140,7 @@ def main() -> None:
         peer_main(args._peer, args._weights, args._config, args.length, args.steps, args.threads)
         return
     torch.set_num_threads(args.threads)
+    keep_freed_memory()
     torch.manual_seed(0)
     net = ProteinNetwork.build(args.network, device=args.device).eval()
     times: dict[str, list[float]] = {"ours_flow": [], "ours_jump": [], "multiflow": [], "multijump": [],

@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from pipeline.common.allocator import keep_freed_memory
 from workflows.cli_crystals import COMMANDS as CRYSTAL_COMMANDS
 from workflows.cli_proteins import COMMANDS as PROTEIN_COMMANDS
 from workflows.cli_proteins_score import COMMANDS as SCORE_PROTEIN_COMMANDS
@@ -179,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return EXIT_USAGE
+        keep_freed_memory()  # the command owns its process: no re-mapping of big tensors per call
         return int(args.func(args) or 0)
     except SystemExit as exc:  # argparse --help / --version
         return int(exc.code or 0)
