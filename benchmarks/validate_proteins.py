@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--n-diversity", type=int, default=200)
     p.add_argument("--n-novelty", type=int, default=200)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--cache", type=Path, default=None,
+                   help="TM-align cache folder (a rerun resumes from it; default: a temporary one)")
+    p.add_argument("--chunk", type=int, default=10, help="novelty queries per progress line (stderr)")
     args = p.parse_args(argv)
     ds = load_proteins()
     out: dict = {}
@@ -72,7 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
                            workers=args.workers, backend="processes", progress=False)
         out.update(mpnn_chains=len(rec), mpnn_recovery_mean=round(float(np.mean(rec)), 4),
                    mpnn_recovery_median=round(float(np.median(rec)), 4), mpnn_s=round(time.perf_counter() - t0, 1))
-    with tempfile.TemporaryDirectory() as cache:
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = str(args.cache) if args.cache else tmp
         compute = ComputeConfig(workers=args.workers, backend="processes", cache_dir=cache, progress=False)
         traces = [Trace(ds[i].ca.astype(np.float64), ds[i].sequence) for i in range(max(args.n_diversity, args.n_novelty))]
         hashes = [ds[i].name + f"#{i}" for i in range(len(traces))]
@@ -82,11 +86,18 @@ def main(argv: list[str] | None = None) -> dict:
             out.update(diversity_chains=d.n, n_clusters=d.n_clusters, cluster_fraction=round(d.cluster_fraction, 4),
                        mean_pairwise_tm=round(d.mean_pairwise_tm, 4), diversity_s=round(time.perf_counter() - t0, 1))
         if args.n_novelty:
+            print(json.dumps(out), file=sys.stderr, flush=True)  # the other checks, before the long novelty search
             t0 = time.perf_counter()
             refs = list(range(HELD_OUT, len(ds)))
             spec = inline_spec([ds[i].name for i in refs], [Trace(ds[i].ca.astype(np.float64), ds[i].sequence)
                                                             for i in refs])
-            hits = novelty(traces[:args.n_novelty], hashes[:args.n_novelty], spec, compute)
+            hits: list[dict] = []
+            for lo in range(0, args.n_novelty, args.chunk):  # chunks: progress, and a rerun resumes from the cache
+                hi = min(lo + args.chunk, args.n_novelty)
+                hits += novelty(traces[lo:hi], hashes[lo:hi], spec, compute)
+                done = np.array([h["max_tm"] for h in hits])
+                print(json.dumps({"novelty_done": len(hits), "novelty_so_far": round(1 - float(done.mean()), 4),
+                                  "s": round(time.perf_counter() - t0, 1)}), file=sys.stderr, flush=True)
             mx = np.array([h["max_tm"] for h in hits])
             out.update(novelty_chains=len(hits), n_reference=len(refs), novelty=round(1 - float(mx.mean()), 4),
                        max_tm_median=round(float(np.median(mx)), 4), max_tm_above_0_5=round(float((mx > 0.5).mean()), 4),
