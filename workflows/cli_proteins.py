@@ -16,7 +16,7 @@ MODE_CHOICES = {"codesign": "codesign", "structure": "structure", "folding": "fo
 def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="MultiFlow .ckpt (config.yaml beside it) or genmatch .safetensors (default: "
-                   "$GENMATCH_MULTIFLOW_CKPT, else the shipped interim model checkpoints/protein_small.safetensors)")
+                   "$GENMATCH_MULTIFLOW_CKPT, else the shipped model checkpoints/protein_small.safetensors, 50 steps by default)")
     p.add_argument("--lengths", type=int_list, default=[70, 100, 200, 300], help="chain lengths (70,100,200,300)")
     p.add_argument("--per-length", type=positive_int, default=100,
                    help="samples per length, or per input sequence / structure (100)")

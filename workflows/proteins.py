@@ -6,7 +6,7 @@
 
 ``checkpoint``: a MultiFlow Lightning ``.ckpt`` (with its ``config.yaml`` beside it) or a genmatch protein
 safetensors file; without one, ``$GENMATCH_MULTIFLOW_CKPT``, else the shipped ``checkpoints/protein_small.safetensors``
-(an interim, undertrained model: see checkpoints/README.md).
+(a small, undertrained model; its record sets the default of 50 steps: see checkpoints/README.md).
 """
 
 from __future__ import annotations
