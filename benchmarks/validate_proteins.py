@@ -7,7 +7,9 @@
 - ProteinMPNN recovery on native backbones (v_48_020, T 0.1, 8 sequences, seed 38; literature ~50 %),
   over ``--n-mpnn`` chains;
 - diversity of the first ``--n-diversity`` chains (clusters at TM 0.5, mean pairwise TM);
-- novelty of the first ``--n-novelty`` chains against chains 200..2999 (the "other 2,800").
+- novelty of the first ``--n-novelty`` chains against chains 200..2999 (the "other 2,800"): ~1,900 TM-align
+  calls per chain, so it prints progress per ``--chunk`` chains on stderr, and with ``--cache DIR`` a rerun
+  resumes where it stopped.
 The last line is one JSON object.
 """
 
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="TM-align cache folder (a rerun resumes from it; default: a temporary one)")
     p.add_argument("--chunk", type=int, default=10, help="novelty queries per progress line (stderr)")
     args = p.parse_args(argv)
+    if args.chunk < 1:
+        p.error(f"--chunk must be >= 1, got {args.chunk}")
     ds = load_proteins()
     out: dict = {}
     t0 = time.perf_counter()
