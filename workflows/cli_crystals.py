@@ -171,6 +171,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="random origin shift + inversion of each training crystal (exact on the token grid)")
     p.add_argument("--dropout", type=unit_half_open_float, default=None,
                    help="dropout in the DiT blocks (default: the preset's)")
+    p.add_argument("--hidden", type=positive_int, default=None, help="DiT width (default: the preset's)")
+    p.add_argument("--blocks", type=positive_int, default=None, help="DiT blocks (default: the preset's)")
+    p.add_argument("--heads", type=positive_int, default=None,
+                   help="attention heads, must divide --hidden (default: the preset's)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="per device (default 256)")
     p.add_argument("--val-fraction", type=unit_open_float, default=0.05, help="held-out share of the split (0.05)")
     p.add_argument("--limit", type=positive_int, default=None, help="only the first N crystals")
@@ -182,10 +186,14 @@ def _train(args: argparse.Namespace) -> int:
     from pipeline.train.crystals import TrainConfig, train_crystals
 
     network: str | dict = args.network
-    if args.dropout is not None:
+    overrides = {k: getattr(args, k) for k in ("dropout", "hidden", "blocks", "heads") if getattr(args, k) is not None}
+    if overrides:
         from pipeline.networks.crystal_dit import CONFIGS
 
-        network = {**CONFIGS[args.network].to_dict(), "dropout": args.dropout}
+        network = {**CONFIGS[args.network].to_dict(), **overrides}
+        if network["hidden"] % network["heads"]:
+            raise UsageError(f"--heads {network['heads']} must divide the width {network['hidden']} "
+                             "(set --hidden and --heads together)")
     cfg = TrainConfig(dataset=args.dataset, split=args.split, network=network, scheduler=args.scheduler,
                       loss=args.loss, augment=args.augment, batch_size=args.batch_size, lr=args.lr,
                       warmup_steps=args.warmup_steps, max_steps=args.max_steps, grad_clip=args.grad_clip,
@@ -193,7 +201,8 @@ def _train(args: argparse.Namespace) -> int:
                       seed=args.seed, limit=args.limit, lr_schedule=args.lr_schedule)
     set_threads(args.threads)
     res = train_crystals(cfg, args.out, devices=args.devices, num_nodes=args.num_nodes,
-                         accelerator=args.accelerator, restart=args.restart, progress=not args.quiet)
+                         accelerator=args.accelerator, restart=args.restart, progress=not args.quiet,
+                         snapshots=args.snapshots)
     best = res.record.get("best_val_ce") or {}
     if best:
         print(printable(f"trained to step {res.record['training']['step']}: best validation CE {best['value']:.4f} "

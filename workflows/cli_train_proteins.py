@@ -57,7 +57,8 @@ def _train(args: argparse.Namespace) -> int:
         val_every=args.val_every, val_times=args.val_times, limit=args.limit, seed=args.seed)
     set_threads(args.threads)
     res = train_proteins(cfg, args.out, devices=args.devices, num_nodes=args.num_nodes,
-                         accelerator=args.accelerator, restart=args.restart, progress=not args.quiet)
+                         accelerator=args.accelerator, restart=args.restart, progress=not args.quiet,
+                         snapshots=args.snapshots)
     best = res.record.get("best_val_loss") or {}
     if best:
         print(f"trained to step {res.record['training']['step']}: best validation loss {best['value']:.4f} at step "

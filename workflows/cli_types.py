@@ -121,6 +121,9 @@ def add_training_options(p: argparse.ArgumentParser, lr: float) -> None:
     p.add_argument("--grad-clip", type=positive_float, default=1.0, help="gradient norm clip (1.0)")
     p.add_argument("--ema-decay", type=unit_half_open_float, default=0.999, help="EMA decay (0.999)")
     p.add_argument("--val-every", type=positive_int, default=500, help="validate + checkpoint every N steps")
+    p.add_argument("--snapshots", action="store_true",
+                   help="also keep every validated EMA model as OUT/snapshots/step_<step>.safetensors (to choose "
+                        "a model by sample quality, not only by the held-out loss)")
     p.add_argument("--seed", type=any_int, default=0)
     p.add_argument("--devices", type=positive_int, default=1, help="processes/devices per node (DDP if > 1)")
     p.add_argument("--num-nodes", type=positive_int, default=1, help="nodes (DDP)")

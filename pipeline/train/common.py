@@ -239,10 +239,12 @@ class TrainingModule(L.LightningModule):
 
 class SafetensorsExport(L.Callback):
     """After each validation: ``OUT/model.safetensors`` (latest EMA), ``OUT/best.safetensors`` (best val) and
-    the resume state ``OUT/lightning/last.ckpt``."""
+    the resume state ``OUT/lightning/last.ckpt``; with ``snapshots`` also ``OUT/snapshots/step_<step>.safetensors``
+    (every validated EMA model, kept: the held-out loss need not rank models by sample quality)."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, snapshots: bool = False) -> None:
         self.out_dir = Path(out_dir)
+        self.snapshots = snapshots
 
     def on_validation_end(self, trainer: L.Trainer, module: TrainingModule) -> None:  # type: ignore[override]
         if trainer.sanity_checking or not module.val_curve or trainer.state.fn != "fit":
@@ -252,6 +254,9 @@ class SafetensorsExport(L.Callback):
             save_checkpoint(self.out_dir / "model.safetensors", ckpt)
             if module.val_curve[-1][1] <= min(v for _, v in module.val_curve):
                 save_checkpoint(self.out_dir / "best.safetensors", ckpt)
+            if self.snapshots:
+                (self.out_dir / "snapshots").mkdir(exist_ok=True)
+                save_checkpoint(self.out_dir / "snapshots" / f"step_{module.global_step:07d}.safetensors", ckpt)
         # resume state: all ranks call (rank 0 writes); written beside and renamed, so never half a file
         last = self.out_dir / LAST_CKPT
         tmp = last.with_name(".last.ckpt.tmp")
@@ -261,11 +266,13 @@ class SafetensorsExport(L.Callback):
         trainer.strategy.barrier("genmatch.last_ckpt")
 
 
-def fit(module: TrainingModule, data: L.LightningDataModule, out: Path, trainer_kw: dict[str, Any]) -> None:
+def fit(module: TrainingModule, data: L.LightningDataModule, out: Path, trainer_kw: dict[str, Any],
+        snapshots: bool = False) -> None:
     """``trainer.fit`` from ``OUT/lightning/last.ckpt`` when present (read tensors-only), then one more
-    validation + export if the run ended between validations. ``trainer_kw`` go to :class:`L.Trainer`."""
+    validation + export if the run ended between validations. ``trainer_kw`` go to :class:`L.Trainer`;
+    ``snapshots``: keep every validated model (:class:`SafetensorsExport`)."""
     last = out / LAST_CKPT
-    trainer = L.Trainer(enable_checkpointing=False, logger=False, callbacks=[SafetensorsExport(out)],
+    trainer = L.Trainer(enable_checkpointing=False, logger=False, callbacks=[SafetensorsExport(out, snapshots)],
                         enable_model_summary=False, num_sanity_val_steps=0, check_val_every_n_epoch=None,
                         deterministic=False, **trainer_kw)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None,
@@ -273,7 +280,7 @@ def fit(module: TrainingModule, data: L.LightningDataModule, out: Path, trainer_
     if not module.val_curve or module.val_curve[-1][0] != module.global_step:
         trainer.validate(module, datamodule=data, verbose=False)
         trainer.state.fn = "fit"
-        SafetensorsExport(out).on_validation_end(trainer, module)
+        SafetensorsExport(out, snapshots).on_validation_end(trainer, module)
 
 
 @dataclass

@@ -266,13 +266,14 @@ class CrystalFlowModule(TrainingModule):
 
 def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int = 1, num_nodes: int = 1,
                    accelerator: str = "cpu", restart: bool = False, progress: bool = True,
-                   threads: int | None = None) -> TrainResult:
+                   threads: int | None = None, snapshots: bool = False) -> TrainResult:
     """Train (or resume training of) a crystal generator; returns the paths of the safetensors models.
 
     ``out_dir`` is a run folder (:func:`pipeline.common.run.open_run`) keyed by the config (all but
     ``max_steps``, so a resume may train longer) and the training file's bytes.
     ``OUT/lightning/last.ckpt`` is written every ``val_every`` steps and at the end and continued by
-    a rerun; it is read tensors-only, and a file that is not is refused before any work.
+    a rerun; it is read tensors-only, and a file that is not is refused before any work. ``snapshots``
+    keeps every validated EMA model as ``OUT/snapshots/step_<step>.safetensors``.
     """
     try:
         cfg.validate()
@@ -285,7 +286,8 @@ def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int
     # bad training data or an unsafe resume state is refused before the folder is opened (nothing changes)
     data = None if is_ddp_worker() else CrystalDataModule(cfg, progress=progress)
     with training_run(out_dir, "train-crystals", settings, inputs, asdict(cfg), restart) as out:
-        return _train(cfg, out, devices, num_nodes, accelerator, progress, data)
+        return _train(cfg, out, dict(accelerator=accelerator, devices=devices, num_nodes=num_nodes), progress, data,
+                      snapshots)
 
 
 def dataset_file(cfg: TrainConfig) -> Path:
@@ -301,8 +303,8 @@ def dataset_file(cfg: TrainConfig) -> Path:
     return path
 
 
-def _train(cfg: TrainConfig, out: Path, devices: int, num_nodes: int, accelerator: str,
-           progress: bool, data: "CrystalDataModule | None" = None) -> TrainResult:
+def _train(cfg: TrainConfig, out: Path, launch: dict[str, Any], progress: bool,
+           data: "CrystalDataModule | None" = None, snapshots: bool = False) -> TrainResult:
     quiet_lightning(progress)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = data or CrystalDataModule(cfg, progress=progress)
@@ -312,9 +314,8 @@ def _train(cfg: TrainConfig, out: Path, devices: int, num_nodes: int, accelerato
         print(f"genmatch: warning: skipped {n_skip} of {n_skip + len(data.data)} rows of {data.info['file']} "
               f"(e.g. row {row}: {why[:120]})", file=sys.stderr)
     module = CrystalFlowModule(cfg, data.info)
-    strategy = "ddp" if devices * num_nodes > 1 else "auto"
-    fit(module, data, out, dict(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
-                                max_steps=cfg.max_steps, gradient_clip_val=cfg.grad_clip,
+    strategy = "ddp" if launch["devices"] * launch["num_nodes"] > 1 else "auto"
+    fit(module, data, out, dict(**launch, strategy=strategy, max_steps=cfg.max_steps, gradient_clip_val=cfg.grad_clip,
                                 val_check_interval=cfg.val_every, enable_progress_bar=progress,
-                                use_distributed_sampler=True))
+                                use_distributed_sampler=True), snapshots)
     return TrainResult.of(out, module)

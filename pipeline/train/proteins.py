@@ -216,7 +216,7 @@ def _init_network(cfg: ProteinTrainConfig) -> tuple[ProteinNetwork | None, dict[
 
 def train_proteins(cfg: ProteinTrainConfig, out_dir: str | os.PathLike, *, devices: int = 1, num_nodes: int = 1,
                    accelerator: str = "cpu", restart: bool = False, progress: bool = True,
-                   threads: int | None = None) -> TrainResult:
+                   threads: int | None = None, snapshots: bool = False) -> TrainResult:
     """Train (or resume training of) the protein model; returns the paths of the safetensors models.
 
     ``out_dir`` is a run folder keyed by the config (all but ``max_steps``: a resume may train longer), the
@@ -245,7 +245,7 @@ def train_proteins(cfg: ProteinTrainConfig, out_dir: str | os.PathLike, *, devic
         fit(module, data, out, dict(accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                                     strategy=strategy, max_steps=cfg.max_steps, gradient_clip_val=cfg.grad_clip,
                                     val_check_interval=cfg.val_every, enable_progress_bar=progress,
-                                    use_distributed_sampler=False))
+                                    use_distributed_sampler=False), snapshots)
         return TrainResult.of(out, module)
 
 

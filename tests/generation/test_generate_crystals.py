@@ -11,6 +11,7 @@ import pytest
 from structures.errors import InputError
 import torch
 
+from pipeline.checkpoint import load_checkpoint
 from pipeline.crystal_flow import allowed_tokens, load_crystal_model, make_scheduler, model_time
 from pipeline.generate import crystals as gen
 from pipeline.generate.crystals import SamplingConfig, generate_crystals, sample_tokens
@@ -164,11 +165,23 @@ def test_cli_train_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
 
 
 def test_cli_train_then_generate(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """`genmatch train crystals` writes a model that `genmatch generate crystals --model FILE` uses."""
+    """`genmatch train crystals` writes a model that `genmatch generate crystals --model FILE` uses; --hidden /
+    --blocks / --heads size the DiT and --snapshots keeps every validated model."""
     out = tmp_path / "run"
     assert main(["train", "crystals", "--out", str(out), "--limit", "32", "--batch-size", "8", "--max-steps", "4",
-                 "--val-every", "2", "--val-fraction", "0.25", "--warmup-steps", "1", "--quiet", "--threads", "1"]) == 0
+                 "--val-every", "2", "--val-fraction", "0.25", "--warmup-steps", "1", "--quiet", "--threads", "1",
+                 "--hidden", "48", "--blocks", "1", "--heads", "4", "--snapshots"]) == 0
     assert "best validation CE" in capsys.readouterr().out
+    rec = load_checkpoint(out / "model.safetensors").record
+    assert (rec["network"]["hidden"], rec["network"]["blocks"], rec["network"]["heads"]) == (48, 1, 4)
+    snaps = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert snaps == ["step_0000002.safetensors", "step_0000004.safetensors"]
+    last = load_checkpoint(out / "snapshots" / snaps[-1])
+    assert last.record["training"]["step"] == 4
+    assert all(torch.equal(v, load_checkpoint(out / "model.safetensors").state_dict[k])
+               for k, v in last.state_dict.items())
+    first = load_checkpoint(out / "snapshots" / snaps[0])
+    assert first.record["training"]["step"] == 2 and [s for s, _ in first.record["validation_curve"]] == [2]
     assert main(["generate", "crystals", "-n", "3", "--out", str(tmp_path / "gen"), "--model",
                  str(out / "best.safetensors"), "--steps", "4", "--quiet"]) == 0
     assert json.loads((tmp_path / "gen" / "manifest.json").read_text())["summary"]["n"] == 3
