@@ -103,13 +103,14 @@ class DiscreteGenerator(ConditionalGenerator):
     def _column(self, x: Tensor, z: Tensor, t: Tensor, p: Tensor, dp: Tensor, dlogp: Tensor) -> Tensor:
         """The O(K) column u(., x | z) from the path's (p, dp, dlogp) at x1 = z (shapes ``[..., K]``)."""
         col = velocity_column(p, dp, x, self.power, self._corrector(x, t), dlogp=dlogp)
-        if isinstance(self.path, MixturePath):
-            # From a state of zero conditional probability (a learned posterior's x1 inconsistent with an
-            # already-unmasked token) KO eq. 16 gives no flux; continue with eq. 75 there, as Gat et al.'s
-            # mixture velocity does, so that such positions still reach x1 instead of sticking.
-            dead = p.gather(-1, x.unsqueeze(-1)) == 0  # [..., 1]
-            if bool(dead.any()):
-                eq75 = mixture_velocity_column(x, z, self.path.jump_rate(z, t), self.vocab_size)
+        # From a state of zero conditional probability (a learned posterior's x1 inconsistent with an
+        # already-unmasked token) KO eq. 16 gives no flux; on mixture paths continue with eq. 75 there, as
+        # Gat et al.'s mixture velocity does, so that such positions still reach x1 instead of sticking.
+        dead = p.gather(-1, x.unsqueeze(-1)) == 0  # [..., 1]
+        if bool(dead.any()):
+            rate = self.path.dead_state_rate(z, t)
+            if rate is not None:
+                eq75 = mixture_velocity_column(x, z, rate, self.vocab_size)
                 col = torch.where(dead, eq75.to(col.dtype), col)
         return col
 

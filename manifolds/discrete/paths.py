@@ -66,6 +66,11 @@ class DiscretePath(ProbabilityPath):
     def sample(self, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
         return categorical(self.probs(z, t), rng)
 
+    def dead_state_rate(self, z: Tensor, t: TimeLike) -> Tensor | None:
+        """Rate of the direct jump x -> z from states with p_t(x | z) = 0 (where KO eq. 16 has no flux), or None
+        for paths without such states in their support's reach. Mixture paths: KO eq. 75's rate."""
+        return None
+
     def log_prob(self, x: Tensor, z: Tensor, t: TimeLike) -> Tensor:
         """log p_t(x | z) = sum_i log p_t(x^i | z^i), ``[B]``."""
         p = self.probs(z, t).gather(-1, x.unsqueeze(-1)).squeeze(-1)
@@ -109,6 +114,9 @@ class MixturePath(DiscretePath):
         if rate.shape[-1] == 1:
             return rate.squeeze(-1)
         return rate.expand(z.shape + (self.vocab_size,)).gather(-1, z.unsqueeze(-1)).squeeze(-1)
+
+    def dead_state_rate(self, z: Tensor, t: TimeLike) -> Tensor:
+        return self.jump_rate(z, t)
 
     def token_rates(self, t: Tensor) -> Tensor:
         """lambda_t(a) for every token a: ``t`` ``[B, 1..]`` -> ``[B, 1.., 1 or K]`` (KO eq. 76-77)."""
@@ -198,3 +206,80 @@ class MetricPath(DiscretePath):
 
     def sample_source(self, z: Tensor, rng: torch.Generator | None = None) -> Tensor:
         return torch.randint(0, self.vocab_size, z.shape, device=z.device, generator=rng)
+
+
+def ring_distance(k: int) -> Tensor:
+    """``[k, k]`` distance on the cyclic group Z_k, normalised to [0, 1]: d(a, b) = min(|a - b|, k - |a - b|) / (k // 2).
+
+    A metric for :class:`MetricPath` on periodic ordinal tokens (e.g. fractional coordinates on a grid, where
+    0.99 and 0.00 are neighbours).
+    """
+    if k < 2:
+        raise ValueError(f"a ring needs at least 2 tokens, got {k}")
+    i = torch.arange(k)
+    diff = (i[:, None] - i[None, :]).abs()
+    return torch.minimum(diff, k - diff).to(torch.get_default_dtype()) / (k // 2)
+
+
+class BlockPath(DiscretePath):
+    """A path on [K] whose law depends on the kind of x1 (GM Prop. 4 applied per token kind):
+
+        p_t(x | x1) = inner_t(x - offset | x1 - offset)   if x1 is in the block [offset, offset + K_in),
+                      outer_t(x | x1)                        otherwise.
+
+    Each branch is a conditional path with p_1 = delta_{x1}, so the whole is one; a position whose data
+    tokens all lie in the block (or all outside it) follows one branch, and the kinetic-optimal velocity
+    (KO eq. 26) of the whole is that of the branch (eq. 75 on a mixture, eq. 29 on a metric path). The
+    source depends on the kind: e.g. MASK for lattice and element tokens (outer mixture path) and the
+    uniform distribution over the block for fractional coordinates (inner metric path, beta_0 = 0).
+    """
+
+    def __init__(self, outer: DiscretePath, inner: DiscretePath, offset: int) -> None:
+        if not 0 <= offset <= outer.vocab_size - inner.vocab_size:
+            raise ValueError(f"block [{offset}, {offset + inner.vocab_size}) is not inside [0, {outer.vocab_size})")
+        self.outer, self.inner, self.offset = outer, inner, int(offset)
+        self.vocab_size = outer.vocab_size
+
+    def in_block(self, z: Tensor) -> Tensor:
+        """``[B, *event]`` bool: data tokens that follow the inner path."""
+        return (z >= self.offset) & (z < self.offset + self.inner.vocab_size)
+
+    def _local(self, z: Tensor) -> Tensor:
+        return (z - self.offset).clamp(0, self.inner.vocab_size - 1)
+
+    def _embed(self, z: Tensor, inner: Tensor, outer: Tensor) -> Tensor:
+        """Inner ``[..., K_in]`` values placed in the block of ``[..., K]``, outer values where z is outside."""
+        full = torch.zeros_like(outer)
+        full[..., self.offset:self.offset + self.inner.vocab_size] = inner.to(outer.dtype)
+        return torch.where(self.in_block(z).unsqueeze(-1), full, outer)
+
+    def probs(self, z: Tensor, t: TimeLike) -> Tensor:
+        return self._embed(z, self.inner.probs(self._local(z), t), self.outer.probs(z, t))
+
+    def dt_probs(self, z: Tensor, t: TimeLike) -> Tensor:
+        return self._embed(z, self.inner.dt_probs(self._local(z), t), self.outer.dt_probs(z, t))
+
+    def derivatives(self, z: Tensor, t: TimeLike) -> tuple[Tensor, Tensor, Tensor]:
+        p_in, dp_in, dlogp_in = self.inner.derivatives(self._local(z), t)
+        p_out, dp_out, dlogp_out = self.outer.derivatives(z, t)
+        nan = torch.full_like(dlogp_out, float("nan"))  # outside the block p = 0: no d log p
+        full = nan.clone()
+        full[..., self.offset:self.offset + self.inner.vocab_size] = dlogp_in.to(nan.dtype)
+        dlogp = torch.where(self.in_block(z).unsqueeze(-1), full, dlogp_out)
+        return self._embed(z, p_in, p_out), self._embed(z, dp_in, dp_out), dlogp
+
+    def dead_state_rate(self, z: Tensor, t: TimeLike) -> Tensor | None:
+        rate = self.outer.dead_state_rate(z, t)
+        if rate is None:
+            return None
+        inner = self.inner.dead_state_rate(self._local(z), t)
+        inner = torch.zeros_like(rate) if inner is None else inner
+        return torch.where(self.in_block(z), torch.broadcast_to(inner, z.shape), torch.broadcast_to(rate, z.shape))
+
+    def sample(self, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
+        inner = self.inner.sample(self._local(z), t, rng) + self.offset
+        return torch.where(self.in_block(z), inner, self.outer.sample(z, t, rng))
+
+    def sample_source(self, z: Tensor, rng: torch.Generator | None = None) -> Tensor:
+        inner = self.inner.sample_source(self._local(z), rng) + self.offset
+        return torch.where(self.in_block(z), inner, self.outer.sample_source(z, rng))
