@@ -3,6 +3,8 @@
 * Path: the mixture path of KO eq. 2 with the mask source p = delta_MASK and the kinetic-optimal
   scheduler KO eq. 33, which for the mask source is kappa_t = sin^2(pi t / 2) (KO-DFM), or the
   polynomial kappa_t = t^3 (cubic) / kappa_t = t (linear: KO E.2's DFM baseline).
+* Optionally (:class:`CoordinatePath` ``metric``) the fractional coordinates follow the metric-induced
+  path KO eq. 27 on the ring of grid values instead (uniform source), the rest the mask path.
 * Posterior: the permutation-invariant DiT (KO E.2) gives logits of p^theta_{1|t}(. | x_t) per
   position; :class:`CrystalPosterior` restricts them to the token kind each position may hold
   (:func:`structures.crystal_tokens.allowed_token_mask` without PAD: the atom count is fixed by the
@@ -24,12 +26,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from manifolds.discrete import (SCHEDULER_NAMES, MixturePath, MixtureScheduler, mask_source, matching_time,
-                                scheduler_by_name)
+from manifolds.discrete import (SCHEDULER_NAMES, BlockPath, DiscretePath, MetricPath, MixturePath, MixtureScheduler,
+                                RatioPowerBeta, mask_source, matching_time, ring_distance, scheduler_by_name)
 from pipeline.checkpoint import CHECKPOINT_DIR, load_checkpoint, load_state_dict_checked
 from structures.errors import InputError
 from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT, CrystalDiTConfig
-from structures.crystal_tokens import MASK, PAD, VOCAB_SIZE, allowed_token_mask
+from structures.crystal_tokens import FRAC_OFFSET, MASK, PAD, VOCAB_SIZE, allowed_token_mask
+
+#: fractional-coordinate tokens on the ring Z_100 (0.00 .. 0.99; the token of 1.00 is never produced by encoding)
+N_RING = 100
+FRAC_ONE = FRAC_OFFSET + N_RING
 
 #: embedded default model per data set name (files in ``checkpoints/``)
 DEFAULT_MODELS = {"perov_5": "perov_5_small.safetensors", "carbon_24": "carbon_24_small.safetensors"}
@@ -54,21 +60,74 @@ def model_time(t: Tensor, train_scheduler: str, sample_scheduler: str) -> Tensor
     return matching_time(t, make_scheduler(sample_scheduler), make_scheduler(train_scheduler))
 
 
-def make_path(scheduler: str) -> MixturePath:
-    """KO eq. 2 with the mask source on the 878-token crystal vocabulary."""
-    return MixturePath(mask_source(VOCAB_SIZE, MASK), make_scheduler(scheduler))
+@dataclass(frozen=True)
+class CoordinatePath:
+    """How the fractional-coordinate tokens are noised.
+
+    ``mask``: like every other token, the mask mixture path (KO eq. 2; KO-DFM, E.2). ``metric``: the
+    metric-induced path KO eq. 27 on the ring of the 100 grid values, p_t(x | x1) = softmax_x(-beta_t d(x, x1))
+    with d the ring distance / 50 (:func:`manifolds.discrete.ring_distance`) and beta_t = c (t / (1 - t))^a:
+    uniform coordinates at t = 0 that concentrate around x1, so the network learns to move atoms by small steps
+    instead of placing each from scratch. The other tokens keep the mask path (:class:`manifolds.discrete.BlockPath`).
+    """
+
+    kind: str = "mask"
+    c: float = 5.0
+    a: float = 1.0
+
+    def validate(self) -> None:
+        if self.kind not in ("mask", "metric"):
+            raise ValueError(f"unknown coordinate path {self.kind!r}; choose mask or metric")
+        if not (self.c > 0 and self.a > 0):
+            raise ValueError(f"the coordinate beta_t needs c > 0 and a > 0, got c={self.c}, a={self.a}")
+
+    @property
+    def metric(self) -> bool:
+        return self.kind == "metric"
+
+    def record(self) -> dict[str, Any]:
+        return {"path": "metric-induced (KO eq. 27)", "distance": "ring distance / 50 on 0.00..0.99",
+                "beta": "c (t / (1 - t))^a", "c": self.c, "a": self.a}
+
+    @classmethod
+    def from_record(cls, flow: dict[str, Any]) -> "CoordinatePath":
+        rec = flow.get("coordinates")
+        return cls() if rec is None else cls("metric", float(rec["c"]), float(rec["a"]))
+
+
+MASK_COORDINATES = CoordinatePath()
+
+
+@lru_cache(maxsize=None)
+def make_path(scheduler: str, coords: CoordinatePath = MASK_COORDINATES) -> DiscretePath:
+    """KO eq. 2 with the mask source on the 878-token crystal vocabulary; with metric coordinates, KO eq. 27 on
+    the fractional-coordinate tokens (a :class:`manifolds.discrete.BlockPath`)."""
+    mixture = MixturePath(mask_source(VOCAB_SIZE, MASK), make_scheduler(scheduler))
+    if not coords.metric:
+        return mixture
+    return BlockPath(mixture, MetricPath(ring_distance(N_RING), RatioPowerBeta(coords.c, coords.a)), FRAC_OFFSET)
 
 
 @lru_cache(maxsize=64)
-def _allowed(max_atoms: int) -> Tensor:
+def _allowed(max_atoms: int, ring: bool) -> Tensor:
     allowed = torch.from_numpy(allowed_token_mask(max_atoms))  # [6 + 4A, V]
     allowed[:, PAD] = False
+    if ring:
+        allowed[:, FRAC_ONE] = False
     return allowed
 
 
-def allowed_tokens(max_atoms: int, device: torch.device | str = "cpu") -> Tensor:
-    """``[6 + 4A, V]`` bool: the token ids of the right kind at each position (no PAD, no MASK)."""
-    return _allowed(max_atoms).to(device)
+def allowed_tokens(max_atoms: int, device: torch.device | str = "cpu", ring: bool = False) -> Tensor:
+    """``[6 + 4A, V]`` bool: the token ids of the right kind at each position (no PAD, no MASK; with ``ring``
+    not the coordinate 1.00 either, which is 0.00 on the ring of a metric coordinate path)."""
+    return _allowed(max_atoms, ring).to(device)
+
+
+def coordinate_positions(max_atoms: int, device: torch.device | str = "cpu") -> Tensor:
+    """``[6 + 4A]`` bool: the fractional-coordinate positions (3 per atom)."""
+    pos = torch.zeros(6 + 4 * max_atoms, dtype=torch.bool, device=device)
+    pos[6:] = torch.tensor([False, True, True, True], device=device).repeat(max_atoms)
+    return pos
 
 
 def atom_mask_of(tokens: Tensor) -> Tensor:
@@ -92,16 +151,17 @@ def trim_padding(tokens: Tensor) -> Tensor:
 class CrystalPosterior(nn.Module):
     """p^theta_{1|t}(. | x_t) as logits ``[B, 6 + 4A, V]`` with tokens of the wrong kind at -inf (real positions)."""
 
-    def __init__(self, net: CrystalDiT) -> None:
+    def __init__(self, net: CrystalDiT, ring: bool = False) -> None:
         super().__init__()
         self.net = net
+        self.ring = ring  # metric coordinate path: the coordinate 1.00 is 0.00 and never a target
 
     def forward(self, xt: Tensor, t: Tensor, atom_mask: Tensor | None = None) -> Tensor:
         # xt [B, 6 + 4A] long, t [B], atom_mask [B, A] bool
         if atom_mask is None:
             atom_mask = atom_mask_of(xt)
         logits = self.net(xt, t, atom_mask)  # [B, 6 + 4A, V]
-        allowed = allowed_tokens(atom_mask.shape[1], xt.device)[None]  # [1, 6 + 4A, V]
+        allowed = allowed_tokens(atom_mask.shape[1], xt.device, self.ring)[None]  # [1, 6 + 4A, V]
         # padded slots stay unrestricted (finite): they are fixed in sampling and masked out of losses
         allowed = allowed | ~token_mask_of(atom_mask)[..., None]  # [B, 6 + 4A, V]
         return logits.masked_fill(~allowed, float("-inf"))
@@ -117,6 +177,7 @@ class CrystalModel:
     max_atoms: int
     record: dict[str, Any]
     path: Path | None = None
+    coords: CoordinatePath = MASK_COORDINATES
 
     @property
     def dataset(self) -> str | None:
@@ -161,6 +222,8 @@ def load_crystal_model(model: str | os.PathLike, device: str | torch.device = "c
     try:
         net = build_network(rec)
         scheduler = rec["flow"]["scheduler"]
+        coords = CoordinatePath.from_record(rec["flow"])
+        coords.validate()
         ds = rec.get("dataset", {})
         dist = np.asarray(ds.get("atom_count_distribution", []), dtype=np.float64)
         max_atoms = int(ds.get("max_atoms", len(dist) - 1 if len(dist) else 20))
@@ -171,5 +234,5 @@ def load_crystal_model(model: str | os.PathLike, device: str | torch.device = "c
         raise InputError(f"{path}: unknown scheduler {scheduler!r} in the checkpoint record")
     load_state_dict_checked(net, ckpt.state_dict, str(path), expected=f"network {rec.get('network')!r}")
     net = net.to(device).eval()
-    return CrystalModel(posterior=CrystalPosterior(net).eval(), scheduler=scheduler,
-                        atom_count_distribution=dist, max_atoms=max_atoms, record=rec, path=path)
+    return CrystalModel(posterior=CrystalPosterior(net, coords.metric).eval(), scheduler=scheduler,
+                        atom_count_distribution=dist, max_atoms=max_atoms, record=rec, path=path, coords=coords)

@@ -171,6 +171,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="random origin shift + inversion of each training crystal (exact on the token grid)")
     p.add_argument("--dropout", type=unit_half_open_float, default=None,
                    help="dropout in the DiT blocks (default: the preset's)")
+    p.add_argument("--coord-path", default="mask", choices=["mask", "metric"],
+                   help="noise path of the fractional coordinates: the mask path like every token (KO-DFM, default) "
+                        "or the metric-induced path KO eq. 27 on the ring of grid values (uniform source)")
+    p.add_argument("--coord-beta", type=positive_float, nargs=2, default=(5.0, 1.0), metavar=("C", "A"),
+                   help="beta_t = C (t / (1 - t))^A of the metric coordinate path (default 5 1)")
     p.add_argument("--hidden", type=positive_int, default=None, help="DiT width (default: the preset's)")
     p.add_argument("--blocks", type=positive_int, default=None, help="DiT blocks (default: the preset's)")
     p.add_argument("--heads", type=positive_int, default=None,
@@ -195,7 +200,8 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(f"--heads {network['heads']} must divide the width {network['hidden']} "
                              "(set --hidden and --heads together)")
     cfg = TrainConfig(dataset=args.dataset, split=args.split, network=network, scheduler=args.scheduler,
-                      loss=args.loss, augment=args.augment, batch_size=args.batch_size, lr=args.lr,
+                      loss=args.loss, augment=args.augment, coord_path=args.coord_path,
+                      coord_beta=tuple(args.coord_beta), batch_size=args.batch_size, lr=args.lr,
                       warmup_steps=args.warmup_steps, max_steps=args.max_steps, grad_clip=args.grad_clip,
                       ema_decay=args.ema_decay, val_fraction=args.val_fraction, val_every=args.val_every,
                       seed=args.seed, limit=args.limit, lr_schedule=args.lr_schedule)

@@ -3,7 +3,8 @@
 :func:`sample_tokens` simulates the CTMC of the mixture path (KO section 3, exponential steps of KO
 Algorithm 1, via :func:`manifolds.discrete.sample`) from the masked template (MASK on the 6 lattice
 tokens and the 4 tokens of each of ``a`` atoms, PAD elsewhere; ``a`` drawn from the training set's
-atom-count distribution or given) to t = 1 with the posterior of the DiT at a softmax temperature,
+atom-count distribution or given; a model with metric coordinates starts them uniform on the grid and
+moves them with the kinetic-optimal velocity of KO eq. 29) to t = 1 with the posterior of the DiT at a softmax temperature,
 optionally with the probability-preserving corrector of KO eq. 35. Logits are restricted to the right
 token kind at every position (:class:`pipeline.crystal_flow.CrystalPosterior`).
 
@@ -31,7 +32,8 @@ from tqdm.auto import tqdm
 
 from manifolds.discrete import DiscreteGenerator, sample
 from manifolds.samplers import time_grid
-from pipeline.crystal_flow import CrystalModel, load_crystal_model, make_path, model_time
+from pipeline.crystal_flow import (FRAC_OFFSET, N_RING, CrystalModel, coordinate_positions, load_crystal_model,
+                                   make_path, model_time)
 from pipeline.common.records import JsonRecord
 from pipeline.common.run import fingerprint, open_run
 from structures.atomic import atomic_open
@@ -79,7 +81,15 @@ def sample_tokens(model: CrystalModel, num_atoms: Sequence[int] | np.ndarray, co
     x0 = template.tokens.to(device)  # [B, 6 + 4A]
     atom_mask = template.atom_mask.to(device)  # [B, A]
     scheduler = config.scheduler or model.scheduler
-    generator = DiscreteGenerator(make_path(scheduler), corrector=config.corrector)
+    if model.coords.metric:
+        if scheduler != model.scheduler:
+            raise InputError(f"this model moves its coordinates on the metric path it was trained with; sample it "
+                             f"with its own scheduler {model.scheduler!r}, not {scheduler!r}")
+        # source of the metric path: uniform grid values on the coordinates of real atoms (KO eq. 27, beta_0 = 0)
+        coord = coordinate_positions(atom_mask.shape[1], device)[None] & template.token_mask.to(device)  # [B, L]
+        uniform = torch.randint(0, N_RING, x0.shape, generator=rng, device=device) + FRAC_OFFSET
+        x0 = torch.where(coord, uniform, x0)
+    generator = DiscreteGenerator(make_path(scheduler, model.coords), corrector=config.corrector)
 
     def posterior(x: Tensor, t: Tensor) -> Tensor:
         # the network sees the time of its training scheduler at the sampler's noise level (KO E.1)

@@ -33,7 +33,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from manifolds.discrete import SCHEDULER_NAMES, SchedulerName, cross_entropy, mixture_elbo_integrand
 from pipeline.checkpoint import Checkpoint
-from pipeline.crystal_flow import CrystalPosterior, atom_mask_of, make_path, token_mask_of, trim_padding
+from pipeline.crystal_flow import (CoordinatePath, CrystalPosterior, atom_mask_of, make_path, token_mask_of,
+                                   trim_padding)
 from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT, CrystalDiTConfig
 from pipeline.common.run import fingerprint
 from pipeline.train.common import (OptimSettings, TrainingModule, TrainResult, check_resume_state,  # noqa: F401
@@ -65,11 +66,16 @@ class TrainConfig:
     ema_decay: float = 0.999
     t_eps: float = 1e-3
     augment: bool = False  # random origin shift + inversion of every training crystal (exact on the token grid)
+    coord_path: str = "mask"  # "metric": KO eq. 27 on the fractional coordinates (pipeline.crystal_flow.CoordinatePath)
+    coord_beta: tuple[float, float] = (5.0, 1.0)  # (c, a) of beta_t = c (t / (1 - t))^a for the metric path
     val_fraction: float = 0.05
     val_every: int = 500
     val_times: int = 8  # stratified time points per validation crystal
     seed: int = 0
     limit: int | None = None  # use only the first N crystals of the split (tests, smoke runs)
+
+    def coords(self) -> CoordinatePath:
+        return CoordinatePath(self.coord_path, float(self.coord_beta[0]), float(self.coord_beta[1]))
 
     def network_config(self) -> CrystalDiTConfig:
         if isinstance(self.network, dict):
@@ -87,6 +93,9 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        self.coords().validate()
+        if self.coords().metric and self.loss != "ce":
+            raise ValueError("the metric coordinate path is trained with the cross-entropy (--loss ce) only")
         for name in ("batch_size", "max_steps", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -171,9 +180,11 @@ class CrystalDataModule(L.LightningDataModule):
 # ---------------------------------------------------------------------------------------------
 
 
-def noisy_tokens(x1: Tensor, t: Tensor, scheduler: str, generator: torch.Generator | None = None) -> Tensor:
-    """x_t ~ p_t(. | x_1) per position (KO eq. 2, mask source); padded slots stay PAD. ``[B, 6 + 4A]``."""
-    xt = make_path(scheduler).sample(x1, t, generator)
+def noisy_tokens(x1: Tensor, t: Tensor, scheduler: str, generator: torch.Generator | None = None,
+                 coords: CoordinatePath = CoordinatePath()) -> Tensor:
+    """x_t ~ p_t(. | x_1) per position (KO eq. 2, mask source; KO eq. 27 on the coordinates with a metric
+    ``coords``); padded slots stay PAD. ``[B, 6 + 4A]``."""
+    xt = make_path(scheduler, coords).sample(x1, t, generator)
     return torch.where(token_mask_of(atom_mask_of(x1)), xt, torch.full_like(xt, PAD))
 
 
@@ -218,7 +229,8 @@ class CrystalFlowModule(TrainingModule):
         self.cfg = cfg
         self.dataset_info = dataset_info or {}
         torch.manual_seed(cfg.seed)
-        self.posterior = CrystalPosterior(CrystalDiT(cfg.network_config()))
+        self.coords = cfg.coords()
+        self.posterior = CrystalPosterior(CrystalDiT(cfg.network_config()), ring=self.coords.metric)
         self.ema = copy.deepcopy(self.posterior).requires_grad_(False).eval()
 
     def ema_pair(self) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -228,7 +240,7 @@ class CrystalFlowModule(TrainingModule):
         if self.cfg.augment:
             x1 = augment_tokens(x1)
         t = torch.rand(x1.shape[0], device=x1.device) * (1.0 - self.cfg.t_eps)  # [B]
-        xt = noisy_tokens(x1, t, self.cfg.scheduler)
+        xt = noisy_tokens(x1, t, self.cfg.scheduler, coords=self.coords)
         loss, _ = flow_loss(self.posterior, x1, xt, t, self.cfg.loss, self.cfg.scheduler)
         self.note_train_loss(loss, x1.shape[0])
         return loss
@@ -240,7 +252,8 @@ class CrystalFlowModule(TrainingModule):
         g = torch.Generator(device=x1.device).manual_seed(self.cfg.seed * 1_000_003 + batch_idx)
         for j in range(k):
             t = ((j + torch.rand(x1.shape[0], generator=g, device=x1.device)) / k) * (1.0 - self.cfg.t_eps)
-            loss, n = flow_loss(self.ema, x1, noisy_tokens(x1, t, self.cfg.scheduler, g), t, "ce", self.cfg.scheduler)
+            xt = noisy_tokens(x1, t, self.cfg.scheduler, g, self.coords)
+            loss, n = flow_loss(self.ema, x1, xt, t, "ce", self.cfg.scheduler)
             self.val_totals += torch.stack([loss.double() * n, n.double()]) / k
 
     def on_validation_epoch_end(self) -> None:
@@ -250,10 +263,13 @@ class CrystalFlowModule(TrainingModule):
     # -- records -------------------------------------------------------------------------------
     def record(self) -> dict[str, Any]:
         cfg = asdict(self.cfg)
+        flow = {"source": "mask", "scheduler": self.cfg.scheduler, "loss": self.cfg.loss, "path": "mixture (KO eq. 2)"}
+        if self.coords.metric:
+            flow.update(path="mixture (KO eq. 2); fractional coordinates metric-induced (KO eq. 27)",
+                        coordinates=self.coords.record())
         return {"kind": "crystal_dit", "network": self.cfg.network_config().to_dict(),
                 "network_preset": self.cfg.network if isinstance(self.cfg.network, str) else None,
-                "flow": {"source": "mask", "scheduler": self.cfg.scheduler, "loss": self.cfg.loss,
-                         "path": "mixture (KO eq. 2)"},
+                "flow": flow,
                 "weights": "ema", "training": {**cfg, **self.training_fields()},
                 "dataset": self.dataset_info, "validation_curve": self.val_curve,
                 "train_curve": self.train_curve, "best_val_ce": self.best_val(),
@@ -282,6 +298,8 @@ def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int
     if threads:
         torch.set_num_threads(threads)
     settings = {k: v for k, v in asdict(cfg).items() if k != "max_steps"}  # a resume may train longer
+    if not cfg.coords().metric:  # runs from before the metric coordinate path resume unchanged
+        settings = {k: v for k, v in settings.items() if not k.startswith("coord_")}
     inputs = fingerprint([dataset_file(cfg)])
     # bad training data or an unsafe resume state is refused before the folder is opened (nothing changes)
     data = None if is_ddp_worker() else CrystalDataModule(cfg, progress=progress)

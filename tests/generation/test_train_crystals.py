@@ -136,3 +136,37 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     rec = load_checkpoint(tmp_path / "model.safetensors").record
     assert rec["training"]["world_size"] == 2 and rec["training"]["step"] == 6
     assert [s for s, _ in rec["validation_curve"]] == [3, 6]
+
+
+def test_metric_coordinate_path_noise_training_and_sampling(tmp_path: Path) -> None:
+    """--coord-path metric: coordinates start uniform on the grid (never MASK) and concentrate on x1 (KO eq. 27),
+    the other tokens keep the mask path; the record says so and the sampler uses it."""
+    from pipeline.crystal_flow import FRAC_ONE, CoordinatePath, coordinate_positions
+    from pipeline.generate.crystals import SamplingConfig, sample_tokens
+    from structures.crystal_tokens import FRAC_OFFSET, MASK
+
+    coords = CoordinatePath("metric", 5.0, 1.0)
+    x1 = _batch(8)  # [8, 6 + 4 * 5] Perov-5
+    pos = coordinate_positions((x1.shape[1] - 6) // 4)
+    g = torch.Generator().manual_seed(0)
+    x0 = noisy_tokens(x1.repeat(50, 1), torch.zeros(400), "kinetic_optimal", g, coords)
+    assert (x0[:, ~pos] == MASK).all()
+    frac = x0[:, pos]
+    assert ((frac >= FRAC_OFFSET) & (frac < FRAC_ONE)).all() and len(frac.unique()) > 90  # uniform grid values
+    late = noisy_tokens(x1.repeat(50, 1), torch.full((400,), 0.98), "kinetic_optimal", g, coords)
+    off = (late[:, pos] - x1.repeat(50, 1)[:, pos]).abs()
+    ring = torch.minimum(off, 100 - off)
+    assert (ring <= 2).float().mean() > 0.95 and (ring > 0).any()  # near x1, not yet on it everywhere
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(InputError, match="cross-entropy"):
+            train_crystals(tiny_config(coord_path="metric", loss="elbo"), tmp_path / "elbo", progress=False)
+        res = train_crystals(tiny_config(max_steps=10, val_every=10, coord_path="metric"), tmp_path / "m",
+                             progress=False)
+    assert res.record["flow"]["coordinates"]["c"] == 5.0 and "KO eq. 27" in res.record["flow"]["path"]
+    model = load_crystal_model(res.model_path)
+    assert model.coords == coords and model.posterior.ring
+    tok = sample_tokens(model, [5, 5, 5], SamplingConfig(steps=8), torch.Generator().manual_seed(1))
+    assert not (tok == MASK).any() and not (tok == FRAC_ONE).any()
+    with pytest.raises(InputError, match="own scheduler"):
+        sample_tokens(model, [5], SamplingConfig(steps=4, scheduler="cubic"))
