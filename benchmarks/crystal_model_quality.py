@@ -10,7 +10,9 @@ With ``--relax`` the decoded crystals are also relaxed with CHGNet (batched FIRE
 ``--hull`` (``default``: MP elemental references + CHGNet-relaxed energies of ``--hull-reference``, cached on disk
 after the first run; ``mp-elements``; or a file, see workflows.crystals.build_hull): keys ``relaxed_*``.
 
-Last line JSON: the summary (plus decode counts, sampler settings, model step, wall times).
+Last line JSON: the summary (plus decode counts, sampler settings, model step, wall times, and the local geometry:
+nearest-neighbour distance percentiles of samples vs reference and the share of sample sites whose nearest
+neighbour lies in the reference's 1-99 % range).
 Usage: python benchmarks/crystal_model_quality.py [--model perov_5] [--reference perov_5:test] [-n 1000]
        [--steps 250] [--temperature 0.7] [--corrector 0] [--scheduler cubic|kinetic_optimal] [--workers 1]
        [--relax --hull default --hull-reference perov_5:val]
@@ -79,6 +81,7 @@ def main() -> None:
         write_scores(scores, args.out)
     n_dec, n = len(gen.structures), args.n
     s = add_rates_over_all(replace(scores.summary), n_dec, n).to_dict()  # a copy: --out's summary.json has no _all
+    s.update(_geometry(gen.structures, [r for r in ref.structures if r is not None][:500]))
     if args.relax:
         s.update(_relaxed_scores(args, gen, ref, dataset))
     s.update(benchmark="crystal_model_quality", model=str(model.path.name if model.path else args.model),
@@ -93,6 +96,31 @@ def main() -> None:
         print("  ".join(f"{k} {s.get(k)}" for k in ("relaxed_converged", "relaxed_median_e_hull", "relaxed_stable_rate",
                                                     "relaxed_cov_recall", "relaxed_cov_precision")))
     print(json.dumps(s, default=str))
+
+
+def _nn_distances(structures, cutoff: float = 4.0):  # noqa: ANN001
+    """Nearest-neighbour distance of every site (periodic images included), Angstrom ``[sum of sites]``."""
+    import numpy as np
+
+    out = []
+    for s in structures:
+        for nbrs in s.get_all_neighbors(cutoff):
+            out.append(min((n.nn_distance for n in nbrs), default=cutoff))
+    return np.asarray(out)
+
+
+def _geometry(samples, reference) -> dict:  # noqa: ANN001
+    """Local geometry of the decoded samples vs (up to 500) reference crystals: percentiles 5/50/95 of the
+    nearest-neighbour distance per site, and the share of sample sites whose nearest neighbour lies inside the
+    reference's 1-99 % range (for Carbon-24: a C-C bond length)."""
+    import numpy as np
+
+    nn, ref = _nn_distances(samples), _nn_distances(reference)
+    lo, hi = np.percentile(ref, [1, 99])
+    pct = lambda a: [round(float(v), 3) for v in np.percentile(a, [5, 50, 95])]  # noqa: E731
+    return {"nn_distance_p5_p50_p95": pct(nn), "reference_nn_distance_p5_p50_p95": pct(ref),
+            "share_nn_in_reference_range": round(float(np.mean((nn >= lo) & (nn <= hi))), 4),
+            "reference_nn_range": [round(float(lo), 3), round(float(hi), 3)]}
 
 
 def _relaxed_scores(args: argparse.Namespace, gen, ref, dataset: str | None) -> dict:  # noqa: ANN001

@@ -244,7 +244,8 @@ class BlockPath(DiscretePath):
         """``[B, *event]`` bool: data tokens that follow the inner path."""
         return (z >= self.offset) & (z < self.offset + self.inner.vocab_size)
 
-    def _local(self, z: Tensor) -> Tensor:
+    def local(self, z: Tensor) -> Tensor:
+        """Block-local ids (clamped into the block: meaningful where :meth:`in_block`)."""
         return (z - self.offset).clamp(0, self.inner.vocab_size - 1)
 
     def _embed(self, z: Tensor, inner: Tensor, outer: Tensor) -> Tensor:
@@ -254,13 +255,13 @@ class BlockPath(DiscretePath):
         return torch.where(self.in_block(z).unsqueeze(-1), full, outer)
 
     def probs(self, z: Tensor, t: TimeLike) -> Tensor:
-        return self._embed(z, self.inner.probs(self._local(z), t), self.outer.probs(z, t))
+        return self._embed(z, self.inner.probs(self.local(z), t), self.outer.probs(z, t))
 
     def dt_probs(self, z: Tensor, t: TimeLike) -> Tensor:
-        return self._embed(z, self.inner.dt_probs(self._local(z), t), self.outer.dt_probs(z, t))
+        return self._embed(z, self.inner.dt_probs(self.local(z), t), self.outer.dt_probs(z, t))
 
     def derivatives(self, z: Tensor, t: TimeLike) -> tuple[Tensor, Tensor, Tensor]:
-        p_in, dp_in, dlogp_in = self.inner.derivatives(self._local(z), t)
+        p_in, dp_in, dlogp_in = self.inner.derivatives(self.local(z), t)
         p_out, dp_out, dlogp_out = self.outer.derivatives(z, t)
         nan = torch.full_like(dlogp_out, float("nan"))  # outside the block p = 0: no d log p
         full = nan.clone()
@@ -272,14 +273,14 @@ class BlockPath(DiscretePath):
         rate = self.outer.dead_state_rate(z, t)
         if rate is None:
             return None
-        inner = self.inner.dead_state_rate(self._local(z), t)
+        inner = self.inner.dead_state_rate(self.local(z), t)
         inner = torch.zeros_like(rate) if inner is None else inner
         return torch.where(self.in_block(z), torch.broadcast_to(inner, z.shape), torch.broadcast_to(rate, z.shape))
 
     def sample(self, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
-        inner = self.inner.sample(self._local(z), t, rng) + self.offset
+        inner = self.inner.sample(self.local(z), t, rng) + self.offset
         return torch.where(self.in_block(z), inner, self.outer.sample(z, t, rng))
 
     def sample_source(self, z: Tensor, rng: torch.Generator | None = None) -> Tensor:
-        inner = self.inner.sample_source(self._local(z), rng) + self.offset
+        inner = self.inner.sample_source(self.local(z), rng) + self.offset
         return torch.where(self.in_block(z), inner, self.outer.sample_source(z, rng))

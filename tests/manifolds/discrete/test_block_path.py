@@ -78,9 +78,11 @@ def test_probs_are_the_branch_of_the_data_token() -> None:
     assert torch.equal(path.sample(z, torch.ones(1)), z)
 
 
-def test_oracle_sampling_matches_exact_marginals() -> None:
+@pytest.mark.parametrize("closed_form", [True, False], ids=["branchwise", "full-column"])
+def test_oracle_sampling_matches_exact_marginals(closed_form: bool) -> None:
+    """Branch-by-branch steps (the default) and the O(K) column of the whole path (KO eq. 26) both pass."""
     path = block_path()
-    tv_mid, tol_mid, tv_end, tol_end = run(DiscreteGenerator(path), path)
+    tv_mid, tol_mid, tv_end, tol_end = run(DiscreteGenerator(path, closed_form=closed_form), path)
     assert tv_mid <= tol_mid, f"t=0.5: TV {tv_mid:.4f} > {tol_mid:.4f}"
     assert tv_end <= tol_end, f"t=1: TV {tv_end:.4f} > {tol_end:.4f}"
 
