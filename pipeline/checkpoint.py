@@ -43,6 +43,24 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     return path
 
 
+def ship_checkpoint(source: str | os.PathLike, out: str | os.PathLike, updates: Mapping[str, Any]) -> Path:
+    """Copy a trained model's tensors unchanged and its record with ``updates`` (e.g. ``status``,
+    ``evaluation``; a value None removes the key) to ``out`` (atomically), plus a readable ``.json`` copy of
+    the record beside it."""
+    from pipeline.common.io import write_text
+
+    ck = load_checkpoint(source)
+    record = {k: v for k, v in ck.record.items() if k != "format_version"}
+    for key, value in updates.items():
+        if value is None:
+            record.pop(key, None)
+        else:
+            record[key] = value
+    path = save_checkpoint(out, Checkpoint(state_dict=ck.state_dict, record=record))
+    write_text(path.with_suffix(".json"), json.dumps(load_checkpoint(path).record, indent=1, sort_keys=True) + "\n")
+    return path
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint` (no unpickling, ever)."""
     path = Path(path)

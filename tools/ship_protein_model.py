@@ -18,8 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.checkpoint import CHECKPOINT_DIR, Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
-from pipeline.common.io import write_text  # noqa: E402
+from pipeline.checkpoint import CHECKPOINT_DIR, ship_checkpoint  # noqa: E402
 from pipeline.networks.protein.checkpoint import load_protein_network  # noqa: E402
 
 
@@ -32,15 +31,10 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--out", type=Path, default=Path(CHECKPOINT_DIR) / "protein_small.safetensors")
     args = p.parse_args(argv)
     load_protein_network(args.source)  # refuse anything that is not a loadable protein model
-    ck = load_checkpoint(args.source)
-    record = {k: v for k, v in ck.record.items() if k != "format_version"}
-    record["sampling"] = {"steps": args.steps}
-    record["status"] = args.status
-    record.pop("sanity_check", None)
+    updates = {"sampling": {"steps": args.steps}, "status": args.status, "sanity_check": None}
     if args.evaluation is not None:
-        record["evaluation"] = json.loads(args.evaluation.read_text().strip().splitlines()[-1])
-    out = save_checkpoint(args.out, Checkpoint(state_dict=ck.state_dict, record=record))
-    write_text(out.with_suffix(".json"), json.dumps(load_checkpoint(out).record, indent=1, sort_keys=True) + "\n")
+        updates["evaluation"] = json.loads(args.evaluation.read_text().strip().splitlines()[-1])
+    out = ship_checkpoint(args.source, args.out, updates)
     load_protein_network(out)
     print(f"shipped {args.source} -> {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return out
