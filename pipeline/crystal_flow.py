@@ -98,7 +98,6 @@ class CoordinatePath:
 MASK_COORDINATES = CoordinatePath()
 
 
-@lru_cache(maxsize=None)
 def make_path(scheduler: str, coords: CoordinatePath = MASK_COORDINATES) -> DiscretePath:
     """KO eq. 2 with the mask source on the 878-token crystal vocabulary; with metric coordinates, KO eq. 27 on
     the fractional-coordinate tokens (a :class:`manifolds.discrete.BlockPath`)."""
