@@ -78,7 +78,8 @@ def test_probs_are_the_branch_of_the_data_token() -> None:
     assert torch.equal(path.sample(z, torch.ones(1)), z)
 
 
-@pytest.mark.parametrize("closed_form", [True, False], ids=["branchwise", "full-column"])
+@pytest.mark.parametrize("closed_form", [True, pytest.param(False, marks=pytest.mark.slow)],
+                         ids=["branchwise", "full-column"])
 def test_oracle_sampling_matches_exact_marginals(closed_form: bool) -> None:
     """Branch-by-branch steps (the default) and the O(K) column of the whole path (KO eq. 26) both pass."""
     path = block_path()
@@ -87,6 +88,7 @@ def test_oracle_sampling_matches_exact_marginals(closed_form: bool) -> None:
     assert tv_end <= tol_end, f"t=1: TV {tv_end:.4f} > {tol_end:.4f}"
 
 
+@pytest.mark.slow
 def test_oracle_with_corrector() -> None:
     path = block_path()
     gen = DiscreteGenerator(path, corrector=lambda t: 2 * t * (1 - t))
