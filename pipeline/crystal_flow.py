@@ -31,7 +31,7 @@ from manifolds.discrete import (SCHEDULER_NAMES, BlockPath, DiscretePath, Metric
 from pipeline.checkpoint import CHECKPOINT_DIR, load_checkpoint, load_state_dict_checked
 from structures.errors import InputError
 from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT, CrystalDiTConfig
-from structures.crystal_tokens import FRAC_OFFSET, MASK, PAD, VOCAB_SIZE, allowed_token_mask
+from structures.crystal_tokens import FRAC_OFFSET, MASK, PAD, VOCAB_SIZE, TokenKind, allowed_token_mask, position_kinds
 
 #: fractional-coordinate tokens on the ring Z_100 (0.00 .. 0.99; the token of 1.00 is never produced by encoding)
 N_RING = 100
@@ -124,9 +124,7 @@ def allowed_tokens(max_atoms: int, device: torch.device | str = "cpu", ring: boo
 
 def coordinate_positions(max_atoms: int, device: torch.device | str = "cpu") -> Tensor:
     """``[6 + 4A]`` bool: the fractional-coordinate positions (3 per atom)."""
-    pos = torch.zeros(6 + 4 * max_atoms, dtype=torch.bool, device=device)
-    pos[6:] = torch.tensor([False, True, True, True], device=device).repeat(max_atoms)
-    return pos
+    return torch.from_numpy(position_kinds(max_atoms) == TokenKind.FRAC).to(device)
 
 
 def atom_mask_of(tokens: Tensor) -> Tensor:
