@@ -1,4 +1,4 @@
-"""Ship a trained crystal model as a `generate crystals --model NAME` default (``checkpoints/<name>_small.safetensors``).
+"""Ship a trained crystal model as a `generate crystals --model NAME` default (``checkpoints/<name>_small...``).
 
     .venv/bin/python tools/ship_crystal_model.py runs/c24_metric/snapshots/step_0002000.safetensors \\
         --name carbon_24 --status "..." --evaluation quality.json [--evaluation more.json] [--out FILE]

@@ -1,7 +1,8 @@
 """Discrete state spaces [K]^D: the kinetic-optimal discrete flow matching family (KO = Shaul et al. 2025).
 
 Modules by concept: :mod:`.sources` (p), :mod:`.schedulers` (kappa_t, beta_t), :mod:`.paths` (mixture KO eq. 2,
-metric-induced KO eq. 27, per-kind blocks), :mod:`.velocities` (kinetic-optimal fluxes and velocities KO eq. 16, 26, 29, 35,
+metric-induced KO eq. 27, per-kind blocks), :mod:`.velocities` (kinetic-optimal fluxes and velocities
+KO eq. 16, 26, 29, 35,
 75-80), :mod:`.generator` (the CTMC ConditionalGenerator and the exponential step KO Alg. 1),
 :mod:`.sampler`, :mod:`.losses` (KO eq. 11, 36, 37) and :mod:`.oracle` (exact finite-data posteriors).
 """
@@ -27,7 +28,8 @@ __all__ = [
     "SchedulerName", "SchedulerValues", "categorical", "categorical_logits", "corrector_flux", "cross_entropy",
     "data_statistics_source", "divergence", "general_elbo", "general_elbo_integrand", "jump_probs", "jump_step",
     "kinetic_optimal_flux", "kinetic_optimal_velocity", "mask_source", "matching_time", "mixture_elbo",
-    "mixture_elbo_integrand", "mixture_marginal_velocity", "mixture_velocity_column", "power_weights", "ring_distance", "sample",
+    "mixture_elbo_integrand", "mixture_marginal_velocity", "mixture_velocity_column", "power_weights",
+    "ring_distance", "sample",
     "scheduler_by_name", "support_posterior", "token_statistics", "uniform_source", "velocity_column",
     "velocity_from_flux",
 ]

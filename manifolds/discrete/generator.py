@@ -82,8 +82,10 @@ class DiscreteGenerator(ConditionalGenerator):
         #: ... and no corrector: rates and marginal rates have closed forms too (KO eq. 75-76)
         self.fast_mixture = self.closed_mixture and not callable(corrector) and corrector == 0
         #: a BlockPath steps each kind with its own branch's generator (O(1) / O(K_in) instead of O(K) per position)
-        self.branches = ((DiscreteGenerator(path.outer, power, corrector), DiscreteGenerator(path.inner, power, corrector))
-                         if closed_form and isinstance(path, BlockPath) else None)
+        self.branches = None
+        if closed_form and isinstance(path, BlockPath):
+            self.branches = (DiscreteGenerator(path.outer, power, corrector),
+                             DiscreteGenerator(path.inner, power, corrector))
 
     @property
     def vocab_size(self) -> int:

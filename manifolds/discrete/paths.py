@@ -209,7 +209,8 @@ class MetricPath(DiscretePath):
 
 
 def ring_distance(k: int) -> Tensor:
-    """``[k, k]`` distance on the cyclic group Z_k, normalised to [0, 1]: d(a, b) = min(|a - b|, k - |a - b|) / (k // 2).
+    """``[k, k]`` distance on the cyclic group Z_k, normalised to [0, 1]:
+    d(a, b) = min(|a - b|, k - |a - b|) / (k // 2).
 
     A metric for :class:`MetricPath` on periodic ordinal tokens (e.g. fractional coordinates on a grid, where
     0.99 and 0.00 are neighbours).

@@ -3,9 +3,9 @@
 :func:`sample_tokens` simulates the CTMC of the mixture path (KO section 3, exponential steps of KO
 Algorithm 1, via :func:`manifolds.discrete.sample`) from the masked template (MASK on the 6 lattice
 tokens and the 4 tokens of each of ``a`` atoms, PAD elsewhere; ``a`` drawn from the training set's
-atom-count distribution or given; a model with metric coordinates starts them uniform on the grid and
-moves them with the kinetic-optimal velocity of KO eq. 29) to t = 1 with the posterior of the DiT at a softmax temperature,
-optionally with the probability-preserving corrector of KO eq. 35. Logits are restricted to the right
+atom-count distribution or given; a model with metric coordinates starts them uniform on the
+grid and moves them with the kinetic-optimal velocity of KO eq. 29) to t = 1 with the posterior of the
+DiT at a softmax temperature, optionally with the probability-preserving corrector of KO eq. 35. Logits are restricted to the right
 token kind at every position (:class:`pipeline.crystal_flow.CrystalPosterior`).
 
 :func:`generate_crystals` runs this in batches and writes ``OUT/cifs/<id>.cif`` plus a manifest
