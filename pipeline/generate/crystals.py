@@ -5,8 +5,8 @@ Algorithm 1, via :func:`manifolds.discrete.sample`) from the masked template (MA
 tokens and the 4 tokens of each of ``a`` atoms, PAD elsewhere; ``a`` drawn from the training set's
 atom-count distribution or given; a model with metric coordinates starts them uniform on the
 grid and moves them with the kinetic-optimal velocity of KO eq. 29) to t = 1 with the posterior of the
-DiT at a softmax temperature, optionally with the probability-preserving corrector of KO eq. 35. Logits are restricted to the right
-token kind at every position (:class:`pipeline.crystal_flow.CrystalPosterior`).
+DiT at a softmax temperature, optionally with the probability-preserving corrector of KO eq. 35.
+Logits are restricted to the right token kind at every position (:class:`pipeline.crystal_flow.CrystalPosterior`).
 
 :func:`generate_crystals` runs this in batches and writes ``OUT/cifs/<id>.cif`` plus a manifest
 (``OUT/manifest.json`` and ``OUT/manifest.csv``: one row per sample, with the decode failure reason
