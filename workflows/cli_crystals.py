@@ -195,10 +195,7 @@ def _train(args: argparse.Namespace) -> int:
     if overrides:
         from pipeline.networks.crystal_dit import CONFIGS
 
-        network = {**CONFIGS[args.network].to_dict(), **overrides}
-        if network["hidden"] % network["heads"]:
-            raise UsageError(f"--heads {network['heads']} must divide the width {network['hidden']} "
-                             "(set --hidden and --heads together)")
+        network = {**CONFIGS[args.network].to_dict(), **overrides}  # checked by TrainConfig.validate
     cfg = TrainConfig(dataset=args.dataset, split=args.split, network=network, scheduler=args.scheduler,
                       loss=args.loss, augment=args.augment, coord_path=args.coord_path,
                       coord_beta=tuple(args.coord_beta), batch_size=args.batch_size, lr=args.lr,

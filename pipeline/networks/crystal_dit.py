@@ -40,6 +40,11 @@ class CrystalDiTConfig:
     time_freq_dim: int = 256
     max_atoms: int = 20
 
+    def __post_init__(self) -> None:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads}); "
+                             "set --hidden and --heads together")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -101,8 +106,6 @@ class CrystalDiT(nn.Module):
 
     def __init__(self, cfg: CrystalDiTConfig = CONFIGS["paper"]) -> None:
         super().__init__()
-        if cfg.hidden % cfg.heads:
-            raise ValueError(f"hidden ({cfg.hidden}) must be divisible by heads ({cfg.heads})")
         self.cfg = cfg
         h = cfg.hidden
         self.embed = nn.Embedding(cfg.vocab_size, h)
