@@ -1,7 +1,7 @@
 """Sample quality of a crystal generator (CDVAE protocol): sample N crystals, decode, score against a test set.
 
 Samples with the shipped (or a given) model via workflows.generate (in memory), scores the decoded crystals with
-pipeline.score.crystals.score_crystals (structural / compositional validity, COV-R / COV-P with the data set's
+pipeline.crystals.score.score.score_crystals (structural / compositional validity, COV-R / COV-P with the data set's
 CDVAE cutoffs, Wasserstein distances of density and N_el) against the reference split. Decode failures count
 as invalid and as misses: validity and COV-P are reported over all N samples (``*_all`` keys).
 
@@ -58,8 +58,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from pipeline.common.io import read_crystal_input
     from pipeline.common.parallel import ComputeConfig
-    from pipeline.crystal_flow import load_crystal_model
-    from pipeline.score.crystals import ScoreConfig, add_rates_over_all, score_crystals
+    from pipeline.crystals.flow import load_crystal_model
+    from pipeline.crystals.score.score import ScoreConfig, add_rates_over_all, score_crystals
     from workflows.generate import generate_crystals
 
     model = load_crystal_model(args.model)
@@ -76,7 +76,7 @@ def main() -> None:
                             ids=gen.ids)
     t_score = time.perf_counter() - t0
     if args.out:
-        from pipeline.score.report import write_scores
+        from pipeline.crystals.score.report import write_scores
 
         write_scores(scores, args.out)
     n_dec, n = len(gen.structures), args.n
@@ -129,7 +129,7 @@ def _relaxed_scores(args: argparse.Namespace, gen, ref, dataset: str | None) -> 
 
     from pipeline.common.io import CrystalInput
     from pipeline.common.parallel import ComputeConfig
-    from pipeline.score.crystals import ScoreConfig
+    from pipeline.crystals.score.score import ScoreConfig
     from workflows.crystals import HullConfig, relax_crystals, score_crystals
 
     t0 = time.perf_counter()

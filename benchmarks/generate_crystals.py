@@ -1,5 +1,5 @@
 """Benchmark: crystal sampling with the `paper`-size permutation-invariant DiT (random weights), our sampler
-(pipeline.generate.crystals.sample_tokens: KO Algorithm 1 steps, typed-token logits, fixed padding) vs Meta's
+(pipeline.crystals.generate.sample_tokens: KO Algorithm 1 steps, typed-token logits, fixed padding) vs Meta's
 flow_matching MixtureDiscreteEulerSolver driving the same network, interleaved in one process, same machine.
 
 Setting (issue 7): `paper` DiT (hidden 256, 16 blocks, 16 heads, ~25 M parameters), batch 256, 250 steps,
@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline.crystal_flow import CrystalModel, CrystalPosterior, token_mask_of  # noqa: E402
-from pipeline.generate.crystals import SamplingConfig, sample_tokens  # noqa: E402
-from pipeline.networks.crystal_dit import CONFIGS, CrystalDiT  # noqa: E402
-from structures.crystal_tokens import MASK, PAD, TOKEN_KIND, VOCAB_SIZE, masked_template, position_kinds  # noqa: E402
+from pipeline.crystals.flow import CrystalModel, CrystalPosterior, token_mask_of  # noqa: E402
+from pipeline.crystals.generate import SamplingConfig, sample_tokens  # noqa: E402
+from pipeline.crystals.network import CONFIGS, CrystalDiT  # noqa: E402
+from structures.crystals.tokens import MASK, PAD, TOKEN_KIND, VOCAB_SIZE, masked_template, position_kinds  # noqa: E402
 
 TEMPERATURE = 0.7
 

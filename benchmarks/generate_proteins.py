@@ -3,7 +3,7 @@
 
 Setting (issue 13): the ``multiflow``-size network (21.79 M parameters, random weights), L = 100, 100 time points,
 co-design (purity sequence sampler, temperature 0.1, noise 20), float32. Ours samples ``--batch`` chains in one batch
-(:func:`pipeline.generate.protein_sampler.sample_proteins`), with rotations by flow and by vMF jump. The peers run at
+(:func:`pipeline.proteins.sampler.sample_proteins`), with rotations by flow and by vMF jump. The peers run at
 B = 1 (their only mode) from local copies of their code (``--multiflow-src``: an export of
 github.com/jasonkyuyim/multiflow at 6278899970523bad29953047e7a42b32a41dc813, ``--multijump-src``: of
 github.com/jasonkyuyim/multijump at 6368d6eb76af2f5e32d5f734cef24b7c3048a5e4; never downloaded, never committed),
@@ -37,9 +37,9 @@ import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from pipeline.common.allocator import keep_freed_memory  # noqa: E402
-from pipeline.generate.protein_sampler import Conditioning, SamplerConfig, sample_proteins  # noqa: E402
-from pipeline.networks.protein import ProteinNetwork  # noqa: E402
-from pipeline.protein_flow import ProteinFlowConfig, RotationConfig  # noqa: E402
+from pipeline.proteins.sampler import Conditioning, SamplerConfig, sample_proteins  # noqa: E402
+from pipeline.proteins.network import ProteinNetwork  # noqa: E402
+from pipeline.proteins.flow import ProteinFlowConfig, RotationConfig  # noqa: E402
 
 INTERPOLANT = {
     "min_t": 0.01, "separate_t": False, "provide_kappa": False, "hierarchical_t": False, "codesign_separate_t": False,
@@ -108,7 +108,7 @@ def bf16_deviation(args: argparse.Namespace) -> dict[str, float] | None:
     zero-initialised output layers give the input frames back) on a random input of the benchmark's size
     (translations in Angstrom, rotation matrix entries, logits): what --precision bf16 changes per call."""
     from benchmarks.protein_network import make_input
-    from pipeline.networks.protein.checkpoint import default_protein_checkpoint, load_protein_network
+    from pipeline.proteins.network.checkpoint import default_protein_checkpoint, load_protein_network
 
     path = default_protein_checkpoint()
     if path is None:

@@ -41,7 +41,7 @@ KEYS = ("n_scored", "helix", "strand", "coil", "radius_of_gyration_mean", "with_
 def real_chains(length: int, n: int, window: int, skip: int) -> list:
     """``n`` chains of the shared set with |L - length| <= window, from index ``skip`` on (not in the reference)."""
     from structures.data import load_proteins
-    from structures.protein_io import BackboneChain
+    from structures.proteins.io import BackboneChain
 
     ds = load_proteins()
     picked = [i for i in range(skip, len(ds)) if abs(len(ds[i]) - length) <= window][:n]
@@ -60,7 +60,7 @@ def per_sample(table) -> dict[str, float]:
 
 def main() -> None:
     from pipeline.common.parallel import ComputeConfig
-    from pipeline.score.proteins import ProteinScoreConfig
+    from pipeline.proteins.score import ProteinScoreConfig
     from workflows.proteins import generate_proteins
     from workflows.proteins_score import score_proteins
 
@@ -105,7 +105,7 @@ def main() -> None:
             rows.append(row)
             print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                   flush=True)
-    from pipeline.networks.protein.checkpoint import default_protein_checkpoint, read_protein_checkpoint
+    from pipeline.proteins.network.checkpoint import default_protein_checkpoint, read_protein_checkpoint
 
     model = args.model or default_protein_checkpoint()
     info = read_protein_checkpoint(model).info

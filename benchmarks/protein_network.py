@@ -1,5 +1,5 @@
 """Benchmark: forward time and peak memory of the `multiflow`-size protein network (random weights), ours
-(pipeline.networks.protein.ProteinNetwork) vs MultiFlow's own FlowModel on the same weights, interleaved in
+(pipeline.proteins.network.ProteinNetwork) vs MultiFlow's own FlowModel on the same weights, interleaved in
 one process on the same machine.
 
 Setting (issue 12): `multiflow` config (21.79 M parameters), L = 100, 200, 300 residues, B = 1, 4, inference
@@ -37,7 +37,7 @@ import psutil  # noqa: E402
 import torch  # noqa: E402
 
 from manifolds import so3  # noqa: E402
-from pipeline.networks.protein import ProteinNetwork, ProteinNetworkInput  # noqa: E402
+from pipeline.proteins.network import ProteinNetwork, ProteinNetworkInput  # noqa: E402
 
 STUBBED = ("torch_scatter", "mdtraj", "Bio", "GPUtil", "wandb")
 

@@ -41,7 +41,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from pipeline.common.perturb import rattle
-    from pipeline.relax import BatchedRelaxer, RelaxStatus, load_chgnet, relax_serial
+    from pipeline.crystals.relax import BatchedRelaxer, RelaxStatus, load_chgnet, relax_serial
     from structures.data import load_crystals
 
     half = args.n // 2

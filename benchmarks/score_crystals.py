@@ -43,7 +43,7 @@ def plain_scores(gen, ref, n_samples: int, seed: int) -> dict[str, float]:  # no
     from scipy.stats import wasserstein_distance
     from smact.screening import smact_validity
 
-    comp_scaler = json.loads((Path(__file__).resolve().parents[2] / "shared" / "reference" / "cdvae" /
+    comp_scaler = json.loads((Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "cdvae" /
                               "comp_scaler.json").read_text())
     means, stds = np.array(comp_scaler["CompScalerMeans"]), np.array(comp_scaler["CompScalerStds"])
     cnn = CrystalNNFingerprint.from_preset("ops")
@@ -98,7 +98,7 @@ def main() -> None:
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     from pipeline.common.parallel import ComputeConfig
-    from pipeline.score.crystals import ScoreConfig, score_crystals
+    from pipeline.crystals.score.score import ScoreConfig, score_crystals
     from structures.data import load_crystals
 
     gen = load_crystals("perov_5", "val", limit=args.n).structures

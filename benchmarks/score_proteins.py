@@ -26,9 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.common.parallel import ComputeConfig  # noqa: E402
-from pipeline.score.proteins.reference import reference_spec  # noqa: E402
-from pipeline.score.proteins.score import novelty, pairwise_tm  # noqa: E402
-from pipeline.score.proteins.tm import Trace, diversity, novelty_plain, pair_tm  # noqa: E402
+from pipeline.proteins.score.reference import reference_spec  # noqa: E402
+from pipeline.proteins.score.score import novelty, pairwise_tm  # noqa: E402
+from pipeline.proteins.score.tm import Trace, diversity, novelty_plain, pair_tm  # noqa: E402
 from structures.cache import cache_key  # noqa: E402
 from structures.data import load_proteins  # noqa: E402
 

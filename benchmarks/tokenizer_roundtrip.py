@@ -1,7 +1,7 @@
 """Round-trip fidelity of the KO E.2 crystal tokenizer on the Perov-5 and Carbon-24 test sets.
 
 decode(encode(s)) is compared with s by pymatgen's StructureMatcher (default tolerances) and by
-the worst lattice-length, angle and per-site errors (see structures/crystal_roundtrip.py).
+the worst lattice-length, angle and per-site errors (see structures/crystals/roundtrip.py).
 Also times vectorised batch encode/decode. Prints a human summary, then the full report as JSON
 on the last line.
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from structures.crystal_roundtrip import roundtrip_report  # noqa: E402
-from structures.crystal_tokens import decode_batch, encode_batch  # noqa: E402
+from structures.crystals.roundtrip import roundtrip_report  # noqa: E402
+from structures.crystals.tokens import decode_batch, encode_batch  # noqa: E402
 from structures.data import load_crystals  # noqa: E402
 
 

@@ -27,11 +27,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.common.parallel import ComputeConfig  # noqa: E402
-from pipeline.score.proteins.config import MpnnConfig  # noqa: E402
-from pipeline.score.proteins.dssp import agreement, assign_dssp  # noqa: E402
-from pipeline.score.proteins.reference import inline_spec  # noqa: E402
-from pipeline.score.proteins.score import novelty, pairwise_tm  # noqa: E402
-from pipeline.score.proteins.tm import Trace, diversity  # noqa: E402
+from pipeline.proteins.score.config import MpnnConfig  # noqa: E402
+from pipeline.proteins.score.dssp import agreement, assign_dssp  # noqa: E402
+from pipeline.proteins.score.reference import inline_spec  # noqa: E402
+from pipeline.proteins.score.score import novelty, pairwise_tm  # noqa: E402
+from pipeline.proteins.score.tm import Trace, diversity  # noqa: E402
 from structures.data import load_proteins  # noqa: E402
 
 HELD_OUT = 200  # chains 0..199 are the queries, 200..2999 the reference
@@ -40,7 +40,7 @@ HELD_OUT = 200  # chains 0..199 are the queries, 200..2999 the reference
 def _mpnn_chunk(items: list[tuple[np.ndarray, str]]) -> list[float]:
     import torch
 
-    from pipeline.score.proteins.mpnn import design
+    from pipeline.proteins.score.mpnn import design
 
     torch.set_num_threads(1)
     return [float(np.mean(design(x, s, MpnnConfig()).recovery)) for x, s in items]

@@ -3,8 +3,11 @@
 Nothing here downloads. A data set is looked up under one *data root*:
 
 1. the ``GENMATCH_DATA`` environment variable, if set;
-2. else ``../shared/data`` relative to the repository, when it exists;
-3. else :class:`DataNotFoundError` with a message that says where to put the files.
+2. else the embedded copy inside this package (``structures/embedded/``: Perov-5 and Carbon-24 val/test,
+   the MP elemental references, the protein backbone set; see its README), installed with the package.
+
+A named data set that is under neither (the train splits, MP-20, MPTS-52) raises
+:class:`DataNotFoundError` with a message that says where to put the files.
 
 Layout under the data root (the CDVAE layout for crystals)::
 
@@ -22,13 +25,15 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
+from structures.errors import InputError
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from pymatgen.core import Structure
 
 DATA_ENV = "GENMATCH_DATA"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
+EMBEDDED_DATA_ROOT = Path(__file__).resolve().parent / "embedded"  # package data
+DEFAULT_DATA_ROOT = EMBEDDED_DATA_ROOT
 
 CRYSTAL_DATASETS = ("perov_5", "carbon_24", "mp_20", "mpts_52")
 PROTEIN_DATASETS = ("proteins",)
@@ -41,17 +46,17 @@ _PUBLIC_HOME = {
     "carbon_24": "CDVAE's GitHub repository (txie-93/cdvae), data/carbon_24/",
     "mp_20": "CDVAE's GitHub repository (txie-93/cdvae), data/mp_20/",
     "mpts_52": "DiffCSP's GitHub repository (jiaor17/DiffCSP), data/mpts_52/",
-    "proteins": "the genmatch shared data folder (built from Debian's promod3-data StructureDB; "
-    "see shared/data/proteins/README.md)",
+    "proteins": "the genmatch repository, structures/embedded/proteins/ (built from Debian's "
+    "promod3-data StructureDB; see its README)",
 }
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(InputError, FileNotFoundError):
     """A data set (or the data root) is not on this machine. The message says how to fix it."""
 
 
 def data_root(required: bool = True) -> Path | None:
-    """The data root: ``$GENMATCH_DATA``, else ``<repo>/../shared/data`` when it exists."""
+    """The data root: ``$GENMATCH_DATA``, else the embedded copy (``structures/embedded``)."""
     env = os.environ.get(DATA_ENV)
     if env:
         root = Path(env).expanduser()
@@ -192,7 +197,7 @@ def load_crystals(name: str, split: str, limit: int | None = None) -> CrystalDat
 
 
 # ----------------------------------------------------------------------------------------------
-# Proteins (the npz schema of shared/data/proteins/README.md)
+# Proteins (the npz schema of structures/embedded/proteins/README.md)
 # ----------------------------------------------------------------------------------------------
 
 BACKBONE_ATOMS = ("N", "CA", "C", "O")
@@ -269,7 +274,7 @@ def load_proteins(path: str | os.PathLike | None = None) -> ProteinBackboneSet:
         missing = [k for k in _NPZ_KEYS if k not in z.files]
         if missing:
             raise ValueError(f"{path}: missing arrays {missing}; expected the schema of "
-                             "shared/data/proteins/README.md")
+                             "structures/embedded/proteins/README.md")
         coords = z["coords"]
         if coords.dtype == np.int16:
             coords = coords.astype(np.float32) / 100.0

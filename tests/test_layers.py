@@ -22,8 +22,8 @@ def modules(layer: str) -> list[Path]:
 
 
 def package_of(path: Path) -> list[str]:
-    """The package that relative imports of a module file start from: pipeline/score/hull.py and
-    pipeline/score/__init__.py -> ["pipeline", "score"]."""
+    """The package that relative imports of a module file start from: pipeline/crystals/score/hull.py and
+    pipeline/crystals/score/__init__.py -> ["pipeline", "score"]."""
     return list(path.relative_to(ROOT).parts[:-1])
 
 
@@ -72,8 +72,8 @@ def test_the_check_sees_upward_imports(tmp_path: Path, monkeypatch: pytest.Monke
     (fake / "sub" / "__init__.py").write_text("from ..pipeline import x\n")  # resolves to structures.pipeline: fine
     (fake / "a.py").write_text("import numpy\nfrom manifolds import so3\nfrom pipeline.common import io\n")
     (fake / "b.py").write_text("def f():\n    import workflows.cli\n    import importlib\n"
-                               "    return importlib.import_module('pipeline.score')\n")
+                               "    return importlib.import_module('pipeline.crystals.score')\n")
     monkeypatch.setitem(globals(), "ROOT", tmp_path)
     assert upward_imports("structures") == ["structures/a.py:3 imports pipeline.common",
                                             "structures/b.py:2 imports workflows.cli",
-                                            "structures/b.py:4 imports pipeline.score"]
+                                            "structures/b.py:4 imports pipeline.crystals.score"]

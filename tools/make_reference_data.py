@@ -1,4 +1,4 @@
-"""Make the shipped reference data (``pipeline/score/reference_data/``) from the shared data sets.
+"""Make the shipped reference data (``pipeline/crystals/score/reference_data/``) from the embedded data sets.
 
     .venv/bin/python tools/make_reference_data.py energies      [--work DIR] [--first CIF_FOLDER]
     .venv/bin/python tools/make_reference_data.py fingerprints  [--work DIR] [--workers 2]
@@ -20,7 +20,7 @@ computing, so every value here is computed, never copied from an older shipped f
 - ``fingerprints``: CDVAE structure + composition fingerprints of the Perov-5 and Carbon-24 **test**
   splits.
 
-torch runs with one thread (tiny graphs; see workflows/demo.py).
+torch runs with one thread (tiny graphs; see workflows/demo/__init__.py).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _chemsys(comp) -> frozenset[str]:  # noqa: ANN001
 def cmd_energies(args: argparse.Namespace) -> None:
     import torch
 
-    from pipeline.score.energies import chgnet_energies
+    from pipeline.crystals.score.energies import chgnet_energies
     from structures.data import load_crystals
 
     torch.set_num_threads(1)
@@ -92,7 +92,7 @@ def cmd_energies(args: argparse.Namespace) -> None:
 
 
 def cmd_fingerprints(args: argparse.Namespace) -> None:
-    from pipeline.score.fingerprints import compute_fingerprints
+    from pipeline.crystals.score.fingerprints import compute_fingerprints
     from structures.data import load_crystals
 
     for name, split in FP_SETS:
@@ -116,7 +116,7 @@ def _source(name: str, split: str) -> dict[str, str]:
 
 
 def cmd_pack(args: argparse.Namespace) -> None:
-    import pipeline.score.reference_data as rd
+    import pipeline.crystals.score.reference_data as rd
     from pipeline.common.cache import DiskCache
     from pipeline.common.hashing import structure_hash
     from structures.data import load_crystals
@@ -161,7 +161,7 @@ def cmd_pack(args: argparse.Namespace) -> None:
         "columns": "hash, struct, comp_index -> comp, source (number in sources), index (row in that split)", "n": len(hashes), "n_compositions": len(comp_rows),
         "n_struct_failed": int(np.isnan(struct).all(axis=1).sum()), "dtype": "float32",
         "versions": _versions("matminer", "pymatgen"),
-        "definition": "pipeline.score.fingerprints: CrystalNNFingerprint('ops') site mean [61], Magpie "
+        "definition": "pipeline.crystals.score.fingerprints: CrystalNNFingerprint('ops') site mean [61], Magpie "
                       "ElementProperty of the cell composition [132]"}
 
     # energies: whatever is finished (the rest is computed on demand)

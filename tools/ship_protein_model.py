@@ -1,7 +1,7 @@
-"""Ship a trained protein model as the `generate proteins` default (``checkpoints/protein_small.safetensors``).
+"""Ship a trained protein model as the `generate proteins` default (``pipeline/models/protein_small.safetensors``).
 
     .venv/bin/python tools/ship_protein_model.py runs/protein_small/best.safetensors --steps 50 \\
-        --status "step 5,250 of the CPU run" [--evaluation quality.json] [--out checkpoints/protein_small.safetensors]
+        --status "step 5,250 of the CPU run" [--evaluation quality.json] [--out pipeline/models/protein_small.safetensors]
 
 Copies the tensors and the training record of a ``genmatch train proteins`` export unchanged and adds to the
 record: ``sampling`` (the default number of time points ``generate proteins`` uses for this model), ``status``
@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.checkpoint import CHECKPOINT_DIR, ship_checkpoint  # noqa: E402
-from pipeline.networks.protein.checkpoint import load_protein_network  # noqa: E402
+from pipeline.common.model_file import MODELS_DIR, ship_checkpoint  # noqa: E402
+from pipeline.proteins.network.checkpoint import load_protein_network  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--steps", type=int, required=True, help="default sampler time points for this model")
     p.add_argument("--status", required=True, help="one line: what this model is")
     p.add_argument("--evaluation", type=Path, default=None, help="JSON from benchmarks/protein_model_quality.py")
-    p.add_argument("--out", type=Path, default=Path(CHECKPOINT_DIR) / "protein_small.safetensors")
+    p.add_argument("--out", type=Path, default=Path(MODELS_DIR) / "protein_small.safetensors")
     args = p.parse_args(argv)
     load_protein_network(args.source)  # refuse anything that is not a loadable protein model
     updates = {"sampling": {"steps": args.steps}, "status": args.status, "sanity_check": None}

@@ -23,7 +23,7 @@ import numpy as np
 
 from pipeline.common.io import CrystalInput, read_crystal_input, write_json, write_table, write_text
 from pipeline.common.run import fingerprint, open_run
-from pipeline.relax.result import RelaxSummary
+from pipeline.crystals.relax.result import RelaxSummary
 from structures.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,8 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from pymatgen.core import Composition, Structure
 
     from pipeline.common.parallel import ComputeConfig
-    from pipeline.score.crystals import CrystalScores, ScoreConfig
-    from pipeline.score.hull import ReferenceHull
+    from pipeline.crystals.score.score import CrystalScores, ScoreConfig
+    from pipeline.crystals.score.hull import ReferenceHull
 
 CHECKPOINT = "relax_checkpoint.jsonl"
 
@@ -124,7 +124,7 @@ def _relax(inp: CrystalInput, names: list[str], config: RelaxConfig, out: Path |
     import pandas as pd
     from pymatgen.core import Structure
 
-    from pipeline.relax import BatchedRelaxer, RelaxResult, RelaxStatus, relax_serial, summarize
+    from pipeline.crystals.relax import BatchedRelaxer, RelaxResult, RelaxStatus, relax_serial, summarize
 
     done: dict[str, dict[str, Any]] = {}
     ckpt = out / CHECKPOINT if out is not None else None
@@ -204,7 +204,7 @@ class HullConfig:
     relax: bool = True
 
     def validate(self) -> None:
-        from pipeline.score.hull import ReferenceHull
+        from pipeline.crystals.score.hull import ReferenceHull
 
         h = self.hull
         if h is None or isinstance(h, ReferenceHull) or str(h) in ("none", "default", "mp-elements"):
@@ -231,7 +231,7 @@ def build_hull(cfg: HullConfig, model: str = "0.3.0", compute: "ComputeConfig | 
     """The hull that ``cfg`` describes (see :class:`HullConfig`). ``queries``: the compositions to be
     scored; the default hull then computes only the reference energies that can matter for them."""
     from pipeline.common.parallel import ComputeConfig
-    from pipeline.score.hull import ReferenceHull
+    from pipeline.crystals.score.hull import ReferenceHull
 
     compute = compute or ComputeConfig()
     cfg.validate()
@@ -300,7 +300,7 @@ def score_crystals(structures: "Sequence[Structure] | str | os.PathLike | Crysta
                    training: "Sequence[Structure] | str | os.PathLike | None" = None,
                    out_dir: str | os.PathLike | None = None, restart: bool = False,
                    plots: bool = True) -> "CrystalScores":
-    """Score crystals against a reference (test) set; see :func:`pipeline.score.crystals.score_crystals`
+    """Score crystals against a reference (test) set; see :func:`pipeline.crystals.score.score.score_crystals`
     for the metrics. Inputs may be Structures, a :class:`CrystalInput` (ids), paths or data set names
     ("perov_5:test"; the data set then picks the coverage cutoffs unless ``config.dataset`` is set).
 
@@ -309,7 +309,7 @@ def score_crystals(structures: "Sequence[Structure] | str | os.PathLike | Crysta
     ``out_dir`` (a run folder): scores.csv/.parquet, summary.json, PNG plots.
     """
     from pipeline.common.parallel import ComputeConfig
-    from pipeline.score.crystals import ScoreConfig
+    from pipeline.crystals.score.score import ScoreConfig
 
     config = config or ScoreConfig()
     compute = compute or ComputeConfig()
@@ -335,7 +335,7 @@ def score_crystals(structures: "Sequence[Structure] | str | os.PathLike | Crysta
                           None if e is None else np.asarray(e, dtype=float),
                           None if train is None else train.fingerprint])
     with open_run(out_dir, "score-crystals", settings, inputs, restart=restart) as run:
-        from pipeline.score.report import write_scores
+        from pipeline.crystals.score.report import write_scores
 
         scores = _score(inp, ref, config, compute, hull, e, train)
         write_scores(scores, run.path, plots=plots)
@@ -346,7 +346,7 @@ def _score(inp: CrystalInput, ref: CrystalInput, config: "ScoreConfig", compute:
            hull: HullConfig, energies: "Sequence[float] | None", train: CrystalInput | None) -> "CrystalScores":
     import pandas as pd
 
-    from pipeline.score.crystals import score_crystals as _score_usable
+    from pipeline.crystals.score.score import score_crystals as _score_usable
 
     ok = [i for i, p in enumerate(inp.problems) if p is None]
     structures = [inp.structures[i] for i in ok]

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from pipeline.crystal_flow import CrystalModel, load_crystal_model
-from pipeline.generate.crystals import GenerationSummary, SamplingConfig, sample_crystals
-from pipeline.generate.crystals import generate_crystals as _generate_run
+from pipeline.crystals.flow import CrystalModel, load_crystal_model
+from pipeline.crystals.generate import GenerationSummary, SamplingConfig, sample_crystals
+from pipeline.crystals.generate import generate_crystals as _generate_run
 
 __all__ = ["GeneratedCrystals", "SamplingConfig", "generate_crystals", "load_crystal_model"]
 
@@ -28,7 +28,7 @@ class GeneratedCrystals:
     """Decoded samples, the failures (index, reason) and the run summary (counts by failure reason)."""
 
     structures: list[Any]  # pymatgen Structures, in sample order (failures left out, listed below)
-    failures: list[tuple[int, Any]]  # (sample index, structures.crystal_tokens.DecodeFailure)
+    failures: list[tuple[int, Any]]  # (sample index, structures.crystals.tokens.DecodeFailure)
     summary: GenerationSummary
     out_dir: Path | None = None
     ids: list[str] = field(default_factory=list)  # ids of ``structures`` (gen_000123)

@@ -5,8 +5,8 @@
                                 rotations="jump", steps=500)      # PDBs + FASTA + manifest, resumable
 
 ``checkpoint``: a MultiFlow Lightning ``.ckpt`` (with its ``config.yaml`` beside it) or a genmatch protein
-safetensors file; without one, ``$GENMATCH_MULTIFLOW_CKPT``, else the shipped ``checkpoints/protein_small.safetensors``
-(a small, undertrained model; its record sets the default of 50 steps: see checkpoints/README.md).
+safetensors file; without one, ``$GENMATCH_MULTIFLOW_CKPT``, else the shipped ``pipeline/models/protein_small.safetensors``
+(a small, undertrained model; its record sets the default of 50 steps: see pipeline/models/README.md).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from pipeline.generate.protein_sampler import SamplerConfig
-from pipeline.generate.proteins import (ProteinGenerationConfig, ProteinGenerationSummary, ProteinTarget,
+from pipeline.proteins.sampler import SamplerConfig
+from pipeline.proteins.generate import (ProteinGenerationConfig, ProteinGenerationSummary, ProteinTarget,
                                         generate_proteins as _generate_run)
-from pipeline.protein_flow import ProteinFlowConfig, RotationConfig, SequenceConfig
+from pipeline.proteins.flow import ProteinFlowConfig, RotationConfig, SequenceConfig
 from structures.errors import InputError
 
 __all__ = ["generate_proteins", "read_fasta", "read_structures"]
@@ -28,7 +28,7 @@ DEFAULT_STEPS = 500  # MultiFlow's inference num_timesteps
 
 def read_fasta(path: str | os.PathLike) -> list[ProteinTarget]:
     """Sequences of a FASTA file (one-letter, AF2 alphabet; ``X`` is refused): targets named by their header."""
-    from structures.residue_constants import RESTYPES
+    from structures.proteins.residue_constants import RESTYPES
 
     p = Path(path)
     try:
@@ -59,7 +59,7 @@ def read_fasta(path: str | os.PathLike) -> list[ProteinTarget]:
 
 def read_structures(path: str | os.PathLike) -> list[ProteinTarget]:
     """Every protein chain of a PDB / mmCIF file (complete N, CA, C needed): targets ``<file>_<chain>``."""
-    from structures.protein_io import StructureFileError, read_chains
+    from structures.proteins.io import StructureFileError, read_chains
 
     try:
         chains = read_chains(path)
@@ -82,12 +82,12 @@ def generate_proteins(checkpoint: str | os.PathLike | None, out_dir: str | os.Pa
                       seed: int = 0, device: str = "cpu", precision: str = "fp32", multiflow_exact: bool = False,
                       residue_budget: int = 2000,
                       trajectory: bool = False, restart: bool = False, progress: bool = True) -> ProteinGenerationSummary:
-    """Generate proteins into ``out_dir`` (see :mod:`pipeline.generate.proteins`); ``steps`` None: the
+    """Generate proteins into ``out_dir`` (see :mod:`pipeline.proteins.generate`); ``steps`` None: the
     checkpoint's inference setting (500, MultiFlow's); ``precision`` "bf16": network calls under bfloat16
     autocast (SamplerConfig.precision)."""
     import torch
 
-    from pipeline.networks.protein.checkpoint import (MULTIFLOW_CKPT_ENV, SHIPPED_PROTEIN_MODEL,
+    from pipeline.proteins.network.checkpoint import (MULTIFLOW_CKPT_ENV, SHIPPED_PROTEIN_MODEL,
                                                       default_protein_checkpoint, load_protein_network,
                                                       read_protein_checkpoint)
 

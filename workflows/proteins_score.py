@@ -1,12 +1,12 @@
 """Python entry point for protein scoring over a folder of PDB/mmCIF backbones or a list of backbones.
 
     from workflows.proteins_score import score_proteins
-    from pipeline.score.proteins import ProteinScoreConfig
+    from pipeline.proteins.score import ProteinScoreConfig
     scores = score_proteins("samples/", config=ProteinScoreConfig(esmfold="/models/esmfold"), out_dir="runs/sp")
     print(scores.summary.designable_fraction, scores.summary.novelty)
 
 ``genmatch score proteins DIR`` calls this. Protocol: REFERENCE.md sections 1 and 5 (see
-:mod:`pipeline.score.proteins`).
+:mod:`pipeline.proteins.score`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Sequence
 
 from pipeline.common.parallel import ComputeConfig
 from pipeline.common.run import fingerprint, open_run
-from pipeline.score.proteins import ProteinInput, ProteinScoreConfig, ProteinScores, from_chains, read_protein_input
-from pipeline.score.proteins.summary import score_proteins as _score
+from pipeline.proteins.score import ProteinInput, ProteinScoreConfig, ProteinScores, from_chains, read_protein_input
+from pipeline.proteins.score.summary import score_proteins as _score
 from structures.errors import InputError
-from structures.protein_io import BackboneChain
+from structures.proteins.io import BackboneChain
 
 RUN_KIND = "score-proteins"
 
@@ -40,7 +40,7 @@ def score_proteins(backbones: "Sequence[BackboneChain] | str | os.PathLike | Pro
                    config: ProteinScoreConfig = ProteinScoreConfig(), compute: ComputeConfig = ComputeConfig(),
                    out_dir: str | os.PathLike | None = None, restart: bool = False, plots: bool = True,
                    threads: int | None = None) -> ProteinScores:
-    """Score backbones (see :func:`pipeline.score.proteins.score_proteins`).
+    """Score backbones (see :func:`pipeline.proteins.score.score_proteins`).
 
     Every input and option is checked before the run folder is opened: a missing folder, a folder without
     structure files, none usable, a bad option or a missing ESMFold/reference folder is
@@ -57,17 +57,17 @@ def score_proteins(backbones: "Sequence[BackboneChain] | str | os.PathLike | Pro
                          f"(e.g. {inp.ids[0]}: {inp.problems[0]})")
     if out_dir is None:
         return _score(inp, config, compute, threads)
-    from pipeline.score.proteins.reference import reference_spec
-    from pipeline.score.proteins.report import write_scores
+    from pipeline.proteins.score.reference import reference_spec
+    from pipeline.proteins.score.report import write_scores
 
     spec = reference_spec(config.reference, config.reference_limit)  # checked before the folder opens
     if spec is not None:
-        from pipeline.score.proteins.reference import load_reference
+        from pipeline.proteins.score.reference import load_reference
 
         load_reference(spec)  # cached in this process; an unusable reference is refused here
     backend = None
     if config.esmfold_path() is not None:
-        from pipeline.score.proteins.folding import fold_backend
+        from pipeline.proteins.score.folding import fold_backend
 
         backend = fold_backend(config.esmfold_path(), config.fold_recycles).identity()
     settings = {**asdict(config), "esmfold": str(config.esmfold_path()), "plots": plots}

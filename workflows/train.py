@@ -6,12 +6,12 @@
 
     from workflows.train import ProteinTrainConfig, train_proteins
     result = train_proteins(ProteinTrainConfig(network="small", max_length=128), "runs/protein_small")
-    result.best_path    # OUT/best.safetensors; pipeline.networks.protein.checkpoint.load_protein_network reads it
+    result.best_path    # OUT/best.safetensors; pipeline.proteins.network.checkpoint.load_protein_network reads it
 
 An interrupted run resumes from ``OUT/lightning/last.ckpt`` when called again with the same settings.
 """
 
-from pipeline.train.crystals import TrainConfig, TrainResult, train_crystals
-from pipeline.train.proteins import ProteinTrainConfig, train_proteins
+from pipeline.crystals.train import TrainConfig, TrainResult, train_crystals
+from pipeline.proteins.train.trainer import ProteinTrainConfig, train_proteins
 
 __all__ = ["ProteinTrainConfig", "TrainConfig", "TrainResult", "train_crystals", "train_proteins"]

@@ -5,31 +5,70 @@ metric-induced KO eq. 27, per-kind blocks), :mod:`.velocities` (kinetic-optimal 
 KO eq. 16, 26, 29, 35,
 75-80), :mod:`.generator` (the CTMC ConditionalGenerator and the exponential step KO Alg. 1),
 :mod:`.sampler`, :mod:`.losses` (KO eq. 11, 36, 37) and :mod:`.oracle` (exact finite-data posteriors).
+
+The names below load their module on first use (PEP 562), so that :mod:`.names` (what configs and the
+command line choose from) is importable without torch.
 """
+from __future__ import annotations
 
-from manifolds.discrete.generator import DiscreteGenerator, jump_probs, jump_step, support_posterior
-from manifolds.discrete.losses import (cross_entropy, general_elbo, general_elbo_integrand, mixture_elbo,
-                                       mixture_elbo_integrand)
-from manifolds.discrete.paths import (BlockPath, DiscretePath, MetricPath, MixturePath, categorical, categorical_logits,
-                                      ring_distance)
-from manifolds.discrete.sampler import sample
-from manifolds.discrete.schedulers import (SCHEDULER_NAMES, BetaScheduler, KineticOptimalScheduler,
-                                           LinearScheduler, MixtureScheduler, PolynomialScheduler, RatioPowerBeta,
-                                           SchedulerName, SchedulerValues, matching_time, scheduler_by_name)
-from manifolds.discrete.sources import data_statistics_source, mask_source, token_statistics, uniform_source
-from manifolds.discrete.velocities import (corrector_flux, divergence, kinetic_optimal_flux,
-                                           kinetic_optimal_velocity, mixture_marginal_velocity,
-                                           mixture_velocity_column, power_weights, velocity_column,
-                                           velocity_from_flux)
+import importlib
+from typing import Any
 
-__all__ = [
-    "SCHEDULER_NAMES", "BetaScheduler", "BlockPath", "DiscreteGenerator", "DiscretePath", "KineticOptimalScheduler",
-    "LinearScheduler", "MetricPath", "MixturePath", "MixtureScheduler", "PolynomialScheduler", "RatioPowerBeta",
-    "SchedulerName", "SchedulerValues", "categorical", "categorical_logits", "corrector_flux", "cross_entropy",
-    "data_statistics_source", "divergence", "general_elbo", "general_elbo_integrand", "jump_probs", "jump_step",
-    "kinetic_optimal_flux", "kinetic_optimal_velocity", "mask_source", "matching_time", "mixture_elbo",
-    "mixture_elbo_integrand", "mixture_marginal_velocity", "mixture_velocity_column", "power_weights",
-    "ring_distance", "sample",
-    "scheduler_by_name", "support_posterior", "token_statistics", "uniform_source", "velocity_column",
-    "velocity_from_flux",
-]
+#: public name -> the module that defines it
+_WHERE = {
+    "BetaScheduler": "manifolds.discrete.schedulers",
+    "BlockPath": "manifolds.discrete.paths",
+    "DiscreteGenerator": "manifolds.discrete.generator",
+    "DiscretePath": "manifolds.discrete.paths",
+    "KineticOptimalScheduler": "manifolds.discrete.schedulers",
+    "LinearScheduler": "manifolds.discrete.schedulers",
+    "MetricPath": "manifolds.discrete.paths",
+    "MixturePath": "manifolds.discrete.paths",
+    "MixtureScheduler": "manifolds.discrete.schedulers",
+    "PolynomialScheduler": "manifolds.discrete.schedulers",
+    "RatioPowerBeta": "manifolds.discrete.schedulers",
+    "SCHEDULER_NAMES": "manifolds.discrete.names",
+    "SchedulerName": "manifolds.discrete.names",
+    "SchedulerValues": "manifolds.discrete.schedulers",
+    "categorical": "manifolds.discrete.paths",
+    "categorical_logits": "manifolds.discrete.paths",
+    "corrector_flux": "manifolds.discrete.velocities",
+    "cross_entropy": "manifolds.discrete.losses",
+    "data_statistics_source": "manifolds.discrete.sources",
+    "divergence": "manifolds.discrete.velocities",
+    "general_elbo": "manifolds.discrete.losses",
+    "general_elbo_integrand": "manifolds.discrete.losses",
+    "jump_probs": "manifolds.discrete.generator",
+    "jump_step": "manifolds.discrete.generator",
+    "kinetic_optimal_flux": "manifolds.discrete.velocities",
+    "kinetic_optimal_velocity": "manifolds.discrete.velocities",
+    "mask_source": "manifolds.discrete.sources",
+    "matching_time": "manifolds.discrete.schedulers",
+    "mixture_elbo": "manifolds.discrete.losses",
+    "mixture_elbo_integrand": "manifolds.discrete.losses",
+    "mixture_marginal_velocity": "manifolds.discrete.velocities",
+    "mixture_velocity_column": "manifolds.discrete.velocities",
+    "power_weights": "manifolds.discrete.velocities",
+    "ring_distance": "manifolds.discrete.paths",
+    "sample": "manifolds.discrete.sampler",
+    "scheduler_by_name": "manifolds.discrete.schedulers",
+    "support_posterior": "manifolds.discrete.generator",
+    "token_statistics": "manifolds.discrete.sources",
+    "uniform_source": "manifolds.discrete.sources",
+    "velocity_column": "manifolds.discrete.velocities",
+    "velocity_from_flux": "manifolds.discrete.velocities",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

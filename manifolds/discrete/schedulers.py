@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import torch
 from torch import Tensor
+
+from manifolds.discrete.names import SCHEDULER_NAMES, SchedulerName
 
 
 @dataclass(frozen=True)
@@ -122,10 +123,6 @@ class KineticOptimalScheduler(MixtureScheduler):
         return (1 - torch.arcsin(math.sin(om) * torch.sqrt(1 - k)) / om).to(kappa.dtype)
 
 
-#: A mixture scheduler chosen by name (training config, checkpoint record, sampler option, command line).
-SchedulerName = Literal["kinetic_optimal", "cubic", "linear"]
-#: Every scheduler name, the default first: the one list that configs, record checks and the CLI use.
-SCHEDULER_NAMES: tuple[SchedulerName, ...] = get_args(SchedulerName)
 
 
 def scheduler_by_name(name: str, source: Tensor) -> MixtureScheduler:

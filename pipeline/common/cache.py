@@ -8,7 +8,7 @@ Location: ``$GENMATCH_CACHE`` if set, else ``~/.cache/genmatch``. ``cache_dir=No
 the pipeline means this default; pass ``False``/``""`` to disable caching.
 
 A :class:`DiskCache` may sit on a read-only ``shipped`` layer (values shipped with the package,
-:mod:`pipeline.score.reference_data`): a lookup finds a shipped value first and reads only the
+:mod:`pipeline.crystals.score.reference_data`): a lookup finds a shipped value first and reads only the
 other keys from disk; writes always go to disk.
 """
 

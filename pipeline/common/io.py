@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline.common.run import fingerprint
 from structures.atomic import atomic_path
-from structures.crystal_checks import cif_text_problem, formula_problem, structure_problem
+from structures.crystals.checks import cif_text_problem, formula_problem, structure_problem
 from structures.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -9,12 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import fixture_path
+
 from manifolds import so3
 from manifolds.oracle import KS_CRIT_1PCT, cdf_from_density, ks_statistic as _ks
 
 pytestmark = pytest.mark.usefixtures("float64_one_thread")
 
-REF = Path(__file__).resolve().parents[3] / "shared" / "reference" / "multiflow"
+REF = fixture_path("multiflow")
 
 
 @pytest.fixture(scope="module")

@@ -90,8 +90,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     import torch
     from pymatgen.core import Lattice, Structure
 
-    from pipeline.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from pipeline.crystal_flow import resolve_model_path
+    from pipeline.common.model_file import Checkpoint, load_checkpoint, save_checkpoint
+    from pipeline.crystals.flow import resolve_model_path
     from structures.data import load_crystals
 
     torch.set_num_threads(1)

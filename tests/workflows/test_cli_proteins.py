@@ -12,10 +12,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from pipeline.networks.protein import ProteinNetwork, ProteinNetworkConfig
-from pipeline.networks.protein.checkpoint import save_protein_checkpoint
+from pipeline.proteins.network import ProteinNetwork, ProteinNetworkConfig
+from pipeline.proteins.network.checkpoint import save_protein_checkpoint
 from structures.data import DEFAULT_DATA_ROOT, data_root
-from structures.protein_io import read_chain
+from structures.proteins.io import read_chain
 from workflows.cli import main
 
 BASE = ["generate", "proteins", "--lengths", "7,11", "--per-length", "2", "--steps", "5", "--quiet",
@@ -86,7 +86,7 @@ def test_resume_is_byte_identical_and_threads_do_not_matter(ckpt, tmp_path):
 @pytest.mark.parametrize("extra", [[], ["--lengths", "0"], ["--mode", "forward-folding"], ["--jump-weight", "2"],
                                    ["--steps", "1"], ["--sequence-in", "/nonexistent.fasta", "--mode", "folding"]])
 def test_bad_input_exits_2(ckpt, tmp_path, capsys, extra, monkeypatch):
-    from pipeline.networks.protein import checkpoint as protein_checkpoint
+    from pipeline.proteins.network import checkpoint as protein_checkpoint
 
     monkeypatch.delenv("GENMATCH_MULTIFLOW_CKPT", raising=False)
     # no --checkpoint, no environment variable and no shipped model: exit 2, nothing written
@@ -103,7 +103,7 @@ def test_bad_input_exits_2(ckpt, tmp_path, capsys, extra, monkeypatch):
 
 
 def test_the_shipped_model_is_the_default(tmp_path, capsys, monkeypatch):
-    from pipeline.networks.protein.checkpoint import SHIPPED_PROTEIN_MODEL, default_protein_checkpoint
+    from pipeline.proteins.network.checkpoint import SHIPPED_PROTEIN_MODEL, default_protein_checkpoint
 
     monkeypatch.delenv("GENMATCH_MULTIFLOW_CKPT", raising=False)
     assert default_protein_checkpoint() == SHIPPED_PROTEIN_MODEL and SHIPPED_PROTEIN_MODEL.is_file()
@@ -118,9 +118,9 @@ def test_bf16_precision_runs_close_to_fp32_and_is_recorded(tmp_path):
     stays within 1 A / 0.1 / 1 of the fp32 call (translations, rotation entries, logits) but is not fp32."""
     import json
 
-    from pipeline.generate.protein_sampler import SamplerConfig
-    from pipeline.networks.protein.checkpoint import default_protein_checkpoint, load_protein_network
-    from pipeline.networks.protein.model import ProteinNetworkInput
+    from pipeline.proteins.sampler import SamplerConfig
+    from pipeline.proteins.network.checkpoint import default_protein_checkpoint, load_protein_network
+    from pipeline.proteins.network.model import ProteinNetworkInput
     from manifolds import so3
 
     with pytest.raises(ValueError, match="unknown precision"):

@@ -17,7 +17,7 @@ FAST = ["--mpnn-sequences", "2", "--reference-limit", "20", "--quiet", "--thread
 @pytest.fixture(scope="module")
 def pdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from structures.data import load_proteins
-    from structures.protein_io import BackboneChain, write_structure
+    from structures.proteins.io import BackboneChain, write_structure
 
     d = tmp_path_factory.mktemp("pdbs")
     ds = load_proteins()

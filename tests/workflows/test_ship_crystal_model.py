@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.checkpoint import load_checkpoint
-from pipeline.crystal_flow import load_crystal_model
-from pipeline.train.crystals import TrainConfig, train_crystals
+from pipeline.common.model_file import load_checkpoint
+from pipeline.crystals.flow import load_crystal_model
+from pipeline.crystals.train import TrainConfig, train_crystals
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tools.ship_crystal_model import main as ship  # noqa: E402

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.checkpoint import load_checkpoint
-from pipeline.networks.protein import ProteinNetwork
-from pipeline.networks.protein.checkpoint import CheckpointError, save_protein_checkpoint
+from pipeline.common.model_file import load_checkpoint
+from pipeline.proteins.network import ProteinNetwork
+from pipeline.proteins.network.checkpoint import CheckpointError, save_protein_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tools.ship_protein_model import main as ship  # noqa: E402

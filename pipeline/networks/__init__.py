@@ -1,2 +1,0 @@
-"""Networks: the permutation-invariant crystal DiT (KO appendix E.2) and the protein network
-(:mod:`pipeline.networks.protein`, MultiFlow's FlowModel behind typed dataclasses)."""

@@ -1,0 +1,219 @@
+"""The protein sampler: "predict z_hat with the network, take a conditional step" (GM Prop. 1) on the product space
+of :mod:`pipeline.proteins.flow` (GM Prop. 4), with self-conditioning.
+
+Time grid: ``steps`` points t_k = linspace(min_t, 1, steps) (MultiFlow's ``num_timesteps``; min_t = 0.01), so a run
+makes ``steps`` network calls: one before each of the ``steps - 1`` conditional steps, and a final call at t = 1 on
+the last state. The final step *lands every component on that last prediction*: the structure is the predicted
+frames, the sequence the generator's landing draw (:meth:`~pipeline.proteins.sequence.SequenceGenerator.land`), so no
+token is masked at t = 1 for any scheduler.
+
+Modes (:data:`MODES`):
+
+* ``codesign`` - structure and sequence generated (unconditional);
+* ``structure`` - structure only (GM Table 3 "unimodal"): the sequence stays masked at cat_t = min_t; the files
+  carry the network's final argmax guess;
+* ``folding`` - forward folding: the sequence is given (cat_t = 1 - min_t, self-conditioned on its one-hot);
+* ``inverse_folding`` - the structure is given (so3_t = r3_t = 1 - min_t); the sequence is generated.
+
+MultiFlow-exact mode (``ProteinFlowConfig.multiflow_exact``) reproduces MultiFlow's ``Interpolant.sample`` with its
+quirks: the final call is made at the previous call's time (Q1) and sees the sequence from before the last sequence
+step (Q2); the rotation step may overshoot the prediction (Q4). The default fixes these: the final call is at t = 1
+with the current sequence, and a rotation step never passes the prediction.
+
+Batches hold chains of mixed lengths, padded, with a residue mask: padded positions are held fixed and masked out of
+the network, and every random draw comes from the batch's own generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+
+import torch
+from torch import Tensor
+
+from manifolds.samplers import time_grid
+from pipeline.proteins.network import ProteinNetwork, ProteinNetworkInput
+from pipeline.proteins.flow import ProteinFlow, ProteinFlowConfig, ProteinState, sample_prior
+from pipeline.proteins.names import MODES, PRECISIONS, Mode
+from structures.proteins.residue_constants import MASK_INDEX, NUM_TOKENS
+
+
+__all__ = ["MODES", "Conditioning", "NetworkPredictor", "Prediction", "SampleResult", "SamplerConfig", "integrate",
+           "sample_proteins"]
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Sampler settings: MultiFlow's inference defaults (500 time points, self-conditioning, co-design)."""
+
+    steps: int = 500  # time points = network calls (MultiFlow's num_timesteps)
+    flow: ProteinFlowConfig = field(default_factory=ProteinFlowConfig)
+    mode: Mode = "codesign"
+    self_condition: bool = True
+    precision: str = "fp32"  # "bf16": network calls under bfloat16 autocast (frames, IPA attention, outputs fp32)
+
+    def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.steps < 2:
+            raise ValueError(f"steps must be >= 2 (time points from min_t to 1), got {self.steps}")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        self.flow.validate()
+
+    def grid(self) -> list[float]:
+        """The ``steps`` time points linspace(min_t, 1, steps) (float64, the last exactly 1)."""
+        return time_grid(self.steps - 1, self.flow.min_t, 1.0)
+
+
+@dataclass
+class Conditioning:
+    """What a batch is given: the residue mask, and the sequence (folding) or the structure (inverse folding)."""
+
+    res_mask: Tensor  # [B, N] bool
+    sequence: Tensor | None = None  # [B, N] long, folding
+    trans: Tensor | None = None  # [B, N, 3] Angstrom, centred, inverse folding
+    rotmats: Tensor | None = None  # [B, N, 3, 3], inverse folding
+
+    def fixed(self, mode: str) -> tuple[Tensor, Tensor]:
+        """(structure fixed, sequence fixed), each ``[B, N]`` bool: padding, plus what the mode holds."""
+        pad = ~self.res_mask
+        structure = pad | (mode == "inverse_folding")
+        sequence = pad | (mode in ("folding", "structure"))
+        return structure, sequence
+
+
+@dataclass
+class Prediction:
+    """The network's z_hat: clean frames and amino-acid logits."""
+
+    trans: Tensor  # [B, N, 3]
+    rotmats: Tensor  # [B, N, 3, 3]
+    logits: Tensor  # [B, N, 21]
+
+    def as_tuple(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self.trans, self.rotmats, self.logits
+
+
+#: ``predict(state, t) -> Prediction``: a network with its self-conditioning, or an exact oracle (tests)
+Predictor = Callable[[ProteinState, float], Prediction]
+
+
+class NetworkPredictor:
+    """The network as a predictor: per-mode time inputs and self-conditioning (MultiFlow's sampler)."""
+
+    def __init__(self, net: ProteinNetwork, cond: Conditioning, config: SamplerConfig, flow: ProteinFlow,
+                 keep_history: bool = False) -> None:
+        self.net, self.cond, self.config, self.flow = net, cond, config, flow
+        self.trans_sc: Tensor | None = None  # [B, N, 3]
+        self.aatypes_sc: Tensor | None = None  # [B, N, 21]
+        self.history: list[tuple[ProteinNetworkInput, Prediction]] | None = [] if keep_history else None
+
+    def times(self, t: float, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(so3_t, r3_t, cat_t), each ``[B]``, for the mode (MultiFlow's ``separate_t``)."""
+        mode, hi, lo = self.config.mode, 1.0 - self.config.flow.min_t, self.config.flow.min_t
+        b = like.shape[0]
+        full = torch.full((b,), t, dtype=like.dtype, device=like.device)
+        struct = full.new_full((b,), hi) if mode == "inverse_folding" else full
+        if mode == "folding":
+            cat = full.new_full((b,), hi)
+        elif mode == "structure":
+            cat = full.new_full((b,), lo)
+        else:
+            cat = self.flow.sequence.network_time(full)
+        return struct, struct.clone(), cat
+
+    @torch.no_grad()
+    def __call__(self, state: ProteinState, t: float) -> Prediction:
+        so3_t, r3_t, cat_t = self.times(t, state.trans)
+        inp = ProteinNetworkInput(trans=state.trans, rotmats=state.rotmats, aatypes=state.aatypes,
+                                  res_mask=self.cond.res_mask, so3_t=so3_t, r3_t=r3_t, cat_t=cat_t,
+                                  trans_sc=self.trans_sc, aatypes_sc=self.aatypes_sc)
+        out = self.net.predict(inp, bf16=self.config.precision == "bf16")
+        dtype = state.trans.dtype
+        pred = Prediction(out.pred_trans.to(dtype), out.pred_rotmats.to(dtype), out.pred_logits.to(dtype))
+        if self.config.self_condition:
+            fixed_structure, _ = self.cond.fixed(self.config.mode)
+            self.trans_sc = torch.where(fixed_structure[..., None], state.trans, pred.trans)
+            if self.config.mode == "folding":
+                self.aatypes_sc = torch.nn.functional.one_hot(state.aatypes, NUM_TOKENS).to(dtype)
+            else:
+                self.aatypes_sc = pred.logits
+        if self.history is not None:
+            self.history.append((inp, pred))
+        return pred
+
+
+@dataclass
+class SampleResult:
+    """Final samples (structure = the last prediction, sequence landed) and, optionally, the trajectory."""
+
+    state: ProteinState  # [B, N, ...]
+    res_mask: Tensor  # [B, N] bool
+    trajectory: list[ProteinState] | None = None  # states x_0 .. x_{T-1} (CPU), then the final sample
+
+
+def _cpu(state: ProteinState) -> ProteinState:
+    return ProteinState(*(x.detach().cpu() for x in state.as_tuple()))
+
+
+def integrate(flow: ProteinFlow, predict: Predictor, state: ProteinState, cond: Conditioning, config: SamplerConfig,
+              rng: torch.Generator | None = None, trajectory: bool = False) -> SampleResult:
+    """Run the sampler loop from ``state`` (x at grid[0]) and land on the final prediction (module docstring)."""
+    grid = config.grid()
+    fixed_structure, fixed_sequence = cond.fixed(config.mode)
+    traj = [_cpu(state)] if trajectory else None
+    before_last = state.aatypes
+    for k in range(len(grid) - 1):
+        t, h = grid[k], grid[k + 1] - grid[k]
+        pred = predict(state, t)
+        before_last = state.aatypes
+        state = flow.step(state, t, h, pred, rng).keep(state, fixed_structure, fixed_sequence)
+        if traj is not None:
+            traj.append(_cpu(state))
+    if flow.config.multiflow_exact:  # Q1 + Q2: the final call at the previous time, with the previous sequence
+        pred = predict(replace(state, aatypes=before_last), grid[-2])
+    else:
+        pred = predict(state, grid[-1])
+    if config.mode == "structure":
+        seq = pred.logits[..., :MASK_INDEX].argmax(-1)
+    else:
+        seq = flow.sequence.land(pred.logits, rng)
+    keep_sequence = ~cond.res_mask if config.mode == "structure" else fixed_sequence
+    landed = ProteinState(pred.trans, pred.rotmats, seq).keep(state, fixed_structure, keep_sequence)
+    if traj is not None:
+        traj.append(_cpu(landed))
+    return SampleResult(landed, cond.res_mask, traj)
+
+
+def initial_state(cond: Conditioning, config: SamplerConfig, rng: torch.Generator | None,
+                  dtype: torch.dtype) -> ProteinState:
+    """x_0 for the mode: the prior, with the given sequence (folding) or structure (inverse folding)."""
+    state = sample_prior(cond.res_mask, config.flow, rng, dtype)
+    if config.mode == "folding":
+        if cond.sequence is None:
+            raise ValueError("forward folding needs the sequence")
+        state.aatypes = torch.where(cond.res_mask, cond.sequence.to(state.aatypes.device), state.aatypes)
+    if config.mode == "inverse_folding":
+        if cond.trans is None or cond.rotmats is None:
+            raise ValueError("inverse folding needs the structure (trans and rotmats)")
+        m = cond.res_mask
+        state.trans = torch.where(m[..., None], cond.trans.to(state.trans), state.trans)
+        state.rotmats = torch.where(m[..., None, None], cond.rotmats.to(state.rotmats), state.rotmats)
+    return state
+
+
+def sample_proteins(net: ProteinNetwork, cond: Conditioning, config: SamplerConfig = SamplerConfig(),
+                    rng: torch.Generator | None = None, prior: ProteinState | None = None,
+                    trajectory: bool = False) -> SampleResult:
+    """Sample one batch with the network (in its dtype, on its device). ``prior`` replaces the draw of x_0."""
+    config.validate()
+    flow = ProteinFlow.build(config.flow)
+    cond = Conditioning(*(x.to(net.device) if x is not None else None for x in
+                          (cond.res_mask.bool(), cond.sequence, cond.trans, cond.rotmats)))
+    dtype = torch.promote_types(net.dtype, torch.float32)
+    state = prior if prior is not None else initial_state(cond, config, rng, dtype)
+    predictor = NetworkPredictor(net, cond, config, flow)
+    return integrate(flow, predictor, state, cond, config, rng, trajectory)

@@ -1,0 +1,132 @@
+"""Backbones to score and reference sets, read from PDB / mmCIF folders or given in Python.
+
+A folder's structure file that cannot be used (unreadable, no amino acids, no complete backbone) is one
+item with its reason; the folder itself must exist and hold at least one structure file, else
+:class:`~structures.errors.InputError`. Each file contributes its first protein chain (generated samples
+are single chains). Identifiers are file stems; the input fingerprint hashes file *bytes*.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.common.run import fingerprint
+from structures.cache import cache_key
+from structures.errors import InputError
+from structures.proteins.io import FORMATS, BackboneChain, StructureFileError, read_chain
+
+MIN_LENGTH = 3  # residues with N, CA, C needed for TM-align / DSSP / MPNN
+
+
+@dataclass
+class ProteinInput:
+    """Backbones with one id each; ``problems[i]`` is None for a usable chain, else why not (the chain is
+    then None). ``fingerprint``: content hash of the input (run folders are keyed by it)."""
+
+    ids: list[str]
+    chains: list[BackboneChain | None]
+    source: str
+    problems: list[str | None] = field(default_factory=list)
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.problems:
+            self.problems = [chain_problem(c) for c in self.chains]
+        if not self.fingerprint:
+            self.fingerprint = fingerprint([self.ids, [backbone_hash(c) if c is not None else "-" for c in self.chains]])
+
+    def __len__(self) -> int:
+        return len(self.chains)
+
+    def usable(self) -> list[int]:
+        return [i for i, p in enumerate(self.problems) if p is None]
+
+
+def chain_problem(chain: BackboneChain | None) -> str | None:
+    """Why a chain cannot be scored, or None."""
+    if chain is None:
+        return "no structure"
+    x = chain.coords if chain.coords.ndim == 3 else chain.coords[0]
+    complete = chain.backbone_complete
+    if complete.sum() < MIN_LENGTH:
+        return f"fewer than {MIN_LENGTH} residues with a complete backbone (N, CA, C)"
+    if not np.isfinite(x[chain.atom_mask]).all():
+        return "non-finite coordinates"
+    return None
+
+
+def backbone_hash(chain: BackboneChain) -> str:
+    """Content hash of a backbone: coordinates (float32, 0.001 A grid), atom mask, sequence, residue numbers."""
+    x = chain.coords if chain.coords.ndim == 3 else chain.coords[0]
+    q = np.round(np.nan_to_num(np.asarray(x, np.float64)) * 1000).astype(np.int64)
+    return cache_key([q.tobytes().hex(), np.asarray(chain.atom_mask, np.uint8).tobytes().hex(), chain.sequence,
+                      np.asarray(chain.res_ids, np.int64).tobytes().hex()], length=32)
+
+
+def from_chains(chains: Sequence[BackboneChain], ids: Sequence[str] | None = None,
+                source: str = "python") -> ProteinInput:
+    """Backbones given in Python (e.g. generated samples)."""
+    chains = list(chains)
+    names = list(ids) if ids is not None else [c.name or f"s{i:06d}" for i, c in enumerate(chains)]
+    if len(names) != len(chains):
+        raise InputError(f"{len(names)} ids for {len(chains)} backbones")
+    if len(set(names)) != len(names):
+        raise InputError("backbone ids must be unique (they name the table rows)")
+    return ProteinInput(names, chains, source)
+
+
+def structure_files(path: Path) -> list[Path]:
+    """Structure files of a folder (PDB/mmCIF suffixes, optionally .gz), sorted by name."""
+    def is_structure(p: Path) -> bool:
+        s = [x.lower() for x in p.suffixes]
+        s = s[:-1] if s and s[-1] == ".gz" else s
+        return bool(s) and s[-1] in FORMATS and p.is_file()
+
+    try:
+        return sorted(p for p in path.iterdir() if is_structure(p))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot list the folder ({exc.strerror})") from None
+
+
+def read_protein_input(source: str | os.PathLike, limit: int | None = None) -> ProteinInput:
+    """Backbones from a folder of PDB/mmCIF files or one file (see the module docstring)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        files = structure_files(path)
+        if not files:
+            raise InputError(f"{path}: no PDB/mmCIF files in this folder (suffixes {', '.join(FORMATS)}, "
+                             "optionally .gz)")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise InputError(f"input not found: {str(source)!r} is neither a folder of PDB/mmCIF files nor a file")
+    files = files[:limit] if limit else files
+    ids, chains, problems, blobs = [], [], [], []
+    for f in files:
+        ident = f.name.split(".")[0]
+        try:
+            ident.encode("utf-8")
+        except UnicodeEncodeError:
+            ident = os.fsencode(ident).decode("utf-8", "backslashreplace")
+        chain, problem = None, None
+        try:
+            blobs.append(f.read_bytes())
+            chain = read_chain(f)
+            problem = chain_problem(chain)
+        except (StructureFileError, OSError, UnicodeError) as exc:
+            if len(blobs) < len(ids) + 1:
+                blobs.append(b"")
+            problem = f"unreadable: {str(exc).replace(str(f) + ': ', '')[:200]}"
+        ids.append(ident)
+        chains.append(chain if problem is None else None)
+        problems.append(problem)
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise InputError(f"{path}: two structure files share the id {dup!r} (file name before the first dot); "
+                         "rename one")
+    return ProteinInput(ids, chains, str(path), problems, fingerprint([ids, blobs]))

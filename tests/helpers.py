@@ -1,0 +1,36 @@
+"""The one place tests find their files: the repository root and the fixtures under ``tests/fixtures/``.
+
+    from helpers import fixture_path
+    fixture_path("multiflow", "so3_utils_reference.safetensors")
+
+A missing fixture is an error, never a skip: the fixtures are part of the repository.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+
+
+def fixture_path(*parts: str) -> Path:
+    """``tests/fixtures/<parts...>``; raises FileNotFoundError when it is not there."""
+    path = FIXTURES.joinpath(*parts)
+    if not path.exists():
+        raise FileNotFoundError(f"test fixture missing: {path} (it is committed with the repository)")
+    return path
+
+
+#: a crystal DiT small enough to train for a few steps in seconds (the tiny models of the crystal tests)
+TINY_NET = {"hidden": 32, "blocks": 1, "heads": 2, "dropout": 0.0, "time_freq_dim": 16}
+
+
+def tiny_config(**kw):
+    """A :class:`~pipeline.crystals.train.TrainConfig` for 64 Perov-5 val crystals and ``TINY_NET``."""
+    from pipeline.crystals.train import TrainConfig
+
+    base = dict(dataset="perov_5", split="val", network=dict(TINY_NET), batch_size=16, max_steps=20, val_every=10,
+                warmup_steps=5, lr=3e-3, limit=64, val_fraction=0.25, val_times=2, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)

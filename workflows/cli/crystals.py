@@ -1,0 +1,236 @@
+"""The crystal rows of the command table: generate, relax, score and train crystals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from manifolds.discrete.names import SCHEDULER_NAMES
+from workflows.cli.options import (Command, UsageError, add_run_options, add_training_options, any_int, finite_float,
+                                 int_list, nonnegative_float, nonnegative_int, positive_float, positive_int, printable,
+                                 set_threads, unit_half_open_float, unit_open_float)
+
+CHGNET_HELP = "CHGNet version for energies and forces (default 0.3.0)"
+
+
+def _crystal_input(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="folder of .cif files, a .cif, a CDVAE-format .csv[.xz], or a data set "
+                   "split such as perov_5:test")
+    p.add_argument("--split", default=None, help="split for a data set name given without ':split'")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N input structures")
+    p.add_argument("--chgnet", default="0.3.0", choices=["0.3.0", "0.2.0", "r2scan"], help=CHGNET_HELP)
+    add_run_options(p)
+
+
+# ---------------------------------------------------------------------------------------------- relax
+
+def _relax_args(p: argparse.ArgumentParser) -> None:
+    _crystal_input(p)
+    p.add_argument("--fmax", type=positive_float, default=0.1, help="force threshold, eV/A (default 0.1)")
+    p.add_argument("--max-steps", type=nonnegative_int, default=1500, help="FIRE step limit (default 1500, FlowMM)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="structures per forward pass (32)")
+    p.add_argument("--fixed-cell", action="store_true", help="relax positions only")
+    p.add_argument("--serial", action="store_true", help="use chgnet's StructOptimizer one by one (reference)")
+
+
+def _relax(args: argparse.Namespace) -> int:
+    from pipeline.common.io import read_crystal_input
+    from workflows.crystals import RelaxConfig, relax_crystals
+
+    config = RelaxConfig(model=args.chgnet, fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size,
+                         relax_cell=not args.fixed_cell, serial=args.serial)
+    config.validate()
+    inp = read_crystal_input(args.input, split=args.split, limit=args.limit)
+    set_threads(args.threads)
+    run = relax_crystals(inp, config=config, out_dir=args.out, restart=args.restart, progress=not args.quiet)
+    s = run.summary
+    bad = f" ({s.n_bad_input} unusable inputs, see relax_results.csv)" if s.n_bad_input else ""
+    print(printable(f"relaxed {s.n} structures: {s.converged} converged, {s.step_limit} at the step limit, "
+                    f"{s.failed} failed{bad} -> {args.out}"))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- score
+
+def _score_args(p: argparse.ArgumentParser) -> None:
+    _crystal_input(p)
+    p.add_argument("--reference", required=True, help="reference (test) set: data set split, CSV or CIF folder")
+    p.add_argument("--dataset", default=None, choices=["perov_5", "carbon_24", "mp_20"],
+                   help="picks the CDVAE coverage cutoffs (default: the reference's data set)")
+    p.add_argument("--struc-cutoff", type=positive_float, default=None, help="override structure cutoff")
+    p.add_argument("--comp-cutoff", type=positive_float, default=None, help="override composition cutoff")
+    p.add_argument("--n-samples", type=positive_int, default=1000, help="valid samples for wdist (1000)")
+    p.add_argument("--seed", type=any_int, default=0, help="seed of the wdist sample")
+    p.add_argument("--hull", default="none", help="none | default | mp-elements | entries .json[.gz] | "
+                   "PatchedPhaseDiagram .pkl[.gz] (needs --trust-pickle)")
+    p.add_argument("--trust-pickle", action="store_true", help="allow unpickling the --hull file (runs code "
+                   "from the file: only for files you trust)")
+    p.add_argument("--hull-reference", default=None, help="structures whose CHGNet energies join the MP "
+                   "elemental refs in --hull default (e.g. perov_5:val); cached on disk")
+    p.add_argument("--hull-static", action="store_true", help="static CHGNet energies for --hull-reference "
+                   "(default: relaxed)")
+    p.add_argument("--energies", default=None, help="relax_results.csv/.parquet with e_final_per_atom by id "
+                   "(default: static CHGNet energies of the input)")
+    p.add_argument("--e-hull-threshold", type=finite_float, default=0.0, help="stable if E_hull <= this (0; 0.1)")
+    p.add_argument("--training", default=None, help="training set for novelty / S.U.N.")
+    p.add_argument("--workers", type=positive_int, default=1, help="local worker processes (1)")
+    p.add_argument("--dask-scheduler", default=None, help="dask.distributed scheduler address (tcp://host:port)")
+    p.add_argument("--backend", default="dask", choices=["dask", "processes"],
+                   help="local pool for --workers > 1: dask LocalCluster (default) or a process pool")
+    p.add_argument("--cache-dir", default=None, help="fingerprint/energy cache (default ~/.cache/genmatch)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    p.add_argument("--reference-limit", type=positive_int, default=None, help="only the first N reference ones")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
+
+def _score(args: argparse.Namespace) -> int:
+    from pipeline.common.io import read_crystal_input
+    from pipeline.common.parallel import ComputeConfig
+    from pipeline.crystals.score.score import ScoreConfig
+    from workflows.crystals import HullConfig, score_crystals
+
+    dataset = args.dataset or (args.reference.split(":")[0] if ":" in args.reference else None)
+    if dataset is None and (args.struc_cutoff is None or args.comp_cutoff is None):
+        raise UsageError("genmatch score crystals: the reference is not a named data set; give --dataset "
+                         "(perov_5, carbon_24, mp_20) or both --struc-cutoff and --comp-cutoff")
+    config = ScoreConfig(dataset=dataset, struc_cutoff=args.struc_cutoff, comp_cutoff=args.comp_cutoff,
+                         n_samples=args.n_samples, seed=args.seed, e_hull_threshold=args.e_hull_threshold,
+                         energy_model=args.chgnet)
+    compute = ComputeConfig(workers=args.workers, dask_scheduler=args.dask_scheduler, backend=args.backend,
+                            cache_dir=False if args.no_cache else args.cache_dir, progress=not args.quiet)
+    hull = HullConfig(hull=args.hull, trusted=args.trust_pickle, reference=args.hull_reference,
+                      relax=not args.hull_static)
+    config.validate()
+    hull.validate()
+    inp = read_crystal_input(args.input, split=args.split, limit=args.limit)
+    ref = read_crystal_input(args.reference, limit=args.reference_limit)
+    set_threads(args.threads)
+    scores = score_crystals(inp, ref, config=config, compute=compute, hull=hull, energies=args.energies,
+                            training=args.training, out_dir=args.out, restart=args.restart,
+                            plots=not args.no_plots)
+    keys = ("n_input", "n_unusable", "struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision",
+            "wdist_density", "wdist_num_elems", "stable_rate", "hull_coverage", "sun_rate")
+    s = scores.summary.to_dict()  # the flat layout of summary.json: stability fields beside the others
+    print(json.dumps({k: s[k] for k in keys if k in s}))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- generate
+
+def _generate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", type=positive_int, default=200, help="number of crystals (default 200)")
+    p.add_argument("--model", default="perov_5", help="embedded model (perov_5, carbon_24) or a .safetensors "
+                   "file from 'genmatch train crystals' (default perov_5)")
+    p.add_argument("--num-atoms", type=int_list, default=None, help="atom count for all, or a comma-separated "
+                   "list of n counts (default: drawn from the training distribution)")
+    p.add_argument("--steps", type=positive_int, default=250, help="CTMC steps (default 250)")
+    p.add_argument("--temperature", type=positive_float, default=0.7, help="softmax temperature (0.7)")
+    p.add_argument("--corrector", type=nonnegative_float, default=0.0, help="corrector weight, KO eq. 35 (0)")
+    p.add_argument("--scheduler", default=None, choices=SCHEDULER_NAMES,
+                   help="kappa_t of the sampler (default: the scheduler the model was trained with)")
+    p.add_argument("--seed", type=any_int, default=0, help="random seed (default 0)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="crystals per batch (256)")
+    add_run_options(p)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from pipeline.crystals.generate import SamplingConfig, generate_crystals
+
+    counts = args.num_atoms
+    num_atoms: int | list[int] | None = None
+    if counts is not None:
+        if len(counts) == 1:
+            num_atoms = counts[0]
+        elif len(counts) != args.n:
+            raise UsageError(f"genmatch generate crystals: {len(counts)} atom counts for -n {args.n} crystals")
+        else:
+            num_atoms = counts
+    config = SamplingConfig(steps=args.steps, temperature=args.temperature, corrector=args.corrector,
+                            scheduler=args.scheduler)
+    set_threads(args.threads)
+    run = generate_crystals(args.model, args.n, args.out, num_atoms=num_atoms, config=config, seed=args.seed,
+                            batch_size=args.batch_size, restart=args.restart, progress=not args.quiet)
+    s = run.summary
+    reasons = ", ".join(f"{k} {v}" for k, v in s.failures_by_reason.items()) or "none"
+    unwritable = f"; {s.not_writable} decoded but not writable as CIF" if s.not_writable else ""
+    print(printable(f"generated {s.n} crystals: {s.decoded} decoded, {s.decode_failed} failed to decode "
+                    f"({reasons}){unwritable} -> {args.out}"))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="perov_5", help="perov_5, carbon_24, mp_20, or a CDVAE-format CSV")
+    p.add_argument("--split", default="val", help="split of a named data set (default val)")
+    p.add_argument("--network", default="small", choices=["small", "paper"], help="DiT size (default small)")
+    p.add_argument("--scheduler", default="kinetic_optimal", choices=SCHEDULER_NAMES,
+                   help="kappa_t: kinetic_optimal (KO eq. 33, KO-DFM; default), cubic or linear (DFM)")
+    p.add_argument("--loss", default="ce", choices=["ce", "elbo"], help="cross-entropy or mixture ELBO")
+    p.add_argument("--augment", action="store_true",
+                   help="random origin shift + inversion of each training crystal (exact on the token grid)")
+    p.add_argument("--dropout", type=unit_half_open_float, default=None,
+                   help="dropout in the DiT blocks (default: the preset's)")
+    p.add_argument("--coord-path", default="mask", choices=["mask", "metric"],
+                   help="noise path of the fractional coordinates: the mask path like every token (KO-DFM, default) "
+                        "or the metric-induced path KO eq. 27 on the ring of grid values (uniform source)")
+    p.add_argument("--coord-beta", type=positive_float, nargs=2, default=(5.0, 1.0), metavar=("C", "A"),
+                   help="beta_t = C (t / (1 - t))^A of the metric coordinate path (default 5 1)")
+    p.add_argument("--hidden", type=positive_int, default=None, help="DiT width (default: the preset's)")
+    p.add_argument("--blocks", type=positive_int, default=None, help="DiT blocks (default: the preset's)")
+    p.add_argument("--heads", type=positive_int, default=None,
+                   help="attention heads, must divide --hidden (default: the preset's)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="per device (default 256)")
+    p.add_argument("--val-fraction", type=unit_open_float, default=0.05, help="held-out share of the split (0.05)")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N crystals")
+    add_training_options(p, lr=1e-3)
+    add_run_options(p)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pipeline.crystals.train import TrainConfig, train_crystals
+
+    network: str | dict = args.network
+    overrides = {k: getattr(args, k) for k in ("dropout", "hidden", "blocks", "heads") if getattr(args, k) is not None}
+    if overrides:
+        from pipeline.crystals.network import CONFIGS
+
+        network = {**CONFIGS[args.network].to_dict(), **overrides}  # checked by TrainConfig.validate
+    cfg = TrainConfig(dataset=args.dataset, split=args.split, network=network, scheduler=args.scheduler,
+                      loss=args.loss, augment=args.augment, coord_path=args.coord_path,
+                      coord_beta=tuple(args.coord_beta), batch_size=args.batch_size, lr=args.lr,
+                      warmup_steps=args.warmup_steps, max_steps=args.max_steps, grad_clip=args.grad_clip,
+                      ema_decay=args.ema_decay, val_fraction=args.val_fraction, val_every=args.val_every,
+                      seed=args.seed, limit=args.limit, lr_schedule=args.lr_schedule)
+    set_threads(args.threads)
+    res = train_crystals(cfg, args.out, devices=args.devices, num_nodes=args.num_nodes,
+                         accelerator=args.accelerator, restart=args.restart, progress=not args.quiet,
+                         snapshots=args.snapshots)
+    best = res.record.get("best_val_ce") or {}
+    if best:
+        print(printable(f"trained to step {res.record['training']['step']}: best validation CE {best['value']:.4f} "
+                        f"per token at step {best['step']} -> {res.best_path} (latest: {res.model_path})"))
+    return 0
+
+
+COMMANDS = [
+    Command(("generate", "crystals"), "sample crystals with a KO-DFM model; CIFs + manifest",
+            "Sample crystals with a discrete flow model (KO-DFM, mask source). Writes OUT/cifs/gen_<i>.cif, "
+            "OUT/manifest.json/.csv (one row per sample; failed decodes and samples a CIF cannot hold, with "
+            "their reason) and OUT/run.json; an interrupted run resumes.", _generate_args, _generate),
+    Command(("relax", "crystals"), "relax crystals with CHGNet: FIRE + cell filter, batched in flight",
+            "Relax crystals with CHGNet (FIRE, FrechetCellFilter). Writes OUT/relaxed/<id>.cif, "
+            "OUT/relax_results.csv/.parquet (status, reason, energies per atom, steps) and "
+            "OUT/relax_summary.json; an unusable input is one failed row; an interrupted run resumes.",
+            _relax_args, _relax),
+    Command(("score", "crystals"), "score crystals against a reference set (CDVAE protocol + stability)",
+            "Score crystals as generated samples against a reference (test) set: CDVAE validity, COV-R/COV-P, "
+            "Wasserstein distances of density and N_el; with --hull, E_hull, stability (with the hull's "
+            "coverage), uniqueness, novelty (--training) and S.U.N. Writes OUT/scores.csv/.parquet, "
+            "OUT/summary.json and PNG plots.", _score_args, _score),
+    Command(("train", "crystals"), "train the permutation-invariant DiT with KO-DFM (Lightning)",
+            "Train a crystal generator: mask-source discrete flow, cross-entropy (KO eq. 11) or ELBO (KO eq. "
+            "37), AdamW + warm-up, EMA, gradient clipping. Writes OUT/model.safetensors and "
+            "OUT/best.safetensors (EMA weights + record) and the resume state OUT/lightning/last.ckpt; rerun "
+            "the same command to resume (a larger --max-steps trains longer).", _train_args, _train),
+]
