@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), f"genmatch needs Python >= 3.11, found {sys.version.split()[0]}"'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check --upgrade "pip>=23.2"
+	@echo "installing the build backend of pyproject.toml [build-system] (tests/test_standalone.py builds a wheel offline)"
+	@$(PY) -c 'import subprocess, sys, tomllib; subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", \
+		"--disable-pip-version-check", *tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]])'
 	@TORCH=$$($(PY) tools/pins.py torch) && echo "installing $$TORCH (first, pinned)" && \
 		$(PY) -m pip install -q --disable-pip-version-check "$$TORCH"
 	@echo "installing genmatch and its pinned dependencies"

@@ -1,14 +1,14 @@
 """Sample quality of a crystal generator (CDVAE protocol): sample N crystals, decode, score against a test set.
 
-Samples with the shipped (or a given) model via workflows.generate (in memory), scores the decoded crystals with
-pipeline.crystals.score.score.score_crystals (structural / compositional validity, COV-R / COV-P with the data set's
+Samples with the shipped (or a given) model via pipeline.crystals.generate (in memory), scores the decoded crystals
+with pipeline.crystals.score.score.score_structures (structural / compositional validity, COV-R / COV-P with the data set's
 CDVAE cutoffs, Wasserstein distances of density and N_el) against the reference split. Decode failures count
 as invalid and as misses: validity and COV-P are reported over all N samples (``*_all`` keys).
 
 With ``--relax`` the decoded crystals are also relaxed with CHGNet (batched FIRE, fmax 0.1, cell relaxed, up to
 1,500 steps: the FlowMM protocol) and the relaxed ones are scored again, with E_hull of the relaxed energies against
 ``--hull`` (``default``: MP elemental references + CHGNet-relaxed energies of ``--hull-reference``, cached on disk
-after the first run; ``mp-elements``; or a file, see workflows.crystals.build_hull): keys ``relaxed_*``.
+after the first run; ``mp-elements``; or a file, see pipeline.crystals.score.hull.build_hull): keys ``relaxed_*``.
 
 Last line JSON: the summary (plus decode counts, sampler settings, model step, wall times, and the local geometry:
 nearest-neighbour distance percentiles of samples vs reference and the share of sample sites whose nearest
@@ -59,21 +59,23 @@ def main() -> None:
     from pipeline.common.io import read_crystal_input
     from pipeline.common.parallel import ComputeConfig
     from pipeline.crystals.flow import load_crystal_model
-    from pipeline.crystals.score.score import ScoreConfig, add_rates_over_all, score_crystals
-    from workflows.generate import generate_crystals
+    from pipeline.common.io import CrystalInput
+    from pipeline.crystals.generate import CrystalGenerateConfig, generate_crystals
+    from pipeline.crystals.score.config import CrystalScoreConfig
+    from pipeline.crystals.score.score import add_rates_over_all, score_structures
 
     model = load_crystal_model(args.model)
     dataset = model.dataset
     t0 = time.perf_counter()
-    gen = generate_crystals(args.n, model, steps=args.steps, temperature=args.temperature, corrector=args.corrector,
-                            scheduler=args.scheduler, seed=args.seed, batch_size=args.batch_size, progress=True)
+    gen = generate_crystals(CrystalGenerateConfig(n=args.n, model=model, steps=args.steps, temperature=args.temperature,
+                                                  corrector=args.corrector, scheduler=args.scheduler, seed=args.seed,
+                                                  batch_size=args.batch_size), progress=True)
     t_gen = time.perf_counter() - t0
     ref = read_crystal_input(args.reference or f"{dataset}:test", limit=args.reference_limit)
     t0 = time.perf_counter()
-    config = ScoreConfig(dataset=dataset if dataset in ("perov_5", "carbon_24", "mp_20") else None)
-    scores = score_crystals(gen.structures, [s for s in ref.structures if s is not None], config=config,
-                            compute=ComputeConfig(workers=args.workers, backend="processes", progress=True),
-                            ids=gen.ids)
+    config = CrystalScoreConfig(dataset=dataset if dataset in ("perov_5", "carbon_24", "mp_20") else None)
+    scores = score_structures(CrystalInput(gen.ids, gen.structures, "generated"), ref, config,
+                              compute=ComputeConfig(workers=args.workers, backend="processes", progress=True))
     t_score = time.perf_counter() - t0
     if args.out:
         from pipeline.crystals.score.report import write_scores
@@ -128,24 +130,22 @@ def _relaxed_scores(args: argparse.Namespace, gen, ref, dataset: str | None) -> 
     import numpy as np
 
     from pipeline.common.io import CrystalInput
-    from pipeline.common.parallel import ComputeConfig
-    from pipeline.crystals.score.score import ScoreConfig
-    from workflows.crystals import HullConfig, relax_crystals, score_crystals
+    from pipeline.crystals.relax.run import CrystalRelaxConfig, relax_crystals
+    from pipeline.crystals.score.config import CrystalScoreConfig
+    from pipeline.crystals.score.run import score_crystals
 
     t0 = time.perf_counter()
-    run = relax_crystals(gen.structures, ids=gen.ids, progress=True)
+    run = relax_crystals(dict(zip(gen.ids, gen.structures)), CrystalRelaxConfig(), progress=True)
     t_relax = time.perf_counter() - t0
     ok = [i for i, s in enumerate(run.structures) if s is not None]
     energies = run.energies_per_atom()
     t0 = time.perf_counter()
     relaxed = CrystalInput([gen.ids[i] for i in ok], [run.structures[i] for i in ok], "relaxed")
-    scores = score_crystals(relaxed, ref,
-                            config=ScoreConfig(dataset=dataset if dataset in ("perov_5", "carbon_24", "mp_20")
-                                               else None),
-                            compute=ComputeConfig(workers=args.workers, backend="processes", progress=True),
-                            energies=energies[ok],
-                            hull=HullConfig(args.hull, reference=args.hull_reference or f"{dataset}:val",
-                                            relax=not args.static_hull))
+    config = CrystalScoreConfig(reference=ref, dataset=dataset if dataset in ("perov_5", "carbon_24", "mp_20")
+                                else None, workers=args.workers, backend="processes", energies=energies[ok],
+                                hull=args.hull, hull_reference=args.hull_reference or f"{dataset}:val",
+                                hull_relax=not args.static_hull)
+    scores = score_crystals(relaxed, config, progress=True)
     out = {f"relaxed_{k}": v for k, v in scores.summary.to_dict().items() if not isinstance(v, (list, dict)) or k ==
            "e_hull_quantiles"}
     st = scores.summary.stability

@@ -1,7 +1,7 @@
 """Benchmark: CTMC sampling with a posterior network, ours (manifolds.discrete.sample) vs Meta's flow_matching
 1.0.10 MixtureDiscreteEulerSolver (a test-only dependency, CC-BY-NC), CPU, same machine, same process.
 
-Setting (issue 4): a small transformer denoiser with random weights (2 encoder layers, width 128, 4 heads),
+Setting: a small transformer denoiser with random weights (2 encoder layers, width 128, 4 heads),
 vocabulary 878 (the crystal vocabulary size; the last token is the mask and is never predicted), 26 positions,
 batch 256, 100 steps on [0, 1], mask source, polynomial (cubic) scheduler. Both samplers draw x1 from the same
 network's posterior at the same 100 times and both end with a posterior draw at the last step. Runs are

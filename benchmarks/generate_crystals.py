@@ -2,7 +2,7 @@
 (pipeline.crystals.generate.sample_tokens: KO Algorithm 1 steps, typed-token logits, fixed padding) vs Meta's
 flow_matching MixtureDiscreteEulerSolver driving the same network, interleaved in one process, same machine.
 
-Setting (issue 7): `paper` DiT (hidden 256, 16 blocks, 16 heads, ~25 M parameters), batch 256, 250 steps,
+Setting: `paper` DiT (hidden 256, 16 blocks, 16 heads, ~25 M parameters), batch 256, 250 steps,
 mask source, cubic scheduler (flow_matching has no kinetic-optimal scheduler; the per-step work is the same),
 temperature 0.7, Perov-5 atom counts (5 atoms) unless --atoms says otherwise (then counts 1..atoms are drawn and
 flow_matching's model wrapper pins padded slots to PAD). Both samplers call the network once per step and end
@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pipeline.crystals.flow import CrystalModel, CrystalPosterior, token_mask_of  # noqa: E402
-from pipeline.crystals.generate import SamplingConfig, sample_tokens  # noqa: E402
+from pipeline.crystals.generate import CrystalGenerateConfig, sample_tokens  # noqa: E402
 from pipeline.crystals.network import CONFIGS, CrystalDiT  # noqa: E402
 from structures.crystals.tokens import MASK, PAD, TOKEN_KIND, VOCAB_SIZE, masked_template, position_kinds  # noqa: E402
 
@@ -36,7 +36,7 @@ TEMPERATURE = 0.7
 
 
 def run_ours(model: CrystalModel, counts: np.ndarray, steps: int, seed: int) -> torch.Tensor:
-    cfg = SamplingConfig(steps=steps, temperature=TEMPERATURE, scheduler="cubic")
+    cfg = CrystalGenerateConfig(steps=steps, temperature=TEMPERATURE, scheduler="cubic")
     with torch.inference_mode():
         return sample_tokens(model, counts, cfg, torch.Generator(device=_device(model)).manual_seed(seed))
 

@@ -1,7 +1,7 @@
 """Benchmark: protein co-design sampling, ours batched vs MultiFlow's ``Interpolant.sample`` (flow) and multijump's
 (SO(3) jumps), same random weights, interleaved repeats.
 
-Setting (issue 13): the ``multiflow``-size network (21.79 M parameters, random weights), L = 100, 100 time points,
+Setting: the ``multiflow``-size network (21.79 M parameters, random weights), L = 100, 100 time points,
 co-design (purity sequence sampler, temperature 0.1, noise 20), float32. Ours samples ``--batch`` chains in one batch
 (:func:`pipeline.proteins.sampler.sample_proteins`), with rotations by flow and by vMF jump. The peers run at
 B = 1 (their only mode) from local copies of their code (``--multiflow-src``: an export of

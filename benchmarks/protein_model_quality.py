@@ -1,17 +1,17 @@
-"""Sample quality of a protein generator (issue 15 part 3): generate, score with the protein scorer, compare with real
+"""Sample quality of a protein generator: generate, score with the protein scorer, compare with real
 chains of the same lengths.
 
 For each rotation generator (``--rotations``, default flow, jump, superposition with weight 0.5 as in GM Table 3)
 and each length (``--lengths``, default 70 and 100), ``-n`` co-designed samples of the shipped (or a given) model
 with the default sampler of ``genmatch generate proteins`` (the checkpoint's number of steps, purity sequence
-sampler, seed 0), scored offline by ``workflows.proteins_score.score_proteins``: secondary structure, radius of
+sampler, seed 0), scored offline by ``workflows.proteins.score``: secondary structure, radius of
 gyration, clashes, CA-CA outliers, MPNN proxies (log-likelihood of the MPNN designs and of the co-designed sequence,
 recovery of the co-designed sequence), diversity (clusters at TM 0.5 / samples, mean pairwise TM) and novelty.
-Beside them, ``-n`` real chains of the shared set per length (lengths within ``--window`` of L, their native
-sequences) scored the same way.
+Beside them, ``-n`` real chains of the embedded backbone set per length (lengths within ``--window`` of L, their
+native sequences) scored the same way.
 
-Novelty is measured against the first ``--reference-limit`` chains of the shared set (TM-align costs ~20-50 ms
-per pair on this CPU: the full 3,000 for 800 sets of samples would take days); the real chains are drawn from
+Novelty is measured against the first ``--reference-limit`` chains of the embedded backbone set (TM-align costs
+~20-50 ms per pair on this CPU: the full 3,000 for 800 sets of samples would take days); the real chains are drawn from
 outside that reference so that none is its own hit. Everything is written under ``--out`` as run folders, so a
 rerun resumes (generation and scores are cached).
 
@@ -39,7 +39,7 @@ KEYS = ("n_scored", "helix", "strand", "coil", "radius_of_gyration_mean", "with_
 
 
 def real_chains(length: int, n: int, window: int, skip: int) -> list:
-    """``n`` chains of the shared set with |L - length| <= window, from index ``skip`` on (not in the reference)."""
+    """``n`` chains of the embedded set with |L - length| <= window, from index ``skip`` on (not in the reference)."""
     from structures.data import load_proteins
     from structures.proteins.io import BackboneChain
 
@@ -59,10 +59,7 @@ def per_sample(table) -> dict[str, float]:
 
 
 def main() -> None:
-    from pipeline.common.parallel import ComputeConfig
-    from pipeline.proteins.score import ProteinScoreConfig
-    from workflows.proteins import generate_proteins
-    from workflows.proteins_score import score_proteins
+    from workflows import proteins
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="checkpoint (default: the shipped protein model)")
@@ -79,17 +76,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/protein_quality"))
     args = ap.parse_args()
     lengths = [int(v) for v in args.lengths.split(",")]
-    config = ProteinScoreConfig(reference="default", reference_limit=args.reference_limit)
-    compute = ComputeConfig(workers=args.workers, progress=False)
+    config = proteins.ProteinScoreConfig(reference="default", reference_limit=args.reference_limit,
+                                         workers=args.workers)
     rows, walls = [], {}
     for length in lengths:
         sets: list[tuple[str, object]] = []
         for rot in [r for r in args.rotations.split(",") if r]:
             folder = args.out / f"gen_{rot}_{args.precision}_L{length}"
             t0 = time.perf_counter()
-            g = generate_proteins(args.model, folder, lengths=(length,), per_length=args.n, rotations=rot,
-                                  jump_weight=args.jump_weight, steps=args.steps, precision=args.precision,
-                                  progress=False)
+            g = proteins.generate(model=args.model, out_dir=folder, lengths=(length,), per_length=args.n,
+                                  rotations=rot, jump_weight=args.jump_weight, steps=args.steps,
+                                  precision=args.precision, progress=False).summary
             walls[f"generate_{rot}_L{length}"] = round(time.perf_counter() - t0, 1)
             sets.append((f"{rot}" + (f" ({args.precision})" if args.precision != "fp32" else ""), folder / "pdb"))
             steps = g.settings.get("sampler", {}).get("steps")
@@ -98,8 +95,8 @@ def main() -> None:
         for name, inp in sets:
             t0 = time.perf_counter()
             tag = name.split()[0] + ("_" + args.precision if not name.startswith("real") else "")
-            res = score_proteins(inp, config=config, compute=compute, out_dir=args.out / f"score_{tag}_L{length}",
-                                 threads=1)
+            res = proteins.score(inp, config, out_dir=args.out / f"score_{tag}_L{length}", threads=1,
+                                 progress=False)
             walls[f"score_{tag}_L{length}"] = round(time.perf_counter() - t0, 1)
             row = {"set": name, "length": length, **{k: getattr(res.summary, k) for k in KEYS}, **per_sample(res.table)}
             rows.append(row)

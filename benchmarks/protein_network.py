@@ -2,7 +2,7 @@
 (pipeline.proteins.network.ProteinNetwork) vs MultiFlow's own FlowModel on the same weights, interleaved in
 one process on the same machine.
 
-Setting (issue 12): `multiflow` config (21.79 M parameters), L = 100, 200, 300 residues, B = 1, 4, inference
+Setting: `multiflow` config (21.79 M parameters), L = 100, 200, 300 residues, B = 1, 4, inference
 forward under torch.no_grad, float32, self-conditioning inputs given. MultiFlow's code is read from a local copy
 given by --multiflow-src (an export of github.com/jasonkyuyim/multiflow at 6278899970523bad29953047e7a42b32a41dc813;
 never downloaded at run time, never committed); its imports of torch_scatter, mdtraj, Bio and dm-tree (unused

@@ -1,6 +1,6 @@
 """Benchmark: batched in-flight CHGNet relaxation vs chgnet's serial StructOptimizer.
 
-Issue 6: 64 structures (first 32 of Perov-5 test + first 32 of Carbon-24 test, every atom rattled by
+Setting: 64 structures (first 32 of Perov-5 test + first 32 of Carbon-24 test, every atom rattled by
 N(0, 0.05^2) A per axis, seed 0), FIRE + FrechetCellFilter, fmax 0.1 eV/A, 300 steps, both methods
 in this process, interleaved in rounds (batched, serial, serial, batched, ...) so that machine
 load hits both alike. Torch threads and BLAS limits are the same for both.

@@ -1,7 +1,7 @@
 """Benchmark: crystal scoring (validity + coverage + property distances) vs a plain serial
 implementation of the same CDVAE definitions, written here.
 
-Issue 6: 1,000 structures (the first 1,000 of Perov-5 val, scored as if generated) against the
+Setting: 1,000 structures (the first 1,000 of Perov-5 val, scored as if generated) against the
 3,785-structure Perov-5 test set. Ours runs cold (empty cache, 2 worker processes), then warm
 (cache filled by the cold run). The plain version loops over structures in this process with
 matminer / SMACT / scipy called directly, no cache. Structures are parsed before timing starts.
@@ -98,7 +98,8 @@ def main() -> None:
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     from pipeline.common.parallel import ComputeConfig
-    from pipeline.crystals.score.score import ScoreConfig, score_crystals
+    from pipeline.crystals.score.config import CrystalScoreConfig
+    from pipeline.crystals.score.score import score_structures
     from structures.data import load_crystals
 
     gen = load_crystals("perov_5", "val", limit=args.n).structures
@@ -119,13 +120,13 @@ def main() -> None:
         if args.keep_cache and Path(cache).is_dir() and any(Path(cache).iterdir()):
             raise SystemExit(f"--keep-cache {cache}: folder must be empty (the cold run needs an empty cache)")
         t0, c0 = time.perf_counter(), cpu()
-        config = ScoreConfig(dataset="perov_5", n_samples=n_samples, seed=0)
+        config = CrystalScoreConfig(dataset="perov_5", n_samples=n_samples, seed=0)
         compute = ComputeConfig(workers=args.workers, backend=args.backend, cache_dir=cache, progress=False)
-        cold = score_crystals(gen, ref, config=config, compute=compute).summary
+        cold = score_structures(gen, ref, config, compute=compute).summary
         t_cold, c_cold = time.perf_counter() - t0, cpu() - c0
         print(f"ours cold ({args.workers} workers, {args.backend}): {t_cold:.1f} s ({c_cold:.1f} CPU s)", flush=True)
         t0 = time.perf_counter()
-        warm = score_crystals(gen, ref, config=config, compute=compute).summary
+        warm = score_structures(gen, ref, config, compute=compute).summary
         t_warm = time.perf_counter() - t0
         print(f"ours warm: {t_warm:.1f} s", flush=True)
 

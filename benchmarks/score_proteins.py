@@ -1,5 +1,5 @@
 """Benchmark: protein diversity + novelty, ours (parallel, cached, exact length bound) vs a plain serial
-tmtools loop, on rattled real chains against real reference chains (issue 14).
+tmtools loop, on rattled real chains against real reference chains.
 
     .venv/bin/python benchmarks/score_proteins.py --n-samples 400 --n-reference 3000 --workers 2
 

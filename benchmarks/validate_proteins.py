@@ -1,4 +1,4 @@
-"""Validation of the protein scorer on real chains of the shared set (issue 14, README "Protein scoring").
+"""Validation of the protein scorer on real chains of the embedded backbone set (docs/results/proteins.md, "Scoring").
 
     .venv/bin/python benchmarks/validate_proteins.py --n-dssp 200 --n-mpnn 200 --n-diversity 200 --n-novelty 200
 

@@ -57,6 +57,13 @@ class ProbabilityPath(ABC):
     def sample(self, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
         """x_t ~ p_t(. | z): ``z`` [B, *event], ``t`` [B] -> [B, *event]."""
 
+    def sample_from(self, x0: Tensor, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
+        """x_t ~ p_t(. | x_0, z): the path's point at t given its source draw ``x0`` (GM eq. 2-3; paths built from a
+        source draw), ``[B, *event]``. With ``x0`` from :meth:`sample_source` this is a draw of :meth:`sample`; with
+        ``x0`` paired to ``z`` by a coupling (minibatch OT), a draw of the path conditioned on (x_0, z) (GM
+        section 2, remark)."""
+        raise NotImplementedError(f"{type(self).__name__} is not built from a source draw")
+
     def log_prob(self, x: Tensor, z: Tensor, t: TimeLike) -> Tensor:
         """log p_t(x | z) w.r.t. the space's reference measure, ``[B]`` (paths with a density)."""
         raise NotImplementedError(f"{type(self).__name__} has no density")

@@ -71,7 +71,7 @@ def log(r: Tensor) -> Tensor:
     Three regimes: theta small (Taylor: v = vee(R) (1 + theta^2/6)); generic (v = theta / sin(theta) vee(R));
     theta near pi (sin(theta) -> 0): the axis comes from the symmetric part (R + R^T)/2 = cos I + (1 - cos) n n^T
     (largest column of n n^T), and its sign from the antisymmetric part vee(R) = sin(theta) n, so that
-    Exp(Log(R)) = R holds to rounding everywhere (MultiFlow's near-pi branch drops that sign, see README 3).
+    Exp(Log(R)) = R holds to rounding everywhere (MultiFlow's near-pi branch drops that sign: docs/results/common.md).
     The near-pi branch runs on the affected rows only.
     """
     w = vee(r)  # sin(th) * n, [..., 3]

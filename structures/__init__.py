@@ -1,15 +1,13 @@
 """genmatch.structures: proteins and crystals as data (files, frames, tokens, data sets). Knows no models.
 
-Modules (import what you need; nothing heavy is imported here):
+Rooms (import what you need; nothing heavy is imported here):
 
-- ``structures.data``: data root, named data sets, CDVAE CSVs -> pymatgen, the protein npz.
-- ``structures.crystals.tokens``: the 878-token crystal vocabulary of KO appendix E.2, canonical
-  cell, vectorised encode / decode with typed decode failures, padded batches with masks.
-- ``structures.crystals.roundtrip``: decode(encode(s)) fidelity report (StructureMatcher + errors).
-- ``structures.crystals.dataset``: cached tokenised CDVAE CSVs (torch Dataset, npz cache) and the
-  atom-count distribution for sampling.
-- ``structures.proteins.frames``: backbone frames from N, CA, C (AF2 Gram-Schmidt) and idealised N, CA, C, O.
-- ``structures.proteins.io``: PDB / mmCIF / BinaryCIF read and write with biotite.
-- ``structures.proteins.dataset``: protein data sets (npz or folders), length buckets, grouped split.
-- ``structures.atomic``: atomic file writes (temp file + rename).
+- ``structures.crystals``: the KO E.2 token vocabulary, encode / decode with typed failures, input checks,
+  tokenised training sets, round-trip fidelity.
+- ``structures.proteins``: residue constants (AF2 order), backbone frames, PDB / mmCIF / FASTA files, training
+  data sets and chain filters.
+- Shared: ``structures.data`` (the data root: ``$GENMATCH_DATA`` or the embedded copy in ``structures/embedded``;
+  named data sets, CDVAE CSVs, the protein npz), ``structures.errors`` (:class:`~structures.errors.InputError`),
+  ``structures.validate`` (argument checks naming the argument), ``structures.atomic`` (atomic writes),
+  ``structures.cache`` (the on-disk cache of derived data), ``structures.version``.
 """

@@ -27,10 +27,10 @@ TINY_NET = {"hidden": 32, "blocks": 1, "heads": 2, "dropout": 0.0, "time_freq_di
 
 
 def tiny_config(**kw):
-    """A :class:`~pipeline.crystals.train.TrainConfig` for 64 Perov-5 val crystals and ``TINY_NET``."""
-    from pipeline.crystals.train import TrainConfig
+    """A :class:`~pipeline.crystals.train.CrystalTrainConfig` for 64 Perov-5 val crystals and ``TINY_NET``."""
+    from pipeline.crystals.train import CrystalTrainConfig
 
     base = dict(dataset="perov_5", split="val", network=dict(TINY_NET), batch_size=16, max_steps=20, val_every=10,
                 warmup_steps=5, lr=3e-3, limit=64, val_fraction=0.25, val_times=2, seed=0)
     base.update(kw)
-    return TrainConfig(**base)
+    return CrystalTrainConfig(**base)

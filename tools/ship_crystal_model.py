@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.common.model_file import MODELS_DIR, ship_checkpoint  # noqa: E402
+from pipeline.common.model_file import MODELS_DIR, ship_model_file  # noqa: E402
 from pipeline.crystals.flow import DEFAULT_MODELS, load_crystal_model  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> Path:
     if model.dataset != args.name:
         p.error(f"{args.source} was trained on {model.dataset!r}, not {args.name!r}")
     evaluation = [json.loads(f.read_text().strip().splitlines()[-1]) for f in args.evaluation]
-    out = ship_checkpoint(args.source, args.out or Path(MODELS_DIR) / DEFAULT_MODELS[args.name],
+    out = ship_model_file(args.source, args.out or Path(MODELS_DIR) / DEFAULT_MODELS[args.name],
                           {"status": args.status, "evaluation": evaluation or None})
     load_crystal_model(out)
     print(f"shipped {args.source} -> {out} ({out.stat().st_size / 1e6:.2f} MB)")

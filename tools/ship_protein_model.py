@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.common.model_file import MODELS_DIR, ship_checkpoint  # noqa: E402
+from pipeline.common.model_file import MODELS_DIR, ship_model_file  # noqa: E402
 from pipeline.proteins.network.checkpoint import load_protein_network  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> Path:
     updates = {"sampling": {"steps": args.steps}, "status": args.status, "sanity_check": None}
     if args.evaluation is not None:
         updates["evaluation"] = json.loads(args.evaluation.read_text().strip().splitlines()[-1])
-    out = ship_checkpoint(args.source, args.out, updates)
+    out = ship_model_file(args.source, args.out, updates)
     load_protein_network(out)
     print(f"shipped {args.source} -> {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return out

@@ -11,8 +11,8 @@ command line choose from) is importable without torch.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from manifolds.lazy import lazy_exports
+
 
 #: public name -> the module that defines it
 _WHERE = {
@@ -53,6 +53,7 @@ _WHERE = {
     "sample": "manifolds.discrete.sampler",
     "scheduler_by_name": "manifolds.discrete.schedulers",
     "support_posterior": "manifolds.discrete.generator",
+    "tempered": "manifolds.discrete.sampler",
     "token_statistics": "manifolds.discrete.sources",
     "uniform_source": "manifolds.discrete.sources",
     "velocity_column": "manifolds.discrete.velocities",
@@ -61,14 +62,4 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

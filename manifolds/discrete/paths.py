@@ -154,6 +154,13 @@ class MixturePath(DiscretePath):
         u = torch.rand(z.shape, device=z.device, generator=rng)
         return torch.where(u < 1 - k, x0, z)
 
+    def sample_from(self, x0: Tensor, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
+        """GM eq. 2 given the source draw ``x0`` [B, *event]: x_t^i = z^i where u^i < kappa_t(z^i), else x_0^i, with
+        one uniform u^i per position from ``rng`` (the law of :meth:`sample`, which keeps x_0 where u < 1 - kappa)."""
+        k, _ = self.kappa(z, t)  # [B, 1..] or [B, *event]
+        u = torch.rand(z.shape, device=z.device, generator=rng)
+        return torch.where(u < k.to(z.device), z, x0)
+
 
 class MetricPath(DiscretePath):
     """KO eq. 27: p_t(x | x1) = softmax_x(-beta_t d(x, x1)) for a user metric ``distance[a, b] = d(a, b)``.

@@ -26,15 +26,26 @@ def _ends_at_one(t_next: float) -> bool:
     return math.isclose(t_next, 1.0, rel_tol=0.0, abs_tol=1e-9) or t_next > 1.0
 
 
+def tempered(posterior: PosteriorFn, temperature: float) -> PosteriorFn:
+    """The posterior at a sampling temperature: logits / ``temperature``, i.e. p^theta_{1|t} proportional to
+    (p^theta_{1|t})^(1 / temperature) (sharper below 1, flatter above); ``posterior`` itself at 1."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if temperature == 1.0:
+        return posterior
+    return lambda x, t: posterior(x, t) / temperature
+
+
 @torch.no_grad()
 def sample(generator: DiscreteGenerator, posterior: PosteriorFn, x_init: Tensor,
-           time_grid: Sequence[float] | Tensor | int = 100, *, temperature: float = 1.0, fixed: Tensor | None = None,
+           time_grid: Sequence[float] | Tensor | int = 100, *, fixed: Tensor | None = None,
            method: Literal["posterior", "marginal"] = "posterior", rng: torch.Generator | None = None,
            progress: bool = False) -> Tensor:
     """Simulate X_t from ``time_grid[0]`` to ``time_grid[-1]`` and return the final state ``[B, *event]``.
 
     * ``method="posterior"`` (KO section 3 with Algorithm 1): each step draws x1^i ~ p^theta_{1|t}(. | X_t)
-      (softmax of logits / ``temperature``) and takes the exponential conditional step, valid for any h.
+      (softmax of the logits; for a sampling temperature pass :func:`tempered`) and takes the exponential
+      conditional step, valid for any h.
     * ``method="marginal"``: the exponential step with the marginal velocity itself (KO eq. 12 with the
       closed form eq. 76 for mixture paths, eq. 9 otherwise: O(K^2) per position, small K).
     * A step ending at t = 1 draws X_1 from the posterior: since p_1(. | x1) = delta_{x1} this is the exact
@@ -46,8 +57,6 @@ def sample(generator: DiscreteGenerator, posterior: PosteriorFn, x_init: Tensor,
     """
     if isinstance(time_grid, int):
         time_grid = uniform_time_grid(time_grid)
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
     if fixed is not None and fixed.shape != x_init.shape:
         raise ValueError(f"fixed mask shape {tuple(fixed.shape)} must equal x_init's {tuple(x_init.shape)}")
     grid = [float(s) for s in time_grid]
@@ -57,9 +66,7 @@ def sample(generator: DiscreteGenerator, posterior: PosteriorFn, x_init: Tensor,
     for k in tqdm(steps, disable=not progress, desc="CTMC"):
         t, h = grid[k], grid[k + 1] - grid[k]
         tb = torch.full((B,), t, dtype=torch.get_default_dtype(), device=x.device)
-        logits = posterior(x, tb)
-        if temperature != 1.0:
-            logits = logits / temperature
+        logits = posterior(x, tb)  # [B, *event, K]
         if _ends_at_one(grid[k + 1]):
             new = categorical_logits(logits, rng)
         elif method == "posterior":

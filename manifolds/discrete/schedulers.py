@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from manifolds.discrete.names import SCHEDULER_NAMES, SchedulerName
+from manifolds.discrete.names import SCHEDULER_NAMES, SchedulerName  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)

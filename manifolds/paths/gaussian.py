@@ -62,6 +62,12 @@ class AffineGaussianPath(ProbabilityPath):
         a, s, _, _ = self._coeffs(t, z)
         return s * self.sample_source(z, rng) + a * z
 
+    def sample_from(self, x0: Tensor, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
+        """x_t = sigma_t x_0 + alpha_t z (GM eq. 3) for a given source draw ``x0`` [B, *event] (deterministic:
+        ``rng`` is not used); :meth:`sample` is this at x_0 = :meth:`sample_source`."""
+        a, s, _, _ = self._coeffs(t, z)
+        return s * x0 + a * z
+
     def standardise(self, x: Tensor, z: Tensor, t: TimeLike) -> Tensor:
         """u = (x - alpha_t z) / (s sigma_t), [B, *event]."""
         a, s, _, _ = self._coeffs(t, x)

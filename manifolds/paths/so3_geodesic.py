@@ -64,6 +64,12 @@ class GeodesicSO3Path(ProbabilityPath):
         k, _ = self.rate(self._t(t, z))
         return so3.geodesic(self.sample_source(z, rng), z, k)
 
+    def sample_from(self, x0: Tensor, z: Tensor, t: TimeLike, rng: torch.Generator | None = None) -> Tensor:
+        """x_t = x_0 Exp(kappa_t Log(x_0^T z)) for a given source draw ``x0`` [B, *elems, 3, 3] (deterministic:
+        ``rng`` is not used); :meth:`sample` is this at a Haar x_0."""
+        k, _ = self.rate(self._t(t, z))
+        return so3.geodesic(x0, z, k)
+
     def element_log_prob(self, x: Tensor, z: Tensor, t: TimeLike) -> Tensor:
         """log p_t(x | z) w.r.t. normalised Haar measure per rotation, [B, *elems] (-inf off the support)."""
         k, _ = self.rate(self._t(t, x))

@@ -1,8 +1,13 @@
-"""Checkpoints as safetensors: tensors plus a JSON record, never pickled Python objects.
+"""Model files: a genmatch model as safetensors, tensors plus a JSON record, never pickled Python objects.
 
-A checkpoint file holds the model's ``state_dict`` and, in the safetensors header's metadata, one
-JSON document (``genmatch.record``) with everything needed to rebuild and audit the model: the
-network config, the data set and its content hash, the code version, the training curve.
+Vocabulary (one meaning per word): a **model file** (``.safetensors``, this module) is what training exports,
+what ``generate --model`` reads and what ``pipeline/models/`` ships; a **checkpoint** is a training run's resume
+state (Lightning's ``OUT/lightning/last.ckpt``, :mod:`pipeline.common.training`) or a MultiFlow release
+(``.ckpt``, read without unpickling by :mod:`pipeline.proteins.network.checkpoint`).
+
+A model file holds the model's ``state_dict`` and, in the safetensors header's metadata, one JSON document
+(``genmatch.record``) with everything needed to rebuild and audit the model: the network config, the data set and
+its content hash, the code version, the training curve.
 """
 
 from __future__ import annotations
@@ -26,14 +31,14 @@ FORMAT_VERSION = 1
 
 
 @dataclass
-class Checkpoint:
+class ModelFile:
     """A model's tensors and its JSON-serialisable record."""
 
     state_dict: dict[str, torch.Tensor]
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
+def save_model_file(path: str | os.PathLike, ckpt: ModelFile) -> Path:
     """Write ``ckpt`` to ``path`` atomically (temp file + rename). Tensors are stored contiguous."""
     path = Path(path)
     record = {"format_version": FORMAT_VERSION, **ckpt.record}
@@ -43,26 +48,26 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     return path
 
 
-def ship_checkpoint(source: str | os.PathLike, out: str | os.PathLike, updates: Mapping[str, Any]) -> Path:
+def ship_model_file(source: str | os.PathLike, out: str | os.PathLike, updates: Mapping[str, Any]) -> Path:
     """Copy a trained model's tensors unchanged and its record with ``updates`` (e.g. ``status``,
     ``evaluation``; a value None removes the key) to ``out`` (atomically), plus a readable ``.json`` copy of
     the record beside it."""
     from pipeline.common.io import write_text
 
-    ck = load_checkpoint(source)
+    ck = load_model_file(source)
     record = {k: v for k, v in ck.record.items() if k != "format_version"}
     for key, value in updates.items():
         if value is None:
             record.pop(key, None)
         else:
             record[key] = value
-    path = save_checkpoint(out, Checkpoint(state_dict=ck.state_dict, record=record))
-    write_text(path.with_suffix(".json"), json.dumps(load_checkpoint(path).record, indent=1, sort_keys=True) + "\n")
+    path = save_model_file(out, ModelFile(state_dict=ck.state_dict, record=record))
+    write_text(path.with_suffix(".json"), json.dumps(load_model_file(path).record, indent=1, sort_keys=True) + "\n")
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint` (no unpickling, ever)."""
+def load_model_file(path: str | os.PathLike, device: str | torch.device = "cpu") -> ModelFile:
+    """Read a checkpoint written by :func:`save_model_file` (no unpickling, ever)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}; give the path of a .safetensors file")
@@ -80,7 +85,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     if record.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
         raise InputError(f"{path}: checkpoint format {record['format_version']} is newer than this "
                          f"genmatch understands ({FORMAT_VERSION}); upgrade genmatch")
-    return Checkpoint(state_dict=state, record=record)
+    return ModelFile(state_dict=state, record=record)
 
 
 def _grouped(keys: list[str], max_items: int) -> str:

@@ -29,10 +29,11 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from pipeline.common.model_file import Checkpoint, save_checkpoint
+from pipeline.common.model_file import ModelFile, save_model_file
 from pipeline.common.io import write_json
 from pipeline.common.run import open_run
 from structures.errors import InputError
+from structures.validate import check_choice, check_int
 
 LAST_CKPT = Path("lightning") / "last.ckpt"
 
@@ -232,7 +233,7 @@ class TrainingModule(L.LightningModule):
     def record(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def shipped_checkpoint(self) -> Checkpoint:
+    def shipped_checkpoint(self) -> ModelFile:
         """The EMA weights and the record: what ``OUT/model.safetensors`` holds."""
         raise NotImplementedError
 
@@ -251,12 +252,12 @@ class SafetensorsExport(L.Callback):
             return
         if trainer.is_global_zero:
             ckpt = module.shipped_checkpoint()
-            save_checkpoint(self.out_dir / "model.safetensors", ckpt)
+            save_model_file(self.out_dir / "model.safetensors", ckpt)
             if module.val_curve[-1][1] <= min(v for _, v in module.val_curve):
-                save_checkpoint(self.out_dir / "best.safetensors", ckpt)
+                save_model_file(self.out_dir / "best.safetensors", ckpt)
             if self.snapshots:
                 (self.out_dir / "snapshots").mkdir(exist_ok=True)
-                save_checkpoint(self.out_dir / "snapshots" / f"step_{module.global_step:07d}.safetensors", ckpt)
+                save_model_file(self.out_dir / "snapshots" / f"step_{module.global_step:07d}.safetensors", ckpt)
         # resume state: all ranks call (rank 0 writes); written beside and renamed, so never half a file
         last = self.out_dir / LAST_CKPT
         tmp = last.with_name(".last.ckpt.tmp")
@@ -284,8 +285,10 @@ def fit(module: TrainingModule, data: L.LightningDataModule, out: Path, trainer_
 
 
 @dataclass
-class TrainResult:
-    """Where a training run wrote its models, and the latest record."""
+class TrainedModel:
+    """What a training run (crystals or proteins) leaves: ``model_path`` (the latest EMA model, ``.safetensors``,
+    usable as ``model=`` of ``generate``), ``best_path`` (the one with the best validation loss), ``record`` (the
+    model record: config, data set, validation curve) and the run folder ``out_dir``."""
 
     out_dir: Path
     model_path: Path
@@ -293,6 +296,31 @@ class TrainResult:
     record: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, out: Path, module: TrainingModule) -> "TrainResult":
+    def of(cls, out: Path, module: TrainingModule) -> "TrainedModel":
         return cls(out_dir=out, model_path=out / "model.safetensors", best_path=out / "best.safetensors",
                    record=module.record())
+
+
+#: Lightning accelerators a training run may ask for
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """Where a training run computes (Lightning's ``accelerator``, ``devices`` per node and ``num_nodes``; DDP when
+    devices x nodes > 1); validated at construction. Not part of the run folder's key (the config is)."""
+
+    accelerator: str = "cpu"
+    devices: int = 1
+    num_nodes: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "accelerator", check_choice("DeviceSettings.accelerator", self.accelerator,
+                                                             ACCELERATORS))
+        check_int("DeviceSettings.devices", self.devices, minimum=1)
+        check_int("DeviceSettings.num_nodes", self.num_nodes, minimum=1)
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """The :class:`lightning.Trainer` arguments (strategy ``ddp`` for more than one process)."""
+        strategy = "ddp" if self.devices * self.num_nodes > 1 else "auto"
+        return dict(accelerator=self.accelerator, devices=self.devices, num_nodes=self.num_nodes, strategy=strategy)

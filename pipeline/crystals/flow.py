@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from manifolds.discrete import (SCHEDULER_NAMES, BlockPath, DiscretePath, MetricPath, MixturePath, MixtureScheduler,
                                 RatioPowerBeta, mask_source, matching_time, ring_distance, scheduler_by_name)
-from pipeline.common.model_file import MODELS_DIR, load_checkpoint, load_state_dict_checked
+from pipeline.common.model_file import MODELS_DIR, load_model_file, load_state_dict_checked
 from structures.errors import InputError
 from pipeline.crystals.network import CONFIGS, CrystalDiT, CrystalDiTConfig
 from structures.crystals.tokens import FRAC_OFFSET, MASK, PAD, VOCAB_SIZE, TokenKind, allowed_token_mask, position_kinds
@@ -211,7 +211,7 @@ def build_network(record: dict[str, Any]) -> CrystalDiT:
 def load_crystal_model(model: str | os.PathLike, device: str | torch.device = "cpu") -> CrystalModel:
     """Load a crystal generator from a safetensors checkpoint (or an embedded default by name)."""
     path = resolve_model_path(model)
-    ckpt = load_checkpoint(path, device=device)
+    ckpt = load_model_file(path, device=device)
     rec = ckpt.record
     if rec.get("kind") != "crystal_dit":
         raise InputError(f"{path}: not a genmatch crystal generator checkpoint (kind={rec.get('kind')!r}); "

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,51 +31,113 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from manifolds.discrete import DiscreteGenerator, sample
+from manifolds.discrete.names import SCHEDULER_NAMES
+from manifolds.discrete.sampler import tempered
 from manifolds.samplers import time_grid
 from pipeline.crystals.flow import (FRAC_OFFSET, N_RING, CrystalModel, coordinate_positions, load_crystal_model,
                                    make_path, model_time)
-from pipeline.common.records import JsonRecord
 from pipeline.common.run import fingerprint, open_run
+from pipeline.crystals.results import GeneratedCrystals, GenerationSummary
 from structures.atomic import atomic_open
 from structures.errors import InputError
 from structures.crystals.tokens import DecodeFailure, decode_batch, masked_template
+from structures.validate import check_choice, check_float, check_instance, check_int, check_int_list
 
+__all__ = ["CrystalGenerateConfig", "GeneratedCrystals", "GenerationSummary", "atom_counts", "cif_problem",
+           "draw_num_atoms", "generate_crystals", "load_model", "sample_crystals", "sample_tokens"]
 
 
 @dataclass(frozen=True)
-class SamplingConfig:
-    """Sampler settings (KO section 8.2 defaults: 250 steps, temperature 0.7)."""
+class CrystalGenerateConfig:
+    """What to generate and how to sample it (KO section 8.2 defaults: 250 steps, temperature 0.7).
 
+    ``n`` crystals from ``model`` (a shipped model name, ``perov_5`` or ``carbon_24``, a ``.safetensors`` file of
+    ``train crystals``, or a loaded :class:`~pipeline.crystals.flow.CrystalModel`); ``num_atoms``: one atom count
+    for all, ``n`` counts, or None to draw them from the model's training distribution. The sampler: ``steps``
+    CTMC steps, softmax ``temperature``, ``corrector`` weight of the KO eq. 35 corrector velocity, ``scheduler``
+    kappa_t (None: the model's own; "kinetic-optimal" and "kinetic_optimal" are the same). Batch k of
+    ``batch_size`` crystals draws from its own seed, derived from ``seed`` and k.
+    """
+
+    n: int = 200
+    model: Any = "perov_5"
+    num_atoms: int | tuple[int, ...] | None = None
     steps: int = 250
     temperature: float = 0.7
-    corrector: float = 0.0  # weight of the KO eq. 35 corrector velocity
-    scheduler: str | None = None  # None: the scheduler the model was trained with
+    corrector: float = 0.0
+    scheduler: str | None = None
+    seed: int = 0
+    batch_size: int = 256
 
-    def validate(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        if self.corrector < 0:
-            raise ValueError(f"corrector weight must be >= 0, got {self.corrector}")
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        check_int(f"{name}.n", self.n, minimum=1)
+        check_instance(f"{name}.model", self.model, (str, os.PathLike, CrystalModel),
+                       "a shipped model name (perov_5, carbon_24), a .safetensors path or a CrystalModel")
+        if self.num_atoms is not None:
+            if isinstance(self.num_atoms, (int, np.integer)) and not isinstance(self.num_atoms, bool):
+                object.__setattr__(self, "num_atoms", check_int(f"{name}.num_atoms", self.num_atoms, minimum=1))
+            else:
+                counts = check_int_list(f"{name}.num_atoms", self.num_atoms, minimum=1)
+                if len(counts) != self.n:
+                    raise InputError(f"{name}.num_atoms: {len(counts)} atom counts for n = {self.n} crystals; give "
+                                     "one count for all or one per crystal")
+                object.__setattr__(self, "num_atoms", counts)
+        check_int(f"{name}.steps", self.steps, minimum=1)
+        object.__setattr__(self, "temperature", check_float(f"{name}.temperature", self.temperature, 0.0,
+                                                            strict_minimum=True))
+        object.__setattr__(self, "corrector", check_float(f"{name}.corrector", self.corrector, 0.0))
+        if self.scheduler is not None:
+            object.__setattr__(self, "scheduler", check_choice(f"{name}.scheduler", self.scheduler, SCHEDULER_NAMES))
+        check_int(f"{name}.seed", self.seed)
+        check_int(f"{name}.batch_size", self.batch_size, minimum=1)
+
+    def run_settings(self, model: CrystalModel) -> dict[str, Any]:
+        """The settings a run folder is keyed by (``scheduler``: the one actually used)."""
+        return {"n": self.n, "seed": self.seed, "batch_size": self.batch_size, "steps": self.steps,
+                "temperature": self.temperature, "corrector": self.corrector,
+                "scheduler": self.scheduler or model.scheduler}
+
+
+def load_model(model: CrystalModel | str | os.PathLike) -> CrystalModel:
+    """``model`` itself when loaded, else :func:`~pipeline.crystals.flow.load_crystal_model` of the name or file."""
+    return model if isinstance(model, CrystalModel) else load_crystal_model(model)
 
 
 def draw_num_atoms(model: CrystalModel, n: int, seed: int) -> np.ndarray:
     """``n`` atom counts from the training set's distribution stored in the model record, ``[n]``."""
     p = model.atom_count_distribution
     if p.size == 0 or p.sum() <= 0:
-        raise ValueError("the model record has no atom-count distribution; give the atom counts explicitly")
+        raise InputError("CrystalGenerateConfig.num_atoms: the model record has no atom-count distribution; give "
+                         "the atom counts explicitly")
     return np.random.default_rng(seed).choice(len(p), size=n, p=p / p.sum()).astype(np.int64)
 
 
+def atom_counts(config: CrystalGenerateConfig, model: CrystalModel) -> np.ndarray:
+    """``[n]`` atom counts: the given ones, or drawn from the training distribution with ``config.seed``;
+    InputError when one is outside 1..``model.max_atoms``."""
+    if config.num_atoms is None:
+        counts = draw_num_atoms(model, config.n, config.seed)
+    elif isinstance(config.num_atoms, int):
+        counts = np.full(config.n, config.num_atoms, dtype=np.int64)
+    else:
+        counts = np.asarray(config.num_atoms, dtype=np.int64)
+    if counts.min() < 1 or counts.max() > model.max_atoms:
+        raise InputError(f"CrystalGenerateConfig.num_atoms: atom counts must be in 1..{model.max_atoms} for this "
+                         f"model, got {counts.min()}..{counts.max()}")
+    return counts
+
+
 @torch.no_grad()
-def sample_tokens(model: CrystalModel, num_atoms: Sequence[int] | np.ndarray, config: SamplingConfig = SamplingConfig(),
-                  rng: torch.Generator | None = None, progress: bool = False) -> Tensor:
-    """Sample token sequences ``[B, 6 + 4 max(num_atoms)]`` for the given atom counts (one batch)."""
-    config.validate()
+def sample_tokens(model: CrystalModel, num_atoms: Sequence[int] | np.ndarray,
+                  config: CrystalGenerateConfig = CrystalGenerateConfig(), rng: torch.Generator | None = None,
+                  progress: bool = False) -> Tensor:
+    """Sample token sequences ``[B, 6 + 4 max(num_atoms)]`` for the given atom counts (one batch) with the
+    sampler settings of ``config`` (its ``n``, ``model``, ``num_atoms``, ``seed`` are not used here)."""
     n = np.asarray(num_atoms, dtype=np.int64)
     if n.size and (n.min() < 1 or n.max() > model.max_atoms):
-        raise ValueError(f"atom counts must be in 1..{model.max_atoms} for this model, got {n.min()}..{n.max()}")
+        raise InputError(f"sample_tokens(num_atoms=...): atom counts must be in 1..{model.max_atoms} for this model, "
+                         f"got {n.min()}..{n.max()}")
     template = masked_template(n, int(n.max())).to_torch()
     device = next(model.posterior.parameters()).device
     x0 = template.tokens.to(device)  # [B, 6 + 4A]
@@ -83,8 +145,9 @@ def sample_tokens(model: CrystalModel, num_atoms: Sequence[int] | np.ndarray, co
     scheduler = config.scheduler or model.scheduler
     if model.coords.metric:
         if scheduler != model.scheduler:
-            raise InputError(f"this model moves its coordinates on the metric path it was trained with; sample it "
-                             f"with its own scheduler {model.scheduler!r}, not {scheduler!r}")
+            raise InputError(f"CrystalGenerateConfig.scheduler: this model moves its coordinates on the metric path "
+                             f"it was trained with; sample it with its own scheduler {model.scheduler!r}, not "
+                             f"{scheduler!r}")
         # source of the metric path: uniform grid values on the coordinates of real atoms (KO eq. 27, beta_0 = 0)
         coord = coordinate_positions(atom_mask.shape[1], device)[None] & template.token_mask.to(device)  # [B, L]
         uniform = torch.randint(0, N_RING, x0.shape, generator=rng, device=device) + FRAC_OFFSET
@@ -95,71 +158,70 @@ def sample_tokens(model: CrystalModel, num_atoms: Sequence[int] | np.ndarray, co
         # the network sees the time of its training scheduler at the sampler's noise level (KO E.1)
         return model.posterior(x, model_time(t, model.scheduler, scheduler), atom_mask).float()
 
-    return sample(generator, posterior, x0, time_grid(config.steps), temperature=config.temperature,
+    return sample(generator, tempered(posterior, config.temperature), x0, time_grid(config.steps),
                   fixed=~template.token_mask.to(device), rng=rng, progress=progress)
 
 
-def sample_crystals(model: CrystalModel | str | os.PathLike, n: int | None = None,
-                    num_atoms: Sequence[int] | None = None, config: SamplingConfig = SamplingConfig(),
-                    seed: int = 0, batch_size: int = 256, progress: bool = False) -> list[Any]:
-    """In-memory generation: a list of pymatgen Structures or :class:`DecodeFailure` (falsy), in order."""
-    if not isinstance(model, CrystalModel):
-        model = load_crystal_model(model)
-    counts = _atom_counts(model, n, num_atoms, seed)
+def sample_crystals(model: CrystalModel, counts: np.ndarray, config: CrystalGenerateConfig,
+                    progress: bool = False) -> list[Any]:
+    """In-memory generation of ``len(counts)`` crystals in batches of ``config.batch_size`` (batch k seeded from
+    ``config.seed`` and k): a list of pymatgen Structures or :class:`DecodeFailure` (falsy), in order."""
     out: list[Any] = []
-    for k, start in enumerate(range(0, len(counts), batch_size)):
-        tok = sample_tokens(model, counts[start:start + batch_size], config, _batch_rng(seed, k), progress)
+    for k, start in enumerate(range(0, len(counts), config.batch_size)):
+        tok = sample_tokens(model, counts[start:start + config.batch_size], config, _batch_rng(config.seed, k),
+                            progress)
         out.extend(decode_batch(tok.cpu()).structures())
     return out
-
-
-def _atom_counts(model: CrystalModel, n: int | None, num_atoms: Sequence[int] | int | None, seed: int) -> np.ndarray:
-    if num_atoms is None:
-        if n is None or n < 1:
-            raise ValueError("give the number of crystals n (>= 1) or their atom counts")
-        return draw_num_atoms(model, n, seed)
-    if isinstance(num_atoms, (int, np.integer)):
-        if n is None or n < 1:
-            raise ValueError("give the number of crystals n (>= 1) with a single atom count")
-        return np.full(n, int(num_atoms), dtype=np.int64)
-    counts = np.asarray(list(num_atoms), dtype=np.int64)
-    if n is not None and n != len(counts):
-        raise ValueError(f"n = {n} but {len(counts)} atom counts were given")
-    if counts.size == 0:
-        raise ValueError("no atom counts given")
-    return counts
 
 
 def _batch_rng(seed: int, k: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
 
 
-# ---------------------------------------------------------------------------------------------
-# Resumable runs on disk
-# ---------------------------------------------------------------------------------------------
+def generate_crystals(config: CrystalGenerateConfig, out_dir: str | os.PathLike | None = None, *,
+                      restart: bool = False, progress: bool = True) -> GeneratedCrystals:
+    """Generate ``config.n`` crystals (:class:`CrystalGenerateConfig`); the same crystals with or without
+    ``out_dir``.
 
-
-@dataclass
-class GenerationSummary(JsonRecord):
-    """Counts of a generation run: decoded, failed to decode (by reason), decoded but not writable as CIF."""
-
-    n: int
-    decoded: int
-    decode_failed: int
-    failures_by_reason: dict[str, int]
-    not_writable: int
-    decode_rate: float
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class GenerationRun:
-    """The result of :func:`generate_crystals`: the manifest rows and the summary."""
-
-    out_dir: Path
-    rows: list[dict[str, Any]]
-    summary: GenerationSummary
-    structures: list[Any] = field(default_factory=list)  # Structure or DecodeFailure, by id (if loaded)
+    Without ``out_dir`` nothing is written. With it, the folder is a run folder
+    (:func:`pipeline.common.run.open_run`; docs/runs.md) holding CIFs and the manifest (module doc): a rerun with
+    the same model file, settings and atom counts resumes; anything else is refused with
+    :class:`~structures.errors.InputError` unless ``restart``. A sample whose tokens decode to a structure that a
+    CIF cannot hold (two atoms on one site: pymatgen cannot read such a file back) gets ``status =
+    "not_writable"`` and no CIF; its exact structure stays in the batch record and in the result.
+    """
+    model = load_model(config.model)
+    counts = atom_counts(config, model)
+    settings = config.run_settings(model)
+    if out_dir is None:
+        samples = sample_crystals(model, counts, config, progress=progress)
+        ok = [(i, s) for i, s in enumerate(samples) if s]
+        failures = [(i, s) for i, s in enumerate(samples) if not s]
+        reasons = Counter(f.reason.value for _, f in failures)
+        summary = GenerationSummary(n=len(samples), decoded=len(ok), decode_failed=len(failures),
+                                    failures_by_reason=dict(sorted(reasons.items())), not_writable=0,
+                                    decode_rate=len(ok) / max(1, len(samples)), settings=settings)
+        return GeneratedCrystals([s for _, s in ok], [f"gen_{i:06d}" for i, _ in ok], failures, summary)
+    inputs = fingerprint([model.path if model.path else repr(model.record), counts])
+    with open_run(out_dir, "generate-crystals", settings, inputs, restart=restart) as run:
+        out = run.path
+        batch_size = config.batch_size
+        starts = list(range(0, len(counts), batch_size))
+        batches = out / "batches"
+        done = {k for k in range(len(starts)) if (batches / f"{k:05d}.json").is_file()}
+        bar = tqdm(total=len(counts), initial=sum(min(batch_size, len(counts) - starts[k]) for k in done),
+                   unit="crystal", desc="generating", disable=not progress)
+        for k, start in enumerate(starts):
+            if k in done:
+                continue
+            tok = sample_tokens(model, counts[start:start + batch_size], config, _batch_rng(config.seed, k))
+            decoded = decode_batch(tok.cpu())
+            rows = [_write_sample(out, decoded.structure(j), start + j, int(counts[start + j]), k)
+                    for j in range(len(decoded))]
+            _write_json(batches / f"{k:05d}.json", {"batch": k, "tokens": tok.cpu().tolist(), "rows": rows})
+            bar.update(len(rows))
+        bar.close()
+        return _finish(out, {**settings, "inputs": inputs}, len(starts))
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -171,57 +233,6 @@ def _cif_text(structure: Any) -> str:
     from pymatgen.io.cif import CifWriter
 
     return str(CifWriter(structure))
-
-
-def generate_crystals(model: CrystalModel | str | os.PathLike, n: int, out_dir: str | os.PathLike, *,
-                      num_atoms: Sequence[int] | int | None = None, config: SamplingConfig = SamplingConfig(),
-                      seed: int = 0, batch_size: int = 256, restart: bool = False, progress: bool = True,
-                      keep_structures: bool = False) -> GenerationRun:
-    """Generate ``n`` crystals into ``out_dir`` (CIFs + manifest), resuming an interrupted run.
-
-    The folder is a run folder (:func:`pipeline.common.run.open_run`): a rerun with the same model
-    file, settings and atom counts resumes; anything else is refused with
-    :class:`~structures.errors.InputError` unless ``restart``. A sample whose tokens decode to a
-    structure that a CIF cannot hold (two atoms on one site: pymatgen cannot read such a file back)
-    gets ``status = "not_writable"`` and no CIF; its exact structure stays in the batch record.
-    """
-    try:
-        config.validate()
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    if not isinstance(model, CrystalModel):
-        model = load_crystal_model(model)
-    try:
-        counts = _atom_counts(model, n, num_atoms, seed)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    if counts.min() < 1 or counts.max() > model.max_atoms:
-        raise InputError(f"atom counts must be in 1..{model.max_atoms} for this model, got "
-                         f"{counts.min()}..{counts.max()}")
-    settings = {"n": int(len(counts)), "seed": seed, "batch_size": batch_size, "steps": config.steps,
-                "temperature": config.temperature, "corrector": config.corrector,
-                "scheduler": config.scheduler or model.scheduler}
-    inputs = fingerprint([model.path if model.path else repr(model.record), counts])
-    with open_run(out_dir, "generate-crystals", settings, inputs, restart=restart) as run:
-        out = run.path
-        starts = list(range(0, len(counts), batch_size))
-        batches = out / "batches"
-        done = {k for k in range(len(starts)) if (batches / f"{k:05d}.json").is_file()}
-        bar = tqdm(total=len(counts), initial=sum(min(batch_size, len(counts) - starts[k]) for k in done),
-                   unit="crystal", desc="generating", disable=not progress)
-        for k, start in enumerate(starts):
-            if k in done:
-                continue
-            tok = sample_tokens(model, counts[start:start + batch_size], config, _batch_rng(seed, k))
-            decoded = decode_batch(tok.cpu())
-            rows = [_write_sample(out, decoded.structure(j), start + j, int(counts[start + j]), k)
-                    for j in range(len(decoded))]
-            _write_json(batches / f"{k:05d}.json", {"batch": k, "tokens": tok.cpu().tolist(), "rows": rows})
-            bar.update(len(rows))
-        bar.close()
-        return _finish(out, {**settings, "inputs": inputs}, len(starts), keep_structures)
 
 
 def _write_sample(out: Path, s: Any, i: int, num_atoms: int, batch: int) -> dict[str, Any]:
@@ -260,7 +271,10 @@ def cif_problem(text: str, n_sites: int) -> str | None:
     return None
 
 
-def _finish(out: Path, settings: dict[str, Any], n_batches: int, keep_structures: bool) -> GenerationRun:
+def _finish(out: Path, settings: dict[str, Any], n_batches: int) -> GeneratedCrystals:
+    """The manifest (JSON and CSV) of the finished batches, and the result: the structures decoded from the stored
+    tokens (exact, unlike re-reading the CIFs: a CIF cannot hold two atoms on one site, a structurally invalid
+    sample that must still be scored)."""
     rows: list[dict[str, Any]] = []
     for k in range(n_batches):
         rows.extend(json.loads((out / "batches" / f"{k:05d}.json").read_text())["rows"])
@@ -281,10 +295,10 @@ def _finish(out: Path, settings: dict[str, Any], n_batches: int, keep_structures
     w.writerows(rows)
     with atomic_open(out / "manifest.csv") as f:
         f.write(buf.getvalue())
-    structures: list[Any] = []
-    if keep_structures:  # decoded from the stored tokens: exact, unlike re-reading the CIFs (a CIF cannot
-        # hold two atoms on one site, a structurally invalid sample that must still be scored)
-        for k in range(n_batches):
-            tokens = json.loads((out / "batches" / f"{k:05d}.json").read_text())["tokens"]
-            structures.extend(decode_batch(np.asarray(tokens, dtype=np.int64)).structures())
-    return GenerationRun(out_dir=out, rows=rows, summary=summary, structures=structures)
+    samples: list[Any] = []
+    for k in range(n_batches):
+        tokens = json.loads((out / "batches" / f"{k:05d}.json").read_text())["tokens"]
+        samples.extend(decode_batch(np.asarray(tokens, dtype=np.int64)).structures())
+    ok = [(r["id"], s) for r, s in zip(rows, samples) if s]
+    failures = [(r["index"], s) for r, s in zip(rows, samples) if not s]
+    return GeneratedCrystals([s for _, s in ok], [i for i, _ in ok], failures, summary, out)

@@ -23,7 +23,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import lightning as L
 import numpy as np
@@ -31,25 +31,32 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from manifolds.discrete import SCHEDULER_NAMES, SchedulerName, cross_entropy, mixture_elbo_integrand
-from pipeline.common.model_file import Checkpoint
+from manifolds.discrete import cross_entropy, mixture_elbo_integrand
+from pipeline.common.model_file import ModelFile
 from pipeline.crystals.flow import (CoordinatePath, CrystalPosterior, atom_mask_of, make_path, token_mask_of,
                                    trim_padding)
+from pipeline.crystals.names import COORD_PATHS, LOSSES, LR_SCHEDULES, SCHEDULER_NAMES, SchedulerName
 from pipeline.crystals.network import CONFIGS, CrystalDiT, CrystalDiTConfig
 from pipeline.common.run import fingerprint
-from pipeline.common.training import (OptimSettings, TrainingModule, TrainResult, check_resume_state,  # noqa: F401
-                                   code_version, fit, is_ddp_worker, quiet_lightning, training_run)
+from pipeline.common.training import (DeviceSettings, OptimSettings, TrainedModel, TrainingModule,  # noqa: F401
+                                      check_resume_state, code_version, fit, is_ddp_worker, quiet_lightning,
+                                      training_run)
 from structures.cache import file_sha256
+from structures.data import CRYSTAL_DATASETS, SPLITS
 from structures.errors import InputError
 from structures.crystals.dataset import TokenizedCrystals
 from structures.crystals.tokens import PAD, transform_fractions
+from structures.validate import check_bool, check_choice, check_float, check_instance, check_int
 
-LOSSES = ("ce", "elbo")
+__all__ = ["CrystalDataModule", "CrystalFlowModule", "CrystalTrainConfig", "TrainedModel", "augment_tokens",
+           "collate_tokens", "dataset_file", "flow_loss", "load_tokens", "noisy_tokens", "train_crystals"]
 
 
 @dataclass
-class TrainConfig:
-    """Everything that defines a training run (stored in the checkpoint record)."""
+class CrystalTrainConfig:
+    """Everything that defines a crystal training run (stored in the model record); validated once, when made
+    (:class:`~structures.errors.InputError` naming the field). Choices accept the command line's spellings
+    ("kinetic-optimal" is "kinetic_optimal")."""
 
     dataset: str = "perov_5"  # a data set name, or a CDVAE-format CSV path
     split: str = "val"
@@ -74,6 +81,45 @@ class TrainConfig:
     seed: int = 0
     limit: int | None = None  # use only the first N crystals of the split (tests, smoke runs)
 
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        self.dataset = os.fspath(self.dataset) if isinstance(self.dataset, os.PathLike) else self.dataset
+        check_instance(f"{name}.dataset", self.dataset, str, "a data set name (perov_5, carbon_24, mp_20) or a "
+                       "CDVAE-format CSV path")
+        check_instance(f"{name}.split", self.split, str, "a split name (train, val, test)")
+        if self.dataset in CRYSTAL_DATASETS and self.split not in SPLITS:
+            raise InputError(f"{name}.split: data set {self.dataset!r} has no split {self.split!r}; choose one of "
+                             f"{', '.join(SPLITS)}")
+        for field, choices in (("scheduler", SCHEDULER_NAMES), ("loss", LOSSES), ("lr_schedule", LR_SCHEDULES),
+                               ("coord_path", COORD_PATHS)):
+            setattr(self, field, check_choice(f"{name}.{field}", getattr(self, field), choices))
+        for field in ("batch_size", "max_steps", "val_every", "val_times"):
+            check_int(f"{name}.{field}", getattr(self, field), minimum=1)
+        check_int(f"{name}.warmup_steps", self.warmup_steps, minimum=0)
+        check_int(f"{name}.seed", self.seed)
+        if self.limit is not None:
+            check_int(f"{name}.limit", self.limit, minimum=1)
+        for field, low, high, strict in (("lr", 0.0, None, True), ("weight_decay", 0.0, None, False),
+                                         ("grad_clip", 0.0, None, True), ("ema_decay", 0.0, 1.0, False),
+                                         ("t_eps", 0.0, 1.0, True), ("val_fraction", 0.0, 1.0, True)):
+            setattr(self, field, check_float(f"{name}.{field}", getattr(self, field), low, high, strict))
+        for field in ("ema_decay", "t_eps", "val_fraction"):  # open at 1
+            if getattr(self, field) >= 1.0:
+                raise InputError(f"{name}.{field} must be below 1, got {getattr(self, field)}")
+        check_bool(f"{name}.augment", self.augment)
+        beta = self.coord_beta
+        if isinstance(beta, (str, bytes)) or not isinstance(beta, Sequence) or len(beta) != 2:
+            raise InputError(f"{name}.coord_beta must be a pair (c, a) of positive numbers, got {beta!r}")
+        self.coord_beta = tuple(check_float(f"{name}.coord_beta[{i}]", v, 0.0, strict_minimum=True)
+                                for i, v in enumerate(beta))  # type: ignore[assignment]
+        if self.coords().metric and self.loss != "ce":
+            raise InputError(f"{name}.loss: the metric coordinate path is trained with the cross-entropy only "
+                             "(loss='ce', CLI --loss ce)")
+        try:
+            self.network_config()
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{name}.network: {exc}") from None
+
     def coords(self) -> CoordinatePath:
         return CoordinatePath(self.coord_path, float(self.coord_beta[0]), float(self.coord_beta[1]))
 
@@ -81,25 +127,9 @@ class TrainConfig:
         if isinstance(self.network, dict):
             return CrystalDiTConfig(**self.network)
         if self.network not in CONFIGS:
-            raise ValueError(f"unknown network preset {self.network!r}; choose one of {', '.join(CONFIGS)}")
+            raise ValueError(f"unknown network preset {self.network!r}; choose one of {', '.join(CONFIGS)} or give "
+                             "a dict of CrystalDiTConfig fields")
         return CONFIGS[self.network]
-
-    def validate(self) -> None:
-        if self.scheduler not in SCHEDULER_NAMES:
-            raise ValueError(f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULER_NAMES)}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        self.coords().validate()
-        if self.coords().metric and self.loss != "ce":
-            raise ValueError("the metric coordinate path is trained with the cross-entropy (--loss ce) only")
-        for name in ("batch_size", "max_steps", "val_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        self.network_config()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,11 +153,11 @@ def collate_tokens(items: list[Tensor]) -> Tensor:
     return trim_padding(torch.stack(items))
 
 
-def load_tokens(cfg: TrainConfig, progress: bool = False) -> tuple[TokenizedCrystals, dict[str, Any]]:
+def load_tokens(cfg: CrystalTrainConfig, progress: bool = False) -> tuple[TokenizedCrystals, dict[str, Any]]:
     """The tokenised training split and its description (name, split, file, SHA-256, atom counts)."""
     import warnings
 
-    from structures.data import CRYSTAL_DATASETS, DataNotFoundError, resolve_dataset
+    from structures.data import CRYSTAL_DATASETS, DataNotFoundError
 
     path = dataset_file(cfg)
     try:
@@ -157,7 +187,7 @@ def load_tokens(cfg: TrainConfig, progress: bool = False) -> tuple[TokenizedCrys
 class CrystalDataModule(L.LightningDataModule):
     """Train / validation split (seeded permutation, ``val_fraction`` held out) of one tokenised split."""
 
-    def __init__(self, cfg: TrainConfig, progress: bool = False) -> None:
+    def __init__(self, cfg: CrystalTrainConfig, progress: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
         self.data, self.info = load_tokens(cfg, progress)
@@ -221,8 +251,7 @@ def augment_tokens(x1: Tensor, generator: torch.Generator | None = None) -> Tens
 class CrystalFlowModule(TrainingModule):
     """The DiT posterior, its EMA copy and the KO-DFM objective (shared machinery: :class:`TrainingModule`)."""
 
-    def __init__(self, cfg: TrainConfig, dataset_info: dict[str, Any] | None = None) -> None:
-        cfg.validate()
+    def __init__(self, cfg: CrystalTrainConfig, dataset_info: dict[str, Any] | None = None) -> None:
         super().__init__(OptimSettings(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
                                        lr_schedule=cfg.lr_schedule, max_steps=cfg.max_steps,
                                        ema_decay=cfg.ema_decay))
@@ -275,28 +304,25 @@ class CrystalFlowModule(TrainingModule):
                 "train_curve": self.train_curve, "best_val_ce": self.best_val(),
                 "code_version": self.code, "parameters": self.posterior.net.num_parameters()}
 
-    def shipped_checkpoint(self) -> Checkpoint:
+    def shipped_checkpoint(self) -> ModelFile:
         """The EMA network's weights and the record (what :func:`pipeline.crystals.flow.load_crystal_model` reads)."""
-        return Checkpoint(state_dict=self.ema.net.state_dict(), record=self.record())
+        return ModelFile(state_dict=self.ema.net.state_dict(), record=self.record())
 
 
-def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int = 1, num_nodes: int = 1,
-                   accelerator: str = "cpu", restart: bool = False, progress: bool = True,
-                   threads: int | None = None, snapshots: bool = False) -> TrainResult:
+def train_crystals(cfg: CrystalTrainConfig, out_dir: str | os.PathLike, *, hardware: "DeviceSettings | None" = None,
+                   restart: bool = False, progress: bool = True, snapshots: bool = False) -> TrainedModel:
     """Train (or resume training of) a crystal generator; returns the paths of the safetensors models.
 
     ``out_dir`` is a run folder (:func:`pipeline.common.run.open_run`) keyed by the config (all but
     ``max_steps``, so a resume may train longer) and the training file's bytes.
     ``OUT/lightning/last.ckpt`` is written every ``val_every`` steps and at the end and continued by
-    a rerun; it is read tensors-only, and a file that is not is refused before any work. ``snapshots``
-    keeps every validated EMA model as ``OUT/snapshots/step_<step>.safetensors``.
+    a rerun; it is read tensors-only, and a file that is not is refused before any work. ``hardware``:
+    accelerator, devices per node and nodes (DDP for more than one process; default one CPU process).
+    ``snapshots`` keeps every validated EMA model as ``OUT/snapshots/step_<step>.safetensors``.
     """
-    try:
-        cfg.validate()
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    if threads:
-        torch.set_num_threads(threads)
+
+    hardware = DeviceSettings() if hardware is None else check_instance("train(hardware=...)", hardware,
+                                                                        DeviceSettings, "a DeviceSettings")
     settings = {k: v for k, v in asdict(cfg).items() if k != "max_steps"}  # a resume may train longer
     if not cfg.coords().metric:  # runs from before the metric coordinate path resume unchanged
         settings = {k: v for k, v in settings.items() if not k.startswith("coord_")}
@@ -304,16 +330,13 @@ def train_crystals(cfg: TrainConfig, out_dir: str | os.PathLike, *, devices: int
     # bad training data or an unsafe resume state is refused before the folder is opened (nothing changes)
     data = None if is_ddp_worker() else CrystalDataModule(cfg, progress=progress)
     with training_run(out_dir, "train-crystals", settings, inputs, asdict(cfg), restart) as out:
-        return _train(cfg, out, dict(accelerator=accelerator, devices=devices, num_nodes=num_nodes), progress, data,
-                      snapshots)
+        return _train(cfg, out, hardware.trainer_kwargs(), progress, data, snapshots)
 
 
-def dataset_file(cfg: TrainConfig) -> Path:
+def dataset_file(cfg: CrystalTrainConfig) -> Path:
     """The CSV a config trains on (a named data set split or a path); InputError when it is not there."""
-    from structures.data import CRYSTAL_DATASETS, SPLITS, resolve_dataset
+    from structures.data import CRYSTAL_DATASETS, resolve_dataset
 
-    if cfg.dataset in CRYSTAL_DATASETS and cfg.split not in SPLITS:
-        raise InputError(f"data set {cfg.dataset!r} has no split {cfg.split!r}; choose one of {', '.join(SPLITS)}")
     path = Path(resolve_dataset(cfg.dataset, cfg.split)) if cfg.dataset in CRYSTAL_DATASETS else Path(cfg.dataset)
     if not path.is_file():
         raise InputError(f"training data not found: {path}; give a data set name "
@@ -321,8 +344,8 @@ def dataset_file(cfg: TrainConfig) -> Path:
     return path
 
 
-def _train(cfg: TrainConfig, out: Path, launch: dict[str, Any], progress: bool,
-           data: "CrystalDataModule | None" = None, snapshots: bool = False) -> TrainResult:
+def _train(cfg: CrystalTrainConfig, out: Path, launch: dict[str, Any], progress: bool,
+           data: "CrystalDataModule | None" = None, snapshots: bool = False) -> TrainedModel:
     quiet_lightning(progress)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = data or CrystalDataModule(cfg, progress=progress)
@@ -332,8 +355,7 @@ def _train(cfg: TrainConfig, out: Path, launch: dict[str, Any], progress: bool,
         print(f"genmatch: warning: skipped {n_skip} of {n_skip + len(data.data)} rows of {data.info['file']} "
               f"(e.g. row {row}: {why[:120]})", file=sys.stderr)
     module = CrystalFlowModule(cfg, data.info)
-    strategy = "ddp" if launch["devices"] * launch["num_nodes"] > 1 else "auto"
-    fit(module, data, out, dict(**launch, strategy=strategy, max_steps=cfg.max_steps, gradient_clip_val=cfg.grad_clip,
+    fit(module, data, out, dict(**launch, max_steps=cfg.max_steps, gradient_clip_val=cfg.grad_clip,
                                 val_check_interval=cfg.val_every, enable_progress_bar=progress,
                                 use_distributed_sampler=True), snapshots)
-    return TrainResult.of(out, module)
+    return TrainedModel.of(out, module)

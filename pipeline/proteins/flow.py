@@ -10,7 +10,7 @@ Components (each a :class:`~manifolds.base.ConditionalGenerator`; the network's 
 
   - ``flow``: the geodesic flow of MultiFlow's exp schedule, R <- R Exp(c h Log(R^T R_hat)), c = 10
     (:class:`ExpGeodesicFlow`). Its Euler step covers the fraction c h of the geodesic; for c h > 1 (T <= 11 at
-    c = 10) MultiFlow overshoots the prediction (its quirk Q4). By default the fraction is clamped to 1;
+    c = 10) MultiFlow's step passes the prediction and overshoots. By default the fraction is clamped to 1;
     ``multiflow_exact`` keeps the overshoot.
   - ``jump``: the vMF jump of GM section 9 (closed-form intensity, exact batched target sampler;
     k_min 0.01, k_max 200, alpha 4: :class:`~manifolds.paths.VMFSO3Path`), GM Table 3 "w/ SO(3) jumps";
@@ -19,6 +19,13 @@ Components (each a :class:`~manifolds.base.ConditionalGenerator`; the network's 
     toward R_hat (pseudo-marginalisation, GM section 9).
 * sequence, by :class:`SequenceConfig`: MultiFlow's purity sampler or the KO mask-path CTMC
   (:mod:`pipeline.proteins.sequence`).
+
+Training draws x_t from the product path of the same flow, :meth:`ProteinFlow.training_path` (:class:`ProteinPath`):
+the translations' CondOT path is the very object the translation flow integrates, the sequence's mask path is the
+sequence generator's (the KO CTMC on the training scheduler integrates it exactly), and the rotations follow the
+geodesic path with kappa_t = t (MultiFlow's training schedule; its sampler traverses the same geodesic toward the
+prediction at the exp rate above). :mod:`pipeline.proteins.train.interpolant` supplies the source draw x_0 as a
+coupling with the data (centred Gaussian with minibatch OT, IGSO(3) frames, MASK tokens).
 """
 
 from __future__ import annotations
@@ -31,9 +38,9 @@ from torch import Tensor
 
 from manifolds import so3
 from manifolds.base import ConditionalGenerator, TimeLike
-from manifolds.discrete import SCHEDULER_NAMES
+from manifolds.discrete import SCHEDULER_NAMES, MixturePath
 from manifolds.generators import DensityJumpGenerator, FlowGenerator
-from manifolds.paths import AffineGaussianPath, ExpRate, GeodesicSO3Path, VMFSO3Path
+from manifolds.paths import AffineGaussianPath, ExpRate, GeodesicSO3Path, LinearRate, VMFSO3Path
 from manifolds.paths.so3_vmf import VMFSchedule
 from manifolds.product import ProductGenerator
 from manifolds.superposition import Superposition, constant_weights
@@ -45,8 +52,12 @@ SequenceKind = Literal["purity", "ko"]
 ROTATION_KINDS: tuple[str, ...] = ("flow", "jump", "superposition")
 SEQUENCE_KINDS: tuple[str, ...] = ("purity", "ko")
 
-__all__ = ["ROTATION_KINDS", "SEQUENCE_KINDS", "ExpGeodesicFlow", "ProteinFlow", "ProteinFlowConfig",
-           "ProteinState", "RotationConfig", "SequenceConfig", "centred_gaussian", "sample_prior", "update_config"]
+__all__ = ["ROTATION_KINDS", "SEQUENCE_KINDS", "TRAINING_ROTATION_RATE", "ExpGeodesicFlow", "ProteinFlow",
+           "ProteinFlowConfig", "ProteinPath", "ProteinState", "RotationConfig", "SequenceConfig", "centred_gaussian",
+           "sample_prior", "update_config"]
+
+#: kappa_t of the rotation path the network is trained on: kappa_t = t (MultiFlow's training schedule "linear")
+TRAINING_ROTATION_RATE = LinearRate()
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,31 @@ class ExpGeodesicFlow(FlowGenerator):
         return so3.compose_exp(x, frac * so3.log_between(x, z))  # [B, N, 3, 3]
 
 
+@dataclass(frozen=True)
+class ProteinPath:
+    """The conditional product path on R^{3N} x SO(3)^N x [21]^N that the network is trained on (GM Prop. 4: one
+    path per factor, drawn independently given (x_0, x_1)); the structure time drives translations and rotations,
+    the sequence time the tokens (MultiFlow's separate times).
+
+    * ``trans``: CondOT, x_t = (1 - t) x_0 + t x_1 (GM eq. 3);
+    * ``rots``: the geodesic, R_t = R_0 Exp(kappa_t Log(R_0^T R_1));
+    * ``sequence``: the mask mixture path, a_t = a_1 with probability kappa_t, else x_0 = MASK (GM eq. 2, KO eq. 2).
+    """
+
+    trans: AffineGaussianPath
+    rots: GeodesicSO3Path
+    sequence: MixturePath
+
+    def sample_from(self, x0: ProteinState, x1: ProteinState, structure_t: Tensor, sequence_t: Tensor,
+                    rng: torch.Generator | None = None) -> ProteinState:
+        """x_t ~ p_t(. | x_0, x_1), factor by factor; times ``[B]``; only the sequence factor draws from ``rng``
+        (one uniform per position). Padding is the caller's to restore."""
+        trans = self.trans.sample_from(x0.trans, x1.trans, structure_t)  # [B, N, 3]
+        rots = self.rots.sample_from(x0.rotmats, x1.rotmats, structure_t)  # [B, N, 3, 3]
+        aatypes = self.sequence.sample_from(x0.aatypes, x1.aatypes, sequence_t, rng)  # [B, N]
+        return ProteinState(trans, rots, aatypes)
+
+
 def rotation_generator(cfg: RotationConfig, exact: bool = False) -> ConditionalGenerator:
     """The rotation component of :class:`RotationConfig` (module docstring)."""
     flow = ExpGeodesicFlow(GeodesicSO3Path(ExpRate(cfg.exp_rate)), overshoot=exact)
@@ -181,6 +217,15 @@ class ProteinFlow:
     @property
     def sequence(self) -> SequenceGenerator:
         return self.generator.components[2]  # type: ignore[return-value]
+
+    def training_path(self) -> ProteinPath:
+        """The product path training samples x_t from (module docstring): this flow's translation path (the object
+        its translation flow integrates), the geodesic rotation path with :data:`TRAINING_ROTATION_RATE` and the
+        sequence generator's mask path."""
+        trans, seq = self.generator.components[0].path, self.sequence.path
+        if not isinstance(trans, AffineGaussianPath) or not isinstance(seq, MixturePath):
+            raise TypeError("training needs a Gaussian translation path and a mask mixture sequence path")
+        return ProteinPath(trans, GeodesicSO3Path(TRAINING_ROTATION_RATE), seq)
 
     def step(self, state: ProteinState, t: float, h: float, pred: Any,
              rng: torch.Generator | None = None) -> ProteinState:

@@ -1,14 +1,18 @@
-"""Resumable protein generation runs: batches of mixed lengths through :mod:`pipeline.proteins.sampler`.
+"""Protein generation runs: batches of mixed lengths through :mod:`pipeline.proteins.sampler`, in memory or into a
+resumable run folder.
 
 :func:`generate_proteins` plans the samples (``lengths`` x ``per_length`` for co-design / structure only; each given
 sequence or structure x ``per_length`` for folding / inverse folding), sorts them by length and cuts batches by a
 residue budget (B x N_max <= ``residue_budget``, at least one chain per batch). Batch k draws everything from its own
 seed (derived from the run seed and k), so the samples do not depend on where a run was interrupted or on the number
-of threads. Per sample: ``OUT/pdb/<id>.pdb`` (N, CA, C, O; residue names from the sequence) and, with
-``trajectory``, ``OUT/traj/<id>.pdb`` (one model per step). At the end: ``OUT/samples.fasta``, ``OUT/manifest.csv``
-and ``OUT/manifest.json`` (length, seed, batch, sequence, settings; wall times in the JSON only, so every other file
-is byte-identical between an interrupted and an uninterrupted run). A batch is done when ``OUT/batches/<k>.json``
-exists.
+of threads. The model file is read once (:func:`~pipeline.proteins.network.checkpoint.load_protein_model`); lengths
+outside the range it was trained on give one :class:`UserWarning`.
+
+Without ``out_dir`` the chains stay in memory. With it, per sample: ``OUT/pdb/<id>.pdb`` (N, CA, C, O; residue names
+from the sequence) and, with ``trajectory``, ``OUT/traj/<id>.pdb`` (one model per step); at the end
+``OUT/samples.fasta``, ``OUT/manifest.csv`` and ``OUT/manifest.json`` (length, seed, batch, sequence, settings; wall
+times in the JSON only, so every other file is byte-identical between an interrupted and an uninterrupted run), and
+the returned chains are those of the files. A batch is done when ``OUT/batches/<k>.json`` exists.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,83 +31,132 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from manifolds.discrete.names import SCHEDULER_NAMES
 from pipeline.common.records import JsonRecord
 from pipeline.common.run import fingerprint, open_run
-from pipeline.proteins.sampler import Conditioning, SampleResult, SamplerConfig, sample_proteins
+from pipeline.proteins.flow import ProteinFlowConfig, RotationConfig, SequenceConfig
+from pipeline.proteins.names import MODE_SPELLINGS, PRECISIONS, ROTATIONS, SEQUENCES
 from pipeline.proteins.network import ProteinNetwork
-from pipeline.proteins.flow import ProteinState
+from pipeline.proteins.network.checkpoint import LoadedProteinModel, load_protein_model
+from pipeline.proteins.sampler import (GenerationPlan, ProteinTarget, SamplerConfig, backbone_atoms,
+                                       batch_conditioning, batch_seed, plan_samples, sample_proteins)
 from structures.atomic import atomic_open
+from structures.data import ProteinChain
 from structures.errors import InputError
-from structures.proteins.frames import Frames, backbone_from_frames
-from structures.proteins.io import BackboneChain, write_structure
-from structures.proteins.residue_constants import indices_to_sequence, sequence_to_indices
+from structures.proteins.io import (BackboneChain, as_backbone_chain, check_sequence, read_backbones, read_chain,
+                                    read_fasta, write_structure)
+from structures.proteins.residue_constants import indices_to_sequence
+from structures.validate import check_bool, check_choice, check_float, check_instance, check_int, check_int_list
 
-__all__ = ["GenerationPlan", "ProteinGenerationConfig", "ProteinGenerationSummary", "ProteinTarget",
-           "generate_proteins", "plan_samples"]
+__all__ = ["GeneratedProteins", "GenerationPlan", "ProteinGenerateConfig", "ProteinGenerationSummary",
+           "ProteinTarget", "generate_proteins", "plan_samples"]
+
+DEFAULT_STEPS = 500  # MultiFlow's inference num_timesteps, for a model whose record sets none
+_INPUT_KINDS = (str, os.PathLike, list, tuple, dict)
 
 
 @dataclass(frozen=True)
-class ProteinGenerationConfig:
-    """What to generate: lengths x per_length (or targets x per_length), seed, batching, trajectories."""
+class ProteinGenerateConfig:
+    """What to generate and how (checked once, here; bad values raise :class:`InputError` naming the field).
 
+    ``model``: a shipped model's name (``"protein_small"``), a path (a MultiFlow ``.ckpt`` with its config.yaml
+    beside it, or a genmatch ``.safetensors``), a loaded :class:`ProteinNetwork`, or None: ``$GENMATCH_MULTIFLOW_CKPT``,
+    else the shipped small model. ``steps``: time points = network calls (None: the model record's setting, else
+    500). ``mode``: codesign, structure, folding (alias forward-folding) or inverse_folding (inverse-folding); None:
+    folding with ``sequence_in``, inverse folding with ``structure_in``, else codesign. ``sequence_in``: sequences to
+    fold (a sequence, a list of them, a dict name -> sequence, or a FASTA path); ``structure_in``: backbones to design
+    for (BackboneChains or data set ProteinChains, a list / dict of them, a previous :class:`GeneratedProteins`, or a
+    PDB / mmCIF file or folder). ``precision`` "bf16": network calls under bfloat16 autocast.
+    """
+
+    model: "str | os.PathLike | ProteinNetwork | None" = None
     lengths: tuple[int, ...] = (70, 100, 200, 300)
     per_length: int = 100
+    rotations: str = "flow"
+    jump_weight: float = 0.5
+    sequence: str = "purity"
+    scheduler: str = "kinetic_optimal"
+    steps: int | None = None
+    mode: str | None = None
+    sequence_in: Any = None
+    structure_in: Any = None
     seed: int = 0
+    device: str = "cpu"
+    precision: str = "fp32"
+    multiflow_exact: bool = False
     residue_budget: int = 2000  # B x N_max per batch
     trajectory: bool = False
+    #: the mode this config runs in: ``mode`` in its canonical spelling, or the one inferred from the inputs
+    resolved_mode: str = field(init=False, repr=False, compare=False, default="codesign")
 
-    def validate(self) -> None:
-        if not self.lengths or min(self.lengths) < 1 or self.per_length < 1 or self.residue_budget < 1:
-            raise InputError("lengths, per_length and residue_budget must be positive")
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        put = object.__setattr__
+        if self.model is not None and not (isinstance(self.model, ProteinNetwork) or
+                                           isinstance(self.model, (str, os.PathLike)) and str(self.model).strip()):
+            raise InputError(f"{name}.model must be a shipped model's name, a path or a ProteinNetwork, got "
+                             f"{type(self.model).__name__}")
+        put(self, "lengths", check_int_list(f"{name}.lengths", self.lengths, minimum=1))
+        put(self, "per_length", check_int(f"{name}.per_length", self.per_length, minimum=1))
+        put(self, "rotations", check_choice(f"{name}.rotations", self.rotations, ROTATIONS))
+        put(self, "jump_weight", check_float(f"{name}.jump_weight", self.jump_weight, 0.0, 1.0))
+        put(self, "sequence", check_choice(f"{name}.sequence", self.sequence, SEQUENCES))
+        put(self, "scheduler", check_choice(f"{name}.scheduler", self.scheduler, SCHEDULER_NAMES))
+        if self.steps is not None:
+            put(self, "steps", check_int(f"{name}.steps", self.steps, minimum=2))
+        put(self, "seed", check_int(f"{name}.seed", self.seed))
+        put(self, "precision", check_choice(f"{name}.precision", self.precision, PRECISIONS))
+        put(self, "multiflow_exact", check_bool(f"{name}.multiflow_exact", self.multiflow_exact))
+        put(self, "residue_budget", check_int(f"{name}.residue_budget", self.residue_budget, minimum=1))
+        put(self, "trajectory", check_bool(f"{name}.trajectory", self.trajectory))
+        self._check_device(name)
+        self._check_inputs(name)
 
+    def _check_device(self, name: str) -> None:
+        check_instance(f"{name}.device", self.device, str, "'cpu' or 'cuda[:i]'")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, ValueError):
+            raise InputError(f"{name}.device must be 'cpu' or 'cuda[:i]', got {self.device!r}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"{name}.device {self.device!r} is not available on this machine; use 'cpu'")
 
-@dataclass(frozen=True)
-class ProteinTarget:
-    """A given sequence (folding) or structure (inverse folding) to condition on."""
+    def _check_inputs(self, name: str) -> None:
+        given = {k: getattr(self, k) for k in ("sequence_in", "structure_in") if getattr(self, k) is not None}
+        for k, v in given.items():
+            if not isinstance(v, (*_INPUT_KINDS, BackboneChain, ProteinChain, GeneratedProteins)):
+                raise InputError(f"{name}.{k} must be sequences / chains, a list or dict of them, or a path; got "
+                                 f"{type(v).__name__}")
+        if len(given) == 2:
+            raise InputError(f"{name}: give sequence_in (folding) or structure_in (inverse folding), not both")
+        inferred = {"sequence_in": "folding", "structure_in": "inverse_folding"}.get(next(iter(given), ""))
+        mode = (inferred or "codesign" if self.mode is None
+                else MODE_SPELLINGS[check_choice(f"{name}.mode", self.mode, MODE_SPELLINGS)])
+        object.__setattr__(self, "resolved_mode", mode)
+        needs = {"folding": "sequence_in", "inverse_folding": "structure_in"}.get(mode)
+        if needs and needs not in given:
+            what = "sequences to fold" if mode == "folding" else "backbones to design sequences for"
+            flag = needs.replace("_", "-")
+            raise InputError(f"{name}.mode {self.mode!r} needs {needs} (the {what}; --{flag} on the command line)")
+        if not needs and given:
+            raise InputError(f"{name}.mode {self.mode!r} takes no {next(iter(given))}; use mode 'folding' or "
+                             "'inverse_folding', or leave mode None")
 
-    name: str
-    sequence: str  # one-letter
-    coords: np.ndarray | None = None  # [L, 4, 3] N, CA, C, O (inverse folding)
+    def flow(self) -> ProteinFlowConfig:
+        """The product generator's settings (rotation and sequence generators)."""
+        rotations = RotationConfig(kind=self.rotations, jump_weight=self.jump_weight)  # type: ignore[arg-type]
+        sequence = SequenceConfig(kind=self.sequence, scheduler=self.scheduler)  # type: ignore[arg-type]
+        return ProteinFlowConfig(rotations=rotations, sequence=sequence, multiflow_exact=self.multiflow_exact)
 
+    def sampler(self, steps: int) -> SamplerConfig:
+        """The sampler's settings with ``steps`` time points (``self.steps`` or the model's default)."""
+        return SamplerConfig(steps=steps, flow=self.flow(), mode=self.resolved_mode,  # type: ignore[arg-type]
+                             precision=self.precision)
 
-@dataclass(frozen=True)
-class GenerationPlan:
-    """One row per sample, in id order: id, length, target index (or -1)."""
-
-    ids: list[str]
-    lengths: list[int]
-    targets: list[int]
-
-    def batches(self, budget: int) -> list[list[int]]:
-        """Sample indices grouped by length (longest first), cut at ``budget`` padded residues."""
-        order = sorted(range(len(self.ids)), key=lambda i: (-self.lengths[i], i))
-        out: list[list[int]] = []
-        for i in order:
-            if out and (len(out[-1]) + 1) * self.lengths[out[-1][0]] <= budget:
-                out[-1].append(i)
-            else:
-                out.append([i])
-        return out
-
-
-def plan_samples(config: ProteinGenerationConfig, targets: Sequence[ProteinTarget] | None) -> GenerationPlan:
-    """The samples of a run: ``length_<L>_<i>`` per length, or ``<target>_<i>`` per target."""
-    ids, lengths, tix = [], [], []
-    if targets:
-        for k, tgt in enumerate(targets):
-            for i in range(config.per_length):
-                ids.append(f"{tgt.name}_{i:04d}")
-                lengths.append(len(tgt.sequence))
-                tix.append(k)
-    else:
-        for length in config.lengths:
-            for i in range(config.per_length):
-                ids.append(f"length_{length}_{i:04d}")
-                lengths.append(length)
-                tix.append(-1)
-    if len(set(ids)) != len(ids):
-        raise InputError("sample ids are not unique (two inputs with the same name?); rename the inputs")
-    return GenerationPlan(ids, lengths, tix)
+    def plan_settings(self) -> dict[str, Any]:
+        """The ``generation`` part of the run settings (what the run folder is keyed by, with the sampler's)."""
+        return {"lengths": self.lengths, "per_length": self.per_length, "seed": self.seed,
+                "residue_budget": self.residue_budget, "trajectory": self.trajectory}
 
 
 @dataclass
@@ -116,60 +171,119 @@ class ProteinGenerationSummary(JsonRecord):
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def batch_seed(seed: int, k: int) -> int:
-    """The seed of batch k (independent of batching history and thread counts)."""
-    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+@dataclass
+class GeneratedProteins:
+    """Generated proteins in id order: backbones (N, CA, C, O) with their sequences, the run's summary, and the run
+    folder (None: in memory only). ``trajectories``: one chain of M models per sample (``trajectory=True``)."""
+
+    chains: list[BackboneChain]
+    sequences: list[str]
+    ids: list[str]
+    summary: ProteinGenerationSummary
+    out_dir: Path | None = None
+    trajectories: list[BackboneChain] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
-def _conditioning(plan: GenerationPlan, idx: list[int], targets: Sequence[ProteinTarget] | None, mode: str,
-                  device: torch.device) -> Conditioning:
-    """Padded residue mask, and the given sequences / frames (centred on the CA centroid) of a batch."""
-    n = max(plan.lengths[i] for i in idx)
-    mask = torch.zeros(len(idx), n, dtype=torch.bool)
+def _named(argument: str, items: Any, prefix: str) -> list[tuple[str, Any]]:
+    """(name, item) of a dict (its keys), a list / tuple (``<prefix><k>``, or the chains' own names) or one item."""
+    if isinstance(items, dict):
+        if not all(isinstance(k, str) and k for k in items):
+            raise InputError(f"{argument}: the keys of a dict name the inputs and must be non-empty strings")
+        return list(items.items())
+    items = list(items) if isinstance(items, (list, tuple)) else [items]
+    if not items:
+        raise InputError(f"{argument} is empty; give at least one input")
+    return [(getattr(x, "name", "") or f"{prefix}{k}", x) for k, x in enumerate(items)]
+
+
+def _sequence_targets(seqs: Any) -> list[ProteinTarget]:
+    looks_like_sequence = isinstance(seqs, str) and seqs.strip().isalpha() and not Path(seqs).expanduser().exists()
+    if isinstance(seqs, os.PathLike) or isinstance(seqs, str) and not looks_like_sequence:
+        path = Path(seqs).expanduser()
+        if not path.is_file():
+            raise InputError(f"sequence_in: {str(seqs)!r} is neither a FASTA file nor a one-letter sequence")
+        return [ProteinTarget(n, s) for n, s in read_fasta(path, "sequence_in")]
+    return [ProteinTarget(n, check_sequence(f"sequence_in[{n!r}]", s)) for n, s in _named("sequence_in", seqs, "seq")]
+
+
+def _structure_targets(chains: Any) -> list[ProteinTarget]:
+    if isinstance(chains, (str, os.PathLike)):
+        named = [(c.name, c) for c in read_backbones(chains, "structure_in")]
+    elif isinstance(chains, GeneratedProteins):
+        named = list(zip(chains.ids, chains.chains))
+    else:
+        named = [(n, as_backbone_chain(f"structure_in[{n!r}]", c)) for n, c in _named("structure_in", chains, "chain")]
+    out = []
+    for n, c in named:
+        if not c.backbone_complete.all():
+            raise InputError(f"structure_in[{n!r}] misses N, CA or C atoms at {int((~c.backbone_complete).sum())} "
+                             "residues; give a complete backbone")
+        x = c.coords if c.coords.ndim == 3 else c.coords[0]
+        out.append(ProteinTarget(n, c.sequence.replace("X", "A"), np.asarray(x, dtype=np.float64)))
+    return out
+
+
+def load_targets(config: ProteinGenerateConfig) -> list[ProteinTarget] | None:
+    """The sequences (folding) or structures (inverse folding) of ``config``, read or converted; None otherwise."""
+    if config.sequence_in is not None:
+        return _sequence_targets(config.sequence_in)
+    if config.structure_in is not None:
+        return _structure_targets(config.structure_in)
+    return None
+
+
+def warn_untrained_lengths(lengths: Sequence[int], model: LoadedProteinModel) -> None:
+    """One :class:`UserWarning` naming the lengths outside the range ``model`` was trained on (if it is known)."""
+    trained = model.trained_lengths()
+    if trained is None:
+        return
+    lo, hi = trained
+    out = sorted({n for n in lengths if n < lo or (hi is not None and n > hi)})
+    if out:
+        span = f"{lo} or more" if hi is None else f"{lo}" if hi == lo else f"{lo}-{hi}"
+        which = f"lengths {', '.join(map(str, out))} are" if len(out) > 1 else f"length {out[0]} is"
+        warnings.warn(f"{which} outside the {span} residues the model was trained on ({model.source}); expect "
+                      "poorer samples there", UserWarning, stacklevel=4)  # the caller of workflows.proteins.generate
+
+
+@dataclass
+class _Batch:
+    """One sampled batch: per sample its manifest row, chain and (optionally) trajectory chain."""
+
+    k: int
+    seed: int
+    rows: list[dict[str, Any]]
+    chains: list[BackboneChain]
+    trajectories: list[BackboneChain | None]
+    wall_s: float
+
+
+def _sample_batch(model: LoadedProteinModel, plan: GenerationPlan, idx: list[int], k: int,
+                  targets: Sequence[ProteinTarget] | None, sampler: SamplerConfig, seed: int,
+                  trajectory: bool) -> _Batch:
+    start, net = time.perf_counter(), model.net
+    rng = torch.Generator(device=net.device).manual_seed(batch_seed(seed, k))
+    res = sample_proteins(net, batch_conditioning(plan, idx, targets, sampler.mode, net.device), sampler, rng,
+                          trajectory=trajectory)
+    atoms = backbone_atoms(res.state, res.res_mask)  # [B, N, 4, 3]
+    out = _Batch(k, batch_seed(seed, k), [], [], [], 0.0)
     for b, i in enumerate(idx):
-        mask[b, : plan.lengths[i]] = True
-    cond = Conditioning(mask.to(device))
-    if mode == "folding":
-        seq = torch.zeros(len(idx), n, dtype=torch.long)
-        for b, i in enumerate(idx):
-            seq[b, : plan.lengths[i]] = torch.from_numpy(sequence_to_indices(targets[plan.targets[i]].sequence))
-        cond.sequence = seq.to(device)
-    if mode == "inverse_folding":
-        from structures.proteins.frames import frames_from_atoms
-
-        trans, rots = torch.zeros(len(idx), n, 3), torch.eye(3).repeat(len(idx), n, 1, 1)
-        for b, i in enumerate(idx):
-            x = torch.from_numpy(np.asarray(targets[plan.targets[i]].coords, dtype=np.float64))
-            f = frames_from_atoms(x)
-            trans[b, : len(x)] = (f.trans - f.trans.mean(0)).float()
-            rots[b, : len(x)] = f.rots.float()
-        cond.trans, cond.rotmats = trans.to(device), rots.to(device)
-    return cond
-
-
-def _atoms(state: ProteinState, mask: torch.Tensor) -> np.ndarray:
-    """Idealised N, CA, C, O ``[..., L, 4, 3]`` (numpy float64) of frames."""
-    frames = Frames(state.rotmats.double().cpu(), state.trans.double().cpu())
-    return backbone_from_frames(frames, mask=mask.cpu()).numpy()
-
-
-def _write_batch(out: Path, plan: GenerationPlan, idx: list[int], res: SampleResult, k: int, seed: int,
-                 trajectory: bool) -> list[dict[str, Any]]:
-    atoms = _atoms(res.state, res.res_mask)  # [B, N, 4, 3]
-    rows = []
-    for b, i in enumerate(idx):
-        length = plan.lengths[i]
+        length, ident = plan.lengths[i], plan.ids[i]
         seq = indices_to_sequence(res.state.aatypes[b, :length].cpu().numpy())
-        rel = f"pdb/{plan.ids[i]}.pdb"
-        write_structure(out / rel, BackboneChain.from_coords(atoms[b, :length], seq, name=plan.ids[i]))
-        row = {"id": plan.ids[i], "index": i, "length": length, "batch": k, "seed": seed, "sequence": seq,
-               "file": rel, "trajectory": None}
+        out.chains.append(BackboneChain.from_coords(atoms[b, :length], seq, name=ident))
+        traj = None
         if trajectory and res.trajectory:
-            coords = np.stack([_atoms(s, res.res_mask.cpu())[b, :length] for s in res.trajectory])  # [M, L, 4, 3]
-            row["trajectory"] = f"traj/{plan.ids[i]}.pdb"
-            write_structure(out / row["trajectory"], BackboneChain.from_coords(coords, seq, name=plan.ids[i]))
-        rows.append(row)
-    return rows
+            coords = np.stack([backbone_atoms(s, res.res_mask.cpu())[b, :length]
+                               for s in res.trajectory])  # [M, L, 4, 3]
+            traj = BackboneChain.from_coords(coords, seq, name=ident)
+        out.trajectories.append(traj)
+        out.rows.append({"id": ident, "index": i, "length": length, "batch": k, "seed": out.seed, "sequence": seq,
+                         "file": f"pdb/{ident}.pdb", "trajectory": f"traj/{ident}.pdb" if traj is not None else None})
+    out.wall_s = time.perf_counter() - start
+    return out
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -177,49 +291,66 @@ def _write_json(path: Path, obj: Any) -> None:
         json.dump(obj, f, indent=1, sort_keys=True)
 
 
-def generate_proteins(net: ProteinNetwork, out_dir: str | Path, sampler: SamplerConfig = SamplerConfig(),
-                      config: ProteinGenerationConfig = ProteinGenerationConfig(), *,
-                      targets: Sequence[ProteinTarget] | None = None, inputs: Sequence[Any] = (),
-                      restart: bool = False, progress: bool = True) -> ProteinGenerationSummary:
-    """Generate into the run folder ``out_dir`` (module docstring); ``inputs`` are fingerprinted with the targets
-    (the checkpoint file, ...). Bad settings raise :class:`InputError` before the folder is touched."""
+def generate_proteins(config: ProteinGenerateConfig, *, out_dir: str | os.PathLike | None = None,
+                      restart: bool = False, progress: bool = True) -> GeneratedProteins:
+    """Generate the proteins of ``config``, in memory or into the run folder ``out_dir`` (module docstring). Bad
+    inputs raise :class:`InputError` before the folder is touched."""
+    targets = load_targets(config)
+    model = load_protein_model(config.model, config.device)
+    sampler = config.sampler(config.steps or model.default_steps(DEFAULT_STEPS))
     try:
         sampler.validate()
     except ValueError as exc:
-        raise InputError(str(exc)) from None
-    config.validate()
-    needs = {"folding": "sequences", "inverse_folding": "structures"}.get(sampler.mode)
-    if needs and not targets:
-        raise InputError(f"mode {sampler.mode} needs input {needs} (--sequence-in / --structure-in)")
-    if not needs and targets:
-        raise InputError(f"mode {sampler.mode} takes no input sequences or structures")
-    plan = plan_samples(config, targets if needs else None)
+        raise InputError(f"ProteinGenerateConfig: {exc}") from None
+    plan = plan_samples(config.lengths, config.per_length, targets)
     batches = plan.batches(config.residue_budget)
-    settings = {"sampler": asdict(sampler), "generation": asdict(config), "n": len(plan.ids)}
-    tgt_fp = [(t.name, t.sequence, t.coords if t.coords is not None else "") for t in (targets or [])]
-    with open_run(out_dir, "generate-proteins", settings, fingerprint([list(inputs), tgt_fp]),
-                  restart=restart) as run:
-        out = run.path
-        done = {k for k in range(len(batches)) if (out / "batches" / f"{k:05d}.json").is_file()}
-        bar = tqdm(total=len(plan.ids), initial=sum(len(batches[k]) for k in done), unit="protein",
-                   desc="generating", disable=not progress)
+    settings = {"sampler": asdict(sampler), "generation": config.plan_settings(), "n": len(plan.ids)}
+    if out_dir is None:
+        warn_untrained_lengths(plan.lengths, model)
+        bar, done = tqdm(total=len(plan.ids), unit="protein", desc="generating", disable=not progress), []
         for k, idx in enumerate(batches):
-            if k in done:
-                continue
-            start, seed = time.perf_counter(), batch_seed(config.seed, k)
-            rng = torch.Generator(device=net.device).manual_seed(seed)
-            cond = _conditioning(plan, idx, targets, sampler.mode, net.device)
-            res = sample_proteins(net, cond, sampler, rng, trajectory=config.trajectory)
-            rows = _write_batch(out, plan, idx, res, k, seed, config.trajectory)
-            _write_json(out / "batches" / f"{k:05d}.json", {"batch": k, "rows": rows,
-                                                           "wall_s": time.perf_counter() - start})
-            bar.update(len(rows))
+            done.append(_sample_batch(model, plan, idx, k, targets, sampler, config.seed, config.trajectory))
+            bar.update(len(idx))
         bar.close()
-        return _finish(out, plan, len(batches), sampler.mode, settings)
+        return _in_memory(done, len(plan.ids), sampler.mode, settings)
+    tgt_fp = [(t.name, t.sequence, t.coords if t.coords is not None else "") for t in (targets or [])]
+    with open_run(out_dir, "generate-proteins", settings, fingerprint([list(model.inputs), tgt_fp]),
+                  restart=restart) as run:
+        warn_untrained_lengths(plan.lengths, model)  # once the inputs and the folder are accepted
+        out, bar = run.path, tqdm(total=len(plan.ids), unit="protein", desc="generating", disable=not progress)
+        for k, idx in enumerate(batches):
+            if not (out / "batches" / f"{k:05d}.json").is_file():
+                batch = _sample_batch(model, plan, idx, k, targets, sampler, config.seed, config.trajectory)
+                for row, chain, traj in zip(batch.rows, batch.chains, batch.trajectories):
+                    write_structure(out / row["file"], chain)
+                    if traj is not None:
+                        write_structure(out / row["trajectory"], traj)
+                _write_json(out / "batches" / f"{k:05d}.json",
+                            {"batch": k, "rows": batch.rows, "wall_s": batch.wall_s})
+            bar.update(len(idx))
+        bar.close()
+        return _finish(out, len(batches), sampler.mode, settings)
 
 
-def _finish(out: Path, plan: GenerationPlan, n_batches: int, mode: str,
-            settings: dict[str, Any]) -> ProteinGenerationSummary:
+def _summary(rows: list[dict[str, Any]], n_batches: int, wall: float, mode: str,
+             settings: dict[str, Any]) -> ProteinGenerationSummary:
+    return ProteinGenerationSummary(n=len(rows), mode=mode, batches=n_batches, wall_s=wall,
+                                    samples_per_s=len(rows) / wall if wall > 0 else 0.0, settings=settings)
+
+
+def _in_memory(batches: list[_Batch], n: int, mode: str, settings: dict[str, Any]) -> GeneratedProteins:
+    rows: list[Any] = [None] * n
+    for b in batches:
+        for row, chain, traj in zip(b.rows, b.chains, b.trajectories):
+            rows[row["index"]] = (row, chain, traj)
+    summary = _summary([r for r, _, _ in rows], len(batches), sum(b.wall_s for b in batches), mode, settings)
+    trajs = [t for _, _, t in rows]
+    return GeneratedProteins([c for _, c, _ in rows], [r["sequence"] for r, _, _ in rows],
+                             [r["id"] for r, _, _ in rows], summary, None,
+                             trajs if any(t is not None for t in trajs) else None)
+
+
+def _finish(out: Path, n_batches: int, mode: str, settings: dict[str, Any]) -> GeneratedProteins:
     rows, wall = [], 0.0
     for k in range(n_batches):
         rec = json.loads((out / "batches" / f"{k:05d}.json").read_text())
@@ -227,8 +358,7 @@ def _finish(out: Path, plan: GenerationPlan, n_batches: int, mode: str,
         rows.extend({**r, "wall_s": per} for r in rec["rows"])
         wall += rec["wall_s"]
     rows.sort(key=lambda r: r["index"])
-    summary = ProteinGenerationSummary(n=len(rows), mode=mode, batches=n_batches, wall_s=wall,
-                                       samples_per_s=len(rows) / wall if wall > 0 else 0.0, settings=settings)
+    summary = _summary(rows, n_batches, wall, mode, settings)
     _write_json(out / "manifest.json", {"summary": summary.to_dict(), "rows": rows})
     buf = io.StringIO()
     cols = ["id", "index", "length", "batch", "seed", "sequence", "file", "trajectory"]
@@ -239,4 +369,7 @@ def _finish(out: Path, plan: GenerationPlan, n_batches: int, mode: str,
         f.write(buf.getvalue())
     with atomic_open(out / "samples.fasta") as f:
         f.write("".join(f">{r['id']} length={r['length']} mode={mode}\n{r['sequence']}\n" for r in rows))
-    return summary
+    chains = [replace(read_chain(out / r["file"]), name=r["id"]) for r in rows]
+    trajs = [replace(read_chain(out / r["trajectory"], model="all"), name=r["id"]) for r in rows if r["trajectory"]]
+    return GeneratedProteins(chains, [r["sequence"] for r in rows], [r["id"] for r in rows], summary, out,
+                             trajs if len(trajs) == len(rows) and trajs else None)

@@ -16,20 +16,23 @@ Modes (:data:`MODES`):
 * ``inverse_folding`` - the structure is given (so3_t = r3_t = 1 - min_t); the sequence is generated.
 
 MultiFlow-exact mode (``ProteinFlowConfig.multiflow_exact``) reproduces MultiFlow's ``Interpolant.sample`` with its
-quirks: the final call is made at the previous call's time (Q1) and sees the sequence from before the last sequence
-step (Q2); the rotation step may overshoot the prediction (Q4). The default fixes these: the final call is at t = 1
-with the current sequence, and a rotation step never passes the prediction.
+quirks: the final call is made at the previous call's time and sees the sequence from before the last sequence
+step (a misspelt batch key); the rotation step may overshoot the prediction. The default fixes these: the final
+call is at t = 1 with the current sequence, and a rotation step never passes the prediction.
 
 Batches hold chains of mixed lengths, padded, with a residue mask: padded positions are held fixed and masked out of
-the network, and every random draw comes from the batch's own generator.
+the network, and every random draw comes from the batch's own generator. A run's samples are planned by
+:func:`plan_samples` (ids, lengths, the given sequence / structure of each), batched by a residue budget
+(:meth:`GenerationPlan.batches`), seeded per batch (:func:`batch_seed`) and conditioned by
+:func:`batch_conditioning`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -37,10 +40,12 @@ from manifolds.samplers import time_grid
 from pipeline.proteins.network import ProteinNetwork, ProteinNetworkInput
 from pipeline.proteins.flow import ProteinFlow, ProteinFlowConfig, ProteinState, sample_prior
 from pipeline.proteins.names import MODES, PRECISIONS, Mode
-from structures.proteins.residue_constants import MASK_INDEX, NUM_TOKENS
+from structures.errors import InputError
+from structures.proteins.frames import Frames, backbone_from_frames
+from structures.proteins.residue_constants import MASK_INDEX, NUM_TOKENS, sequence_to_indices
 
-
-__all__ = ["MODES", "Conditioning", "NetworkPredictor", "Prediction", "SampleResult", "SamplerConfig", "integrate",
+__all__ = ["MODES", "Conditioning", "GenerationPlan", "NetworkPredictor", "Prediction", "ProteinTarget", "SampleResult",
+           "SamplerConfig", "backbone_atoms", "batch_conditioning", "batch_seed", "integrate", "plan_samples",
            "sample_proteins"]
 
 
@@ -173,7 +178,7 @@ def integrate(flow: ProteinFlow, predict: Predictor, state: ProteinState, cond: 
         state = flow.step(state, t, h, pred, rng).keep(state, fixed_structure, fixed_sequence)
         if traj is not None:
             traj.append(_cpu(state))
-    if flow.config.multiflow_exact:  # Q1 + Q2: the final call at the previous time, with the previous sequence
+    if flow.config.multiflow_exact:  # MultiFlow's final call: at the previous time, with the previous sequence
         pred = predict(replace(state, aatypes=before_last), grid[-2])
     else:
         pred = predict(state, grid[-1])
@@ -217,3 +222,86 @@ def sample_proteins(net: ProteinNetwork, cond: Conditioning, config: SamplerConf
     state = prior if prior is not None else initial_state(cond, config, rng, dtype)
     predictor = NetworkPredictor(net, cond, config, flow)
     return integrate(flow, predictor, state, cond, config, rng, trajectory)
+
+
+# ------------------------------------------------------------------------------------ the batches of a run
+
+
+@dataclass(frozen=True)
+class ProteinTarget:
+    """A given sequence (folding) or structure (inverse folding) to condition on."""
+
+    name: str
+    sequence: str  # one-letter
+    coords: np.ndarray | None = None  # [L, 4, 3] N, CA, C, O (inverse folding)
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """One row per sample, in id order: id, length, target index (or -1)."""
+
+    ids: list[str]
+    lengths: list[int]
+    targets: list[int]
+
+    def batches(self, budget: int) -> list[list[int]]:
+        """Sample indices grouped by length (longest first), cut at ``budget`` padded residues."""
+        order = sorted(range(len(self.ids)), key=lambda i: (-self.lengths[i], i))
+        out: list[list[int]] = []
+        for i in order:
+            if out and (len(out[-1]) + 1) * self.lengths[out[-1][0]] <= budget:
+                out[-1].append(i)
+            else:
+                out.append([i])
+        return out
+
+
+def plan_samples(lengths: Sequence[int], per_length: int, targets: Sequence[ProteinTarget] | None) -> GenerationPlan:
+    """The samples of a run: ``length_<L>_<i>`` per length, or ``<target>_<i>`` per target (``per_length`` each)."""
+    ids, sizes, tix = [], [], []
+    for k, (name, length) in enumerate([(t.name, len(t.sequence)) for t in targets] if targets else
+                                       [(f"length_{n}", n) for n in lengths]):
+        for i in range(per_length):
+            ids.append(f"{name}_{i:04d}")
+            sizes.append(length)
+            tix.append(k if targets else -1)
+    if len(set(ids)) != len(ids):
+        raise InputError("sample ids are not unique (two inputs with the same name?); rename the inputs")
+    return GenerationPlan(ids, sizes, tix)
+
+
+def batch_seed(seed: int, k: int) -> int:
+    """The seed of batch k (independent of batching history and thread counts)."""
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
+def batch_conditioning(plan: GenerationPlan, idx: list[int], targets: Sequence[ProteinTarget] | None, mode: str,
+                       device: torch.device) -> Conditioning:
+    """Padded residue mask, and the given sequences / frames (centred on the CA centroid) of a batch."""
+    n = max(plan.lengths[i] for i in idx)
+    mask = torch.zeros(len(idx), n, dtype=torch.bool)  # [B, N]
+    for b, i in enumerate(idx):
+        mask[b, : plan.lengths[i]] = True
+    cond = Conditioning(mask.to(device))
+    if mode == "folding":
+        seq = torch.zeros(len(idx), n, dtype=torch.long)  # [B, N]
+        for b, i in enumerate(idx):
+            seq[b, : plan.lengths[i]] = torch.from_numpy(sequence_to_indices(targets[plan.targets[i]].sequence))
+        cond.sequence = seq.to(device)
+    if mode == "inverse_folding":
+        from structures.proteins.frames import frames_from_atoms
+
+        trans, rots = torch.zeros(len(idx), n, 3), torch.eye(3).repeat(len(idx), n, 1, 1)  # [B, N, 3], [B, N, 3, 3]
+        for b, i in enumerate(idx):
+            x = torch.from_numpy(np.asarray(targets[plan.targets[i]].coords, dtype=np.float64))
+            f = frames_from_atoms(x)
+            trans[b, : len(x)] = (f.trans - f.trans.mean(0)).float()
+            rots[b, : len(x)] = f.rots.float()
+        cond.trans, cond.rotmats = trans.to(device), rots.to(device)
+    return cond
+
+
+def backbone_atoms(state: ProteinState, mask: torch.Tensor) -> np.ndarray:
+    """Idealised N, CA, C, O ``[..., L, 4, 3]`` (numpy float64) of frames."""
+    frames = Frames(state.rotmats.double().cpu(), state.trans.double().cpu())
+    return backbone_from_frames(frames, mask=mask.cpu()).numpy()

@@ -132,7 +132,7 @@ def purity_law(x: Tensor, logits: Tensor, t: float, h: float, temperature: float
 
 def masking_step_probs(x: Tensor, logits: Tensor, t: float, h: float, temperature: float, noise: float) -> Tensor:
     """MultiFlow's non-purity masking step: the row ``[B, N, 21]`` it draws from (unnormalised when the off-diagonal
-    rates exceed 1). Unlike MultiFlow, ``logits`` is not written to (its quirk Q7)."""
+    rates exceed 1). Unlike MultiFlow's step, which writes into the logits it is given, ``logits`` is not changed."""
     lg = logits.clone()
     lg[..., MASK_INDEX] = NEG
     pi = torch.softmax(lg / temperature, dim=-1)

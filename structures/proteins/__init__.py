@@ -1,2 +1,3 @@
 """Proteins as data: residue constants in AF2 order (:mod:`.residue_constants`), backbone frames (:mod:`.frames`),
-PDB / mmCIF reading and writing (:mod:`.io`) and training data sets (:mod:`.dataset`)."""
+PDB / mmCIF / FASTA reading and writing (:mod:`.io`), training data sets and chain filters (:mod:`.dataset`) and
+sequence-similarity grouping for splits (:mod:`.similarity`)."""

@@ -3,21 +3,14 @@
 - :class:`ProteinDataset` (a torch Dataset): items are :class:`ProteinExample` (backbone atoms
   N, CA, C, O centred on the CA centroid, amino-acid indices); :meth:`ProteinDataset.collate`
   pads them into a :class:`ProteinBatch` with a residue mask.
-- Filters (folders): length range, chain breaks (C_i-N_{i+1} > 2 Angstrom, a numbering gap does
+- Filters (folders, :class:`ChainFilter`): length range, chain breaks (C_i-N_{i+1} > 2 Angstrom, a numbering gap does
   not count when the peptide bond is intact, so cis peptides stay), standard residues only,
   complete N/CA/C. A missing carbonyl O is rebuilt from the frames (:func:`structures.proteins.frames.place_oxygen`).
   Every rejected chain is kept in ``rejected`` with its reason. A parsed folder is cached as an
   npz under :func:`structures.cache.cache_dir` (key: every file's bytes and the filter settings).
 - :class:`LengthBucketBatchSampler`: batches of similar length under a padded-residue budget.
 - :meth:`ProteinDataset.split`: train / validation split on *groups*, so near-identical chains
-  never straddle it. Groups are connected components of the graph linking two chains when
-
-    1. they come from the same entry (PDB id / file), or
-    2. their k-mer containment |K(a) n K(b)| / min(|K(a)|, |K(b)|) >= threshold (k = 5,
-       threshold 0.3 by default). Under ungapped substitution at identity p a k-mer survives
-       with probability p^k, so 0.3 at k = 5 links chains of roughly >= 80 % identity
-       (0.95 -> 0.77, 0.9 -> 0.59, 0.8 -> 0.33, 0.5 -> 0.03); identical sequences always link.
-
+  never straddle it (same entry or k-mer containment >= 0.3 at k = 5: :mod:`structures.proteins.similarity`).
   The npz set is already clustered at 30 % identity with MMseqs2, so for it this step only
   joins chains of the same PDB entry.
 """
@@ -41,6 +34,8 @@ from structures.data import ProteinBackboneSet, load_proteins
 from structures.proteins.frames import Frames, frames_from_atoms, place_oxygen
 from structures.proteins.io import FORMATS, StructureFileError, read_chains
 from structures.proteins.residue_constants import UNK_INDEX, sequence_to_indices
+from structures.proteins.similarity import grouped_split, kmer_matrix, similarity_groups  # noqa: F401 (re-exported)
+from structures.validate import check_bool, check_float, check_instance, check_int
 
 FOLDER_CACHE_FORMAT = 2  # bump when the cached arrays change meaning (2: AF2 residue order)
 
@@ -48,6 +43,31 @@ FOLDER_CACHE_FORMAT = 2  # bump when the cached arrays change meaning (2: AF2 re
 def sequence_to_aatype(seq: str) -> np.ndarray:
     """One-letter sequence -> [L] int64 indices in the AF2 order ``ARNDCQEGHILKMFPSTWYV`` (20 = unknown)."""
     return sequence_to_indices(seq)
+
+
+@dataclass(frozen=True)
+class ChainFilter:
+    """Which chains of a folder of structure files :meth:`ProteinDataset.from_directory` keeps: a length in
+    ``[min_length, max_length]`` (``None``: no upper bound), no chain break unless ``allow_chain_breaks`` (a
+    C_i-N_{i+1} distance above ``max_c_n`` Angstrom), standard residues only when ``standard_only``, and only
+    chain ``chain`` of every file when it is given (default: every chain, split)."""
+
+    min_length: int = 40
+    max_length: int | None = 512
+    allow_chain_breaks: bool = False
+    standard_only: bool = True
+    chain: str | None = None
+    max_c_n: float = 2.0  # Angstrom
+
+    def __post_init__(self) -> None:
+        check_int("ChainFilter.min_length", self.min_length, 1)
+        if self.max_length is not None:
+            check_int("ChainFilter.max_length", self.max_length, 1)
+        check_bool("ChainFilter.allow_chain_breaks", self.allow_chain_breaks)
+        check_bool("ChainFilter.standard_only", self.standard_only)
+        if self.chain is not None:
+            check_instance("ChainFilter.chain", self.chain, str, "a chain id (str) or None")
+        check_float("ChainFilter.max_c_n", self.max_c_n, 0.0, strict_minimum=True)
 
 
 @dataclass
@@ -142,15 +162,11 @@ class ProteinDataset(Dataset):
         return cls(bb, np.flatnonzero(keep))
 
     @classmethod
-    def from_directory(cls, folder: str | os.PathLike, min_length: int = 40, max_length: int | None = 512,
-                       allow_chain_breaks: bool = False, standard_only: bool = True, chain: str | None = None,
-                       max_c_n: float = 2.0, progress: bool = True,
+    def from_directory(cls, folder: str | os.PathLike, filters: ChainFilter = ChainFilter(), progress: bool = True,
                        cache: bool | str | os.PathLike = True) -> "ProteinDataset":
-        """All protein chains of the PDB / mmCIF files in ``folder`` (recursively) that pass the filters.
+        """All protein chains of the PDB / mmCIF files in ``folder`` (recursively) that pass ``filters``.
 
         Args:
-            chain: keep only this chain id of every file (default: all chains, split).
-            max_c_n: C_i-N_{i+1} distance (Angstrom) above which residues i, i+1 are a break.
             cache: reuse / write the parsed set under :func:`structures.cache.cache_dir` (True), a
                 folder, or not at all (False). The key covers every file's path and bytes and
                 the filter settings.
@@ -165,9 +181,12 @@ class ProteinDataset(Dataset):
             raise StructureFileError(f"{folder}: no PDB / mmCIF files ({', '.join(FORMATS)}, optionally .gz)")
         cache_path = None
         if cache is not False:
-            settings = f"v{FOLDER_CACHE_FORMAT}-{min_length}-{max_length}-{allow_chain_breaks}-{standard_only}-{chain}-{max_c_n}"
+            f = filters  # the same settings string as before ChainFilter: existing cache entries stay valid
+            settings = (f"v{FOLDER_CACHE_FORMAT}-{f.min_length}-{f.max_length}-{f.allow_chain_breaks}-"
+                        f"{f.standard_only}-{f.chain}-{f.max_c_n}")
             key = cache_key([settings] + [f"{p.relative_to(folder)}:{file_sha256(p)}" for p in files])
-            cache_path = (cache_dir() if cache is True else Path(cache)) / "protein_folders" / f"{folder.name}-{key}.npz"
+            root = cache_dir() if cache is True else Path(cache)
+            cache_path = root / "protein_folders" / f"{folder.name}-{key}.npz"
             if cache_path.is_file():
                 try:
                     return cls._load_cache(cache_path)
@@ -182,16 +201,16 @@ class ProteinDataset(Dataset):
                 rejected[path.name] = str(exc)
                 continue
             for c in chains:
-                if chain is not None and c.chain_id != chain:
+                if filters.chain is not None and c.chain_id != filters.chain:
                     continue
-                reason = _reject_reason(c, min_length, max_length, allow_chain_breaks, standard_only, max_c_n)
+                reason = _reject_reason(c, filters)
                 if reason:
                     rejected[c.name] = reason
                     continue
                 x = c.coords.astype(np.float32).copy()  # [L, 4, 3]
                 if not c.atom_mask[:, 3].all():  # rebuild missing carbonyl O from the backbone
                     t = torch.from_numpy(x.astype(np.float64))
-                    has_next = torch.from_numpy(np.r_[~c.chain_breaks(max_c_n), False])
+                    has_next = torch.from_numpy(np.r_[~c.chain_breaks(filters.max_c_n), False])
                     o = place_oxygen(t[:, 0], t[:, 1], t[:, 2], has_next=has_next).numpy()
                     miss = ~c.atom_mask[:, 3]
                     x[miss, 3] = o[miss]
@@ -203,8 +222,8 @@ class ProteinDataset(Dataset):
                 starts.append(int(c.res_ids[0]))
         if not coords:
             raise StructureFileError(f"{folder}: no chain passed the filters ({len(rejected)} rejected, e.g. "
-                                     f"{next(iter(rejected.items()), ('', ''))}); relax min_length/max_length/"
-                                     "allow_chain_breaks/standard_only")
+                                     f"{next(iter(rejected.items()), ('', ''))}); relax the ChainFilter's "
+                                     "min_length/max_length/allow_chain_breaks/standard_only")
         lengths = np.array([len(s) for s in seqs])
         seq = "".join(seqs).encode("ascii")
         bb = ProteinBackboneSet(
@@ -254,99 +273,20 @@ def _is_structure_file(p: Path) -> bool:
     return bool(s) and s[-1] in FORMATS
 
 
-def _reject_reason(c, min_length: int, max_length: int | None, allow_breaks: bool, standard_only: bool,
-                   max_c_n: float) -> str | None:
+def _reject_reason(c, f: ChainFilter) -> str | None:
     L = len(c)
-    if L < min_length or (max_length is not None and L > max_length):
-        return f"length {L} outside [{min_length}, {max_length}]"
-    if standard_only and not c.standard.all():
+    if L < f.min_length or (f.max_length is not None and L > f.max_length):
+        return f"length {L} outside [{f.min_length}, {f.max_length}]"
+    if f.standard_only and not c.standard.all():
         bad = sorted({n for n, ok in zip(c.res_names, c.standard) if not ok})
         return f"non-standard residues {', '.join(bad[:5])}"
     if not c.backbone_complete.all():
         i = int(np.flatnonzero(~c.backbone_complete)[0])
         return f"residue {c.res_ids[i]}{c.ins_codes[i]} lacks N, CA or C"
-    if not allow_breaks and c.chain_breaks(max_c_n).any():
-        i = int(np.flatnonzero(c.chain_breaks(max_c_n))[0])
-        return f"chain break after residue {c.res_ids[i]}{c.ins_codes[i]} (C-N > {max_c_n} Angstrom)"
+    if not f.allow_chain_breaks and c.chain_breaks(f.max_c_n).any():
+        i = int(np.flatnonzero(c.chain_breaks(f.max_c_n))[0])
+        return f"chain break after residue {c.res_ids[i]}{c.ins_codes[i]} (C-N > {f.max_c_n} Angstrom)"
     return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Near-identity grouping and grouped split
-# ---------------------------------------------------------------------------------------------
-
-
-def kmer_matrix(sequences: Sequence[str], k: int = 5):
-    """Binary CSR matrix [n, 21^k]: which k-mers (over 20 aa + unknown) each sequence contains."""
-    from scipy.sparse import csr_matrix
-
-    rows, cols = [], []
-    powers = 21 ** np.arange(k - 1, -1, -1)
-    for i, s in enumerate(sequences):
-        a = sequence_to_aatype(s)
-        if len(a) < k:
-            continue
-        win = np.lib.stride_tricks.sliding_window_view(a, k)  # [L-k+1, k]
-        ids = np.unique(win @ powers)
-        rows.append(np.full(len(ids), i))
-        cols.append(ids)
-    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-    return csr_matrix((np.ones(len(r), np.int32), (r, c)), shape=(len(sequences), 21**k))
-
-
-def similarity_groups(sequences: Sequence[str], k: int = 5, threshold: float = 0.3,
-                      entries: Sequence[str] | None = None, block: int = 2048) -> np.ndarray:
-    """Group label per sequence: connected components of "same entry or k-mer containment >=
-    threshold or identical sequence" (see the module docstring). Returns [n] int64."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n = len(sequences)
-    x = kmer_matrix(sequences, k)
-    counts = np.asarray(x.sum(1)).ravel()
-    src, dst = [], []
-    xt = x.T.tocsr()
-    for lo in range(0, n, block):  # shared-k-mer counts in row blocks (bounded memory)
-        s = (x[lo: lo + block] @ xt).tocoo()
-        denom = np.minimum(counts[lo + s.row], counts[s.col])
-        ok = (denom > 0) & (s.data >= threshold * np.maximum(denom, 1))
-        src.append(lo + s.row[ok])
-        dst.append(s.col[ok])
-    keys: dict[str, int] = {}
-    for i, s in enumerate(sequences):  # identical sequences (covers ones shorter than k)
-        j = keys.setdefault(s, i)
-        src.append(np.array([i]))
-        dst.append(np.array([j]))
-    if entries is not None:
-        first: dict[str, int] = {}
-        for i, e in enumerate(entries):
-            src.append(np.array([i]))
-            dst.append(np.array([first.setdefault(e, i)]))
-    r, c = np.concatenate(src), np.concatenate(dst)
-    graph = coo_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
-    return connected_components(graph, directed=False)[1].astype(np.int64)
-
-
-def grouped_split(labels: np.ndarray, val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val): whole groups go to validation, in random order, until it holds about
-    ``val_fraction`` of the items; no group is on both sides."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    labels = np.asarray(labels)
-    groups, sizes = np.unique(labels, return_counts=True)
-    order = np.random.default_rng(seed).permutation(len(groups))
-    target = val_fraction * len(labels)
-    val_groups, taken = [], 0
-    for g in order:
-        if taken >= target:
-            break
-        if taken + sizes[g] > target * 1.5 + 1 and taken > 0:
-            continue  # skip a group that would overshoot a lot; a smaller one may fit
-        val_groups.append(groups[g])
-        taken += sizes[g]
-    is_val = np.isin(labels, val_groups)
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ Reading (:func:`read_chains`, :func:`read_chain`):
 
 Unusable input (missing file, unknown suffix, unparsable text, no amino acids, unknown chain)
 raises :class:`StructureFileError` with the path and what to do. Writing is atomic (temp + rename).
+
+Inputs of conditional generation (:func:`read_fasta`, :func:`read_backbones`, :func:`as_backbone_chain`) raise
+:class:`~structures.errors.InputError` naming the argument they were given as.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import numpy as np
 
 from structures.atomic import atomic_path
 from structures.data import BACKBONE_ATOMS, ProteinChain
-from structures.proteins.residue_constants import MODIFIED_TO_ONE, RESTYPE_1TO3, RESTYPE_3TO1
+from structures.errors import InputError
+from structures.proteins.residue_constants import MODIFIED_TO_ONE, RESTYPE_1TO3, RESTYPE_3TO1, RESTYPES
 
 ELEMENTS = ("N", "C", "C", "O")
 FORMATS = {".pdb": "pdb", ".ent": "pdb", ".cif": "cif", ".mmcif": "cif", ".bcif": "bcif"}
@@ -239,6 +243,86 @@ def read_chain(path: str | os.PathLike, chain: str | None = None, model: int | L
             return c
     raise StructureFileError(f"{path}: no protein chain {chain!r}; chains with amino acids: "
                              f"{', '.join(c.chain_id for c in chains)}")
+
+
+def structure_files(folder: Path) -> list[Path]:
+    """Structure files of a folder (suffixes of :data:`FORMATS`, optionally ``.gz``), sorted by name."""
+    def is_structure(p: Path) -> bool:
+        s = [x.lower() for x in p.suffixes if x.lower() != ".gz"]
+        return bool(s) and s[-1] in FORMATS and p.is_file()
+
+    try:
+        return sorted(p for p in folder.iterdir() if is_structure(p))
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot list the folder ({exc.strerror})") from None
+
+
+def check_sequence(argument: str, sequence: object) -> str:
+    """A one-letter amino-acid sequence (the 20 standard letters, any case), upper-cased."""
+    seq = sequence.strip().upper() if isinstance(sequence, str) else ""
+    if not seq or set(seq) - set(RESTYPES):
+        raise InputError(f"{argument} must be a sequence of the one-letter codes {RESTYPES}, got "
+                         f"{str(sequence)[:40]!r}")
+    return seq
+
+
+def read_fasta(path: str | os.PathLike, argument: str = "path") -> list[tuple[str, str]]:
+    """(name, sequence) of every record of a FASTA file; the name is the header's first word (``seq<i>``
+    without one); sequences use the 20 standard one-letter codes (``X`` is refused)."""
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{argument}: cannot read the FASTA file {p} ({type(exc).__name__})") from None
+    out: list[tuple[str, str]] = []
+    name, parts = None, []
+    for line in text.splitlines() + [">"]:
+        line = line.strip()
+        if line.startswith(">"):
+            if name is not None:
+                out.append((name, check_sequence(f"{argument}: {p}: sequence {name!r}", "".join(parts))))
+            name, parts = (line[1:].split() or [f"seq{len(out)}"])[0], []
+        elif line:
+            if name is None:
+                raise InputError(f"{argument}: {p} is not a FASTA file (no '>' header before the first sequence)")
+            parts.append(line)
+    if not out:
+        raise InputError(f"{argument}: no sequences in the FASTA file {p}")
+    return out
+
+
+def read_backbones(path: str | os.PathLike, argument: str = "path") -> list[BackboneChain]:
+    """Every protein chain of a PDB / mmCIF file, or of each structure file of a folder (complete N, CA, C
+    needed at every residue); chains are named ``<file>_<chain>``."""
+    p = Path(path).expanduser()
+    files = structure_files(p) if p.is_dir() else [p]
+    if not files:
+        raise InputError(f"{argument}: no PDB/mmCIF files in the folder {p} (suffixes {', '.join(FORMATS)})")
+    out = []
+    for f in files:
+        try:
+            chains = read_chains(f)
+        except (StructureFileError, OSError) as exc:
+            raise InputError(f"{argument}: {str(exc).splitlines()[0]}") from None
+        for c in chains:
+            if not c.backbone_complete.all():
+                raise InputError(f"{argument}: {f}: chain {c.chain_id} misses N, CA or C atoms at "
+                                 f"{int((~c.backbone_complete).sum())} residues; give a complete backbone")
+        out.extend(chains)
+    return out
+
+
+def as_backbone_chain(argument: str, chain: object) -> BackboneChain:
+    """A :class:`BackboneChain` as is, or a data set :class:`~structures.data.ProteinChain` converted (N, CA, C, O
+    all present; residue numbers from its ``start_resnum``)."""
+    if isinstance(chain, BackboneChain):
+        return chain
+    if isinstance(chain, ProteinChain):
+        first = chain.start_resnum
+        return BackboneChain.from_coords(chain.coords, chain.sequence, res_ids=np.arange(first, first + len(chain)),
+                                         name=chain.name)
+    raise InputError(f"{argument} must be a BackboneChain or a structures.data.ProteinChain, got "
+                     f"{type(chain).__name__}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,10 +11,15 @@ import pytest
 from structures import data as D
 
 
-def test_default_root_is_shared_data(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_root_is_the_embedded_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without GENMATCH_DATA the data root is inside the installed package (structures/embedded), with every
+    data set the demo and the tests need."""
     monkeypatch.delenv(D.DATA_ENV, raising=False)
-    assert D.data_root() == D.DEFAULT_DATA_ROOT
-    assert D.resolve_dataset("perov_5", "val").name == "val.csv.xz"
+    root = D.data_root()
+    assert root == D.DEFAULT_DATA_ROOT == Path(D.__file__).resolve().parent / "embedded"
+    assert D.resolve_dataset("perov_5", "val") == root / "crystals" / "perov_5" / "val.csv.xz"
+    assert D.available_datasets() == {"perov_5": ["val", "test"], "carbon_24": ["val", "test"], "proteins": [""]}
+    assert (root / "mp" / "2023-02-07-mp-elemental-reference-entries.json.gz").is_file()
 
 
 def test_env_variable_takes_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO_ROOT
+
 from workflows.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -82,3 +84,26 @@ def test_missing_data_is_one_line_error(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert "perov_5" in r.stderr and "CDVAE" in r.stderr
+
+
+HELP_PATHS = [[], ["info"], ["demo"], ["generate", "crystals"], ["generate", "proteins"], ["relax", "crystals"],
+              ["score", "crystals"], ["score", "proteins"], ["train", "crystals"], ["train", "proteins"]]
+
+
+def test_help_imports_no_heavy_library() -> None:
+    """``genmatch [VERB NOUN] --help`` builds the whole command table: it must not import torch, numpy or pymatgen
+    (the handlers import them when a command runs), which is what keeps the help under half a second."""
+    code = ("import sys\nfrom workflows.cli import main\n"
+            f"codes = [main(p + ['--help']) for p in {HELP_PATHS!r}]\n"
+            "heavy = sorted(m for m in ('torch', 'numpy', 'pymatgen', 'pandas', 'scipy') if m in sys.modules)\n"
+            "print(codes, heavy)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == f"{[0] * len(HELP_PATHS)} []"
+
+
+def test_the_heavy_import_check_sees_torch() -> None:
+    """The check above fails when something on the help path imports torch."""
+    code = "import sys\nimport manifolds.discrete as d\nd.sample\nprint('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.stdout.strip() == "True"

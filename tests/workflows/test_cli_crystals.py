@@ -53,9 +53,14 @@ def test_score_crystals_named_sets(tmp_path: Path, capsys: pytest.CaptureFixture
                  "--reference-limit", "20", "--out", str(out), "--n-samples", "5",
                  "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert line["struct_valid"] == 1.0 and 0 <= line["cov_recall"] <= 1
-    for name in ("scores.csv", "scores.parquet", "summary.json", "density.png", "n_elements.png"):
-        assert (out / name).stat().st_size > 0
+    # CDVAE coverage of 10 val crystals against 20 test ones: 1 of the 20 references and 2 of the 10 hit
+    assert line["struct_valid"] == 1.0 and (line["cov_recall"], line["cov_precision"]) == (0.05, 0.2)
+    table = pd.read_csv(out / "scores.csv", dtype={"id": str})
+    assert len(table) == 10 and table["cov_precision_hit"].mean() == line["cov_precision"]
+    assert list(pd.read_parquet(out / "scores.parquet")["id"]) == list(table["id"])
+    assert json.loads((out / "summary.json").read_text())["cov_recall"] == line["cov_recall"]
+    for name in ("density.png", "n_elements.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name  # a PNG image, not an empty file
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temp files
 
 

@@ -1,6 +1,7 @@
 """``genmatch generate proteins`` on the fixture-sized network (MultiFlow's small config, its fixture weights saved
 as a genmatch safetensors checkpoint): every mode and rotation generator from the command line, resume
-byte-identical, thread-count independence, exit 2 for bad input."""
+byte-identical, thread-count independence, exit 2 for bad input, ``--checkpoint`` as the old name of ``--model``,
+and the one-line warning for lengths outside the model's training range."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from safetensors.torch import load_file
 
 from pipeline.proteins.network import ProteinNetwork, ProteinNetworkConfig
 from pipeline.proteins.network.checkpoint import save_protein_checkpoint
-from structures.data import DEFAULT_DATA_ROOT, data_root
+from helpers import fixture_path
 from structures.proteins.io import read_chain
 from workflows.cli import main
 
@@ -24,9 +25,7 @@ BASE = ["generate", "proteins", "--lengths", "7,11", "--per-length", "2", "--ste
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    folder = (data_root(required=False) or DEFAULT_DATA_ROOT).parent / "reference" / "multiflow"
-    if not (folder / "multiflow_small_state_dict.safetensors").is_file():
-        pytest.skip(f"MultiFlow fixture not found under {folder}")
+    folder = fixture_path("multiflow")
     doc = yaml.safe_load((folder / "multiflow_small_config.yaml").read_text())
     net = ProteinNetwork(ProteinNetworkConfig.from_multiflow(doc["model"]), init=False)
     net.load_state_dict({k: v.float() for k, v in load_file(str(folder / "multiflow_small_state_dict.safetensors")).items()})
@@ -41,7 +40,7 @@ def _files(out: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("rotations", ["flow", "jump", "superposition"])
 def test_codesign_each_rotation_generator(ckpt, tmp_path, rotations):
     out = tmp_path / "out"
-    assert main(BASE + ["--checkpoint", str(ckpt), "--rotations", rotations, "--out", str(out)]) == 0
+    assert main(BASE + ["--model", str(ckpt), "--rotations", rotations, "--out", str(out)]) == 0
     fasta = (out / "samples.fasta").read_text().split("\n")
     assert len(fasta) == 9 and all(len(s) in (7, 11) and "X" not in s for s in fasta[1:8:2])
     chain = read_chain(out / "pdb" / "length_11_0001.pdb")
@@ -51,16 +50,16 @@ def test_codesign_each_rotation_generator(ckpt, tmp_path, rotations):
 
 def test_structure_folding_and_inverse_folding(ckpt, tmp_path):
     cd = tmp_path / "cd"
-    assert main(BASE + ["--checkpoint", str(ckpt), "--mode", "structure", "--sequence", "ko", "--out", str(cd)]) == 0
+    assert main(BASE + ["--model", str(ckpt), "--mode", "structure", "--sequence", "ko", "--out", str(cd)]) == 0
     fasta = tmp_path / "in.fasta"
     fasta.write_text(">a\nMKTAYIAK\n>b\nGSHMLEEVK\n")
     ff = tmp_path / "ff"
-    assert main(BASE + ["--checkpoint", str(ckpt), "--mode", "forward-folding", "--sequence-in", str(fasta),
+    assert main(BASE + ["--model", str(ckpt), "--mode", "forward-folding", "--sequence-in", str(fasta),
                         "--out", str(ff)]) == 0
     assert read_chain(ff / "pdb" / "b_0001.pdb").sequence == "GSHMLEEVK"
     inv = tmp_path / "inv"
     pdb = cd / "pdb" / "length_11_0000.pdb"
-    assert main(BASE + ["--checkpoint", str(ckpt), "--mode", "inverse-folding", "--structure-in", str(pdb),
+    assert main(BASE + ["--model", str(ckpt), "--mode", "inverse-folding", "--structure-in", str(pdb),
                         "--sequence", "ko", "--scheduler", "cubic", "--out", str(inv)]) == 0
     given, designed = read_chain(pdb), read_chain(next((inv / "pdb").glob("*.pdb")))
     assert abs(given.coords[:, 1] - given.coords[:, 1].mean(0) - designed.coords[:, 1]).max() <= 2e-3
@@ -68,7 +67,7 @@ def test_structure_folding_and_inverse_folding(ckpt, tmp_path):
 
 
 def test_resume_is_byte_identical_and_threads_do_not_matter(ckpt, tmp_path):
-    args = BASE + ["--checkpoint", str(ckpt), "--rotations", "superposition", "--trajectory"]
+    args = BASE + ["--model", str(ckpt), "--rotations", "superposition", "--trajectory"]
     full = tmp_path / "full"
     assert main(args + ["--out", str(full)]) == 0
     part = tmp_path / "part"
@@ -89,17 +88,37 @@ def test_bad_input_exits_2(ckpt, tmp_path, capsys, extra, monkeypatch):
     from pipeline.proteins.network import checkpoint as protein_checkpoint
 
     monkeypatch.delenv("GENMATCH_MULTIFLOW_CKPT", raising=False)
-    # no --checkpoint, no environment variable and no shipped model: exit 2, nothing written
+    # no --model, no environment variable and no shipped model: exit 2, nothing written
     monkeypatch.setattr(protein_checkpoint, "SHIPPED_PROTEIN_MODEL", tmp_path / "missing.safetensors")
     args = BASE + ["--out", str(tmp_path / "o")] + extra
     if extra:
-        args += ["--checkpoint", str(ckpt)]
+        args += ["--model", str(ckpt)]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
     assert not (tmp_path / "o").exists()
     if not extra:
         assert "no protein model" in err[0]
+
+
+def test_checkpoint_is_the_old_name_of_model(ckpt, tmp_path):
+    """``--checkpoint PATH`` (deprecated) still works and gives the files of ``--model PATH``."""
+    new, old = tmp_path / "new", tmp_path / "old"
+    assert main(BASE + ["--model", str(ckpt), "--out", str(new)]) == 0
+    assert main(BASE + ["--checkpoint", str(ckpt), "--out", str(old)]) == 0
+    assert _files(old) == _files(new) and len([f for f in _files(new) if f.startswith("pdb/")]) == 4
+
+
+def test_lengths_outside_the_training_range_warn_once_on_one_line(tmp_path, capsys):
+    """The shipped model was trained on 60-128 residues: 12 and 200 are named in one stderr line, 60 is not;
+    the run still completes."""
+    out = tmp_path / "o"
+    assert main(["generate", "proteins", "--lengths", "12,60,200", "--per-length", "1", "--steps", "2", "--quiet",
+                 "--threads", "1", "--out", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("genmatch: warning: lengths 12, 200 are outside the 60-128 residues"), err[0]
+    assert len(list((out / "pdb").glob("*.pdb"))) == 3
 
 
 def test_the_shipped_model_is_the_default(tmp_path, capsys, monkeypatch):
@@ -118,13 +137,14 @@ def test_bf16_precision_runs_close_to_fp32_and_is_recorded(tmp_path):
     stays within 1 A / 0.1 / 1 of the fp32 call (translations, rotation entries, logits) but is not fp32."""
     import json
 
-    from pipeline.proteins.sampler import SamplerConfig
+    from manifolds import so3
     from pipeline.proteins.network.checkpoint import default_protein_checkpoint, load_protein_network
     from pipeline.proteins.network.model import ProteinNetworkInput
-    from manifolds import so3
+    from structures.errors import InputError
+    from workflows.proteins import ProteinGenerateConfig
 
-    with pytest.raises(ValueError, match="unknown precision"):
-        SamplerConfig(precision="fp16").validate()
+    with pytest.raises(InputError, match=r"ProteinGenerateConfig\.precision must be one of fp32, bf16"):
+        ProteinGenerateConfig(precision="fp16")
     out = tmp_path / "bf"
     assert main(BASE + ["--precision", "bf16", "--out", str(out)]) == 0
     assert json.loads((out / "run.json").read_text())["settings"]["sampler"]["precision"] == "bf16"

@@ -1,4 +1,4 @@
-"""`genmatch score proteins` end to end on a folder of real backbones (issue 14): outputs, one failed row for an
+"""`genmatch score proteins` end to end on a folder of real backbones: outputs, one failed row for an
 unreadable file, resume, refusals, and bad input (exit 2, nothing created)."""
 
 from __future__ import annotations

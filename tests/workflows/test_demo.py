@@ -196,12 +196,12 @@ def test_demo_cli_restart_and_bad_arguments(tmp_path: Path, cache: Any, capsys: 
 
 def test_generated_structures_are_the_decoded_samples(demo: tuple[Path, dict[str, Any]]) -> None:
     """The on-disk run returns exactly what in-memory sampling returns (decoded tokens, not re-read CIFs)."""
-    from workflows.generate import generate_crystals
+    from workflows import crystals
 
     out, _ = demo
-    kw: dict[str, Any] = dict(steps=8, batch_size=GENERATE_BATCH, progress=False)
-    disk = generate_crystals(4, "perov_5", out_dir=out / "generated", **kw)
-    memory = generate_crystals(4, "perov_5", **kw)
+    kw: dict[str, Any] = dict(n=4, model="perov_5", steps=8, batch_size=GENERATE_BATCH, progress=False)
+    disk = crystals.generate(out_dir=out / "generated", **kw)
+    memory = crystals.generate(**kw)
     assert disk.ids == memory.ids
     assert [s.as_dict() for s in disk.structures] == [s.as_dict() for s in memory.structures]
 
@@ -211,12 +211,12 @@ def test_coincident_atoms_survive_relax_checkpoint(tmp_path: Path) -> None:
     through CIF; the relax checkpoint keeps it exactly, marks it failed, and resumes."""
     from pymatgen.core import Lattice, Structure
 
-    from workflows.crystals import RelaxConfig, relax_crystals
+    from workflows import crystals
 
     s = Structure(Lattice.cubic(4.4), ["Ca", "N", "O", "O", "O"],
                   [[0.49, 0.5, 0.5], [0.5, 0, 0.5], [0, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0.5, 0]])
-    run = relax_crystals([s], ids=["x"], config=RelaxConfig(max_steps=2), out_dir=tmp_path, progress=False)
+    run = crystals.relax({"x": s}, max_steps=2, out_dir=tmp_path, progress=False)
     assert list(run.table["status"]) == ["failed"] and "overlapping" in run.table["reason"][0]
     assert run.structures[0] == s
-    again = relax_crystals([s], ids=["x"], config=RelaxConfig(max_steps=2), out_dir=tmp_path, progress=False)
+    again = crystals.relax({"x": s}, max_steps=2, out_dir=tmp_path, progress=False)
     assert again.structures[0] == s and again.table.equals(run.table)

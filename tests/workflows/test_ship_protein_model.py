@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.common.model_file import load_checkpoint
+from pipeline.common.model_file import load_model_file
 from pipeline.proteins.network import ProteinNetwork
 from pipeline.proteins.network.checkpoint import CheckpointError, save_protein_checkpoint
 
@@ -26,16 +26,16 @@ def test_ship_adds_sampling_status_and_evaluation(tmp_path: Path) -> None:
     ev.write_text('progress line\n{"rows": [{"set": "flow", "helix": 0.3}]}\n')
     out = ship([str(src), "--steps", "37", "--status", "test model", "--evaluation", str(ev),
                 "--out", str(tmp_path / "ship" / "p.safetensors")])
-    rec = load_checkpoint(out).record
+    rec = load_model_file(out).record
     assert rec["sampling"] == {"steps": 37} and rec["status"] == "test model" and rec["training"]["step"] == 7
     assert rec["evaluation"]["rows"][0]["helix"] == 0.3
     assert json.loads(out.with_suffix(".json").read_text())["sampling"]["steps"] == 37
-    a, b = load_checkpoint(src).state_dict, load_checkpoint(out).state_dict
+    a, b = load_model_file(src).state_dict, load_model_file(out).state_dict
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
-    from workflows.proteins import generate_proteins
+    from workflows import proteins
 
-    s = generate_proteins(out, tmp_path / "gen", lengths=(12,), per_length=1, progress=False)
+    s = proteins.generate(model=out, out_dir=tmp_path / "gen", lengths=(12,), per_length=1, progress=False).summary
     assert s.settings["sampler"]["steps"] == 37  # the model's default when --steps is not given
 
 

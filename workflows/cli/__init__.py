@@ -15,9 +15,9 @@ from typing import Callable, Sequence
 
 
 from workflows.cli.crystals import COMMANDS as CRYSTAL_COMMANDS
-from workflows.cli.proteins import COMMANDS as PROTEIN_COMMANDS
-from workflows.cli.proteins_score import COMMANDS as SCORE_PROTEIN_COMMANDS
-from workflows.cli.proteins_train import COMMANDS as TRAIN_PROTEIN_COMMANDS
+from workflows.cli.proteins import GENERATE_COMMANDS as PROTEIN_COMMANDS
+from workflows.cli.proteins import SCORE_COMMANDS as SCORE_PROTEIN_COMMANDS
+from workflows.cli.proteins import TRAIN_COMMANDS as TRAIN_PROTEIN_COMMANDS
 from workflows.cli.options import (Command, Parser, UsageError, add_run_options, int_list, nonnegative_int,
                                  positive_int, printable)
 
@@ -97,14 +97,6 @@ def _demo_args(demo: argparse.ArgumentParser) -> None:
                       "call per sample)")
     add_run_options(demo, out_required=False, threads=False)
     demo.set_defaults(out="runs/demo")
-
-
-def _not_yet(feature: str, issue_hint: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        raise UsageError(f"'genmatch {feature}' is not yet available in this version ({issue_hint}); "
-                         "see the status table in README.md")
-
-    return run
 
 
 COMMANDS: list[Command] = [

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from manifolds.discrete.names import SCHEDULER_NAMES
+from pipeline.crystals.names import CHGNET_MODELS, COORD_PATHS, DEFAULT_CHGNET, LOSSES, SCHEDULER_NAMES
 from workflows.cli.options import (Command, UsageError, add_run_options, add_training_options, any_int, finite_float,
                                  int_list, nonnegative_float, nonnegative_int, positive_float, positive_int, printable,
-                                 set_threads, unit_half_open_float, unit_open_float)
+                                 unit_half_open_float, unit_open_float)
 
-CHGNET_HELP = "CHGNet version for energies and forces (default 0.3.0)"
+CHGNET_HELP = f"CHGNet version for energies and forces (default {DEFAULT_CHGNET})"
 
 
 def _crystal_input(p: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def _crystal_input(p: argparse.ArgumentParser) -> None:
                    "split such as perov_5:test")
     p.add_argument("--split", default=None, help="split for a data set name given without ':split'")
     p.add_argument("--limit", type=positive_int, default=None, help="only the first N input structures")
-    p.add_argument("--chgnet", default="0.3.0", choices=["0.3.0", "0.2.0", "r2scan"], help=CHGNET_HELP)
+    p.add_argument("--chgnet", default=DEFAULT_CHGNET, choices=CHGNET_MODELS, help=CHGNET_HELP)
     add_run_options(p)
 
 
@@ -33,16 +33,19 @@ def _relax_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serial", action="store_true", help="use chgnet's StructOptimizer one by one (reference)")
 
 
-def _relax(args: argparse.Namespace) -> int:
+def _input(args: argparse.Namespace):  # noqa: ANN202 - a pipeline.common.io.CrystalInput
     from pipeline.common.io import read_crystal_input
-    from workflows.crystals import RelaxConfig, relax_crystals
 
-    config = RelaxConfig(model=args.chgnet, fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size,
-                         relax_cell=not args.fixed_cell, serial=args.serial)
-    config.validate()
-    inp = read_crystal_input(args.input, split=args.split, limit=args.limit)
-    set_threads(args.threads)
-    run = relax_crystals(inp, config=config, out_dir=args.out, restart=args.restart, progress=not args.quiet)
+    return read_crystal_input(args.input, split=args.split, limit=args.limit)
+
+
+def _relax(args: argparse.Namespace) -> int:
+    from workflows.crystals import CrystalRelaxConfig, relax
+
+    config = CrystalRelaxConfig(chgnet=args.chgnet, fmax=args.fmax, max_steps=args.max_steps,
+                                batch_size=args.batch_size, relax_cell=not args.fixed_cell, serial=args.serial)
+    run = relax(_input(args), config, out_dir=args.out, threads=args.threads, restart=args.restart,
+                progress=not args.quiet)
     s = run.summary
     bad = f" ({s.n_bad_input} unusable inputs, see relax_results.csv)" if s.n_bad_input else ""
     print(printable(f"relaxed {s.n} structures: {s.converged} converged, {s.step_limit} at the step limit, "
@@ -84,30 +87,21 @@ def _score_args(p: argparse.ArgumentParser) -> None:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from pipeline.common.io import read_crystal_input
-    from pipeline.common.parallel import ComputeConfig
-    from pipeline.crystals.score.score import ScoreConfig
-    from workflows.crystals import HullConfig, score_crystals
+    from workflows.crystals import CrystalScoreConfig, score
 
     dataset = args.dataset or (args.reference.split(":")[0] if ":" in args.reference else None)
     if dataset is None and (args.struc_cutoff is None or args.comp_cutoff is None):
         raise UsageError("genmatch score crystals: the reference is not a named data set; give --dataset "
                          "(perov_5, carbon_24, mp_20) or both --struc-cutoff and --comp-cutoff")
-    config = ScoreConfig(dataset=dataset, struc_cutoff=args.struc_cutoff, comp_cutoff=args.comp_cutoff,
-                         n_samples=args.n_samples, seed=args.seed, e_hull_threshold=args.e_hull_threshold,
-                         energy_model=args.chgnet)
-    compute = ComputeConfig(workers=args.workers, dask_scheduler=args.dask_scheduler, backend=args.backend,
-                            cache_dir=False if args.no_cache else args.cache_dir, progress=not args.quiet)
-    hull = HullConfig(hull=args.hull, trusted=args.trust_pickle, reference=args.hull_reference,
-                      relax=not args.hull_static)
-    config.validate()
-    hull.validate()
-    inp = read_crystal_input(args.input, split=args.split, limit=args.limit)
-    ref = read_crystal_input(args.reference, limit=args.reference_limit)
-    set_threads(args.threads)
-    scores = score_crystals(inp, ref, config=config, compute=compute, hull=hull, energies=args.energies,
-                            training=args.training, out_dir=args.out, restart=args.restart,
-                            plots=not args.no_plots)
+    config = CrystalScoreConfig(
+        reference=args.reference, reference_limit=args.reference_limit, dataset=dataset,
+        struc_cutoff=args.struc_cutoff, comp_cutoff=args.comp_cutoff, n_samples=args.n_samples, seed=args.seed,
+        e_hull_threshold=args.e_hull_threshold, chgnet=args.chgnet, hull=args.hull, trust_pickle=args.trust_pickle,
+        hull_reference=args.hull_reference, hull_relax=not args.hull_static, energies=args.energies,
+        training=args.training, workers=args.workers, dask_scheduler=args.dask_scheduler, backend=args.backend,
+        cache_dir=False if args.no_cache else args.cache_dir, plots=not args.no_plots)
+    scores = score(_input(args), config, out_dir=args.out, threads=args.threads, restart=args.restart,
+                   progress=not args.quiet)
     keys = ("n_input", "n_unusable", "struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision",
             "wdist_density", "wdist_num_elems", "stable_rate", "hull_coverage", "sun_rate")
     s = scores.summary.to_dict()  # the flat layout of summary.json: stability fields beside the others
@@ -134,7 +128,7 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from pipeline.crystals.generate import SamplingConfig, generate_crystals
+    from workflows.crystals import CrystalGenerateConfig, generate
 
     counts = args.num_atoms
     num_atoms: int | list[int] | None = None
@@ -145,11 +139,10 @@ def _generate(args: argparse.Namespace) -> int:
             raise UsageError(f"genmatch generate crystals: {len(counts)} atom counts for -n {args.n} crystals")
         else:
             num_atoms = counts
-    config = SamplingConfig(steps=args.steps, temperature=args.temperature, corrector=args.corrector,
-                            scheduler=args.scheduler)
-    set_threads(args.threads)
-    run = generate_crystals(args.model, args.n, args.out, num_atoms=num_atoms, config=config, seed=args.seed,
-                            batch_size=args.batch_size, restart=args.restart, progress=not args.quiet)
+    config = CrystalGenerateConfig(n=args.n, model=args.model, num_atoms=num_atoms, steps=args.steps,
+                                   temperature=args.temperature, corrector=args.corrector, scheduler=args.scheduler,
+                                   seed=args.seed, batch_size=args.batch_size)
+    run = generate(config, out_dir=args.out, threads=args.threads, restart=args.restart, progress=not args.quiet)
     s = run.summary
     reasons = ", ".join(f"{k} {v}" for k, v in s.failures_by_reason.items()) or "none"
     unwritable = f"; {s.not_writable} decoded but not writable as CIF" if s.not_writable else ""
@@ -166,12 +159,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", default="small", choices=["small", "paper"], help="DiT size (default small)")
     p.add_argument("--scheduler", default="kinetic_optimal", choices=SCHEDULER_NAMES,
                    help="kappa_t: kinetic_optimal (KO eq. 33, KO-DFM; default), cubic or linear (DFM)")
-    p.add_argument("--loss", default="ce", choices=["ce", "elbo"], help="cross-entropy or mixture ELBO")
+    p.add_argument("--loss", default="ce", choices=LOSSES, help="cross-entropy or mixture ELBO")
     p.add_argument("--augment", action="store_true",
                    help="random origin shift + inversion of each training crystal (exact on the token grid)")
     p.add_argument("--dropout", type=unit_half_open_float, default=None,
                    help="dropout in the DiT blocks (default: the preset's)")
-    p.add_argument("--coord-path", default="mask", choices=["mask", "metric"],
+    p.add_argument("--coord-path", default="mask", choices=COORD_PATHS,
                    help="noise path of the fractional coordinates: the mask path like every token (KO-DFM, default) "
                         "or the metric-induced path KO eq. 27 on the ring of grid values (uniform source)")
     p.add_argument("--coord-beta", type=positive_float, nargs=2, default=(5.0, 1.0), metavar=("C", "A"),
@@ -188,24 +181,23 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pipeline.crystals.train import TrainConfig, train_crystals
+    from pipeline.common.training import DeviceSettings
+    from workflows.crystals import CrystalTrainConfig, train
 
     network: str | dict = args.network
     overrides = {k: getattr(args, k) for k in ("dropout", "hidden", "blocks", "heads") if getattr(args, k) is not None}
     if overrides:
         from pipeline.crystals.network import CONFIGS
 
-        network = {**CONFIGS[args.network].to_dict(), **overrides}  # checked by TrainConfig.validate
-    cfg = TrainConfig(dataset=args.dataset, split=args.split, network=network, scheduler=args.scheduler,
-                      loss=args.loss, augment=args.augment, coord_path=args.coord_path,
-                      coord_beta=tuple(args.coord_beta), batch_size=args.batch_size, lr=args.lr,
-                      warmup_steps=args.warmup_steps, max_steps=args.max_steps, grad_clip=args.grad_clip,
-                      ema_decay=args.ema_decay, val_fraction=args.val_fraction, val_every=args.val_every,
-                      seed=args.seed, limit=args.limit, lr_schedule=args.lr_schedule)
-    set_threads(args.threads)
-    res = train_crystals(cfg, args.out, devices=args.devices, num_nodes=args.num_nodes,
-                         accelerator=args.accelerator, restart=args.restart, progress=not args.quiet,
-                         snapshots=args.snapshots)
+        network = {**CONFIGS[args.network].to_dict(), **overrides}  # checked by CrystalTrainConfig
+    cfg = CrystalTrainConfig(dataset=args.dataset, split=args.split, network=network, scheduler=args.scheduler,
+                             loss=args.loss, augment=args.augment, coord_path=args.coord_path,
+                             coord_beta=tuple(args.coord_beta), batch_size=args.batch_size, lr=args.lr,
+                             warmup_steps=args.warmup_steps, max_steps=args.max_steps, grad_clip=args.grad_clip,
+                             ema_decay=args.ema_decay, val_fraction=args.val_fraction, val_every=args.val_every,
+                             seed=args.seed, limit=args.limit, lr_schedule=args.lr_schedule)
+    res = train(cfg, out_dir=args.out, threads=args.threads, restart=args.restart, progress=not args.quiet,
+                hardware=DeviceSettings(args.accelerator, args.devices, args.num_nodes), snapshots=args.snapshots)
     best = res.record.get("best_val_ce") or {}
     if best:
         print(printable(f"trained to step {res.record['training']['step']}: best validation CE {best['value']:.4f} "

@@ -1,40 +1,57 @@
-"""The protein rows of the command table: ``genmatch generate proteins``."""
+"""The protein rows of the command table: ``genmatch generate proteins``, ``score proteins`` and ``train proteins``.
+
+Each handler builds the verb's config from the options and calls the same :mod:`workflows.proteins` verb as a Python
+script would. Nothing heavy is imported here at module level (``genmatch --help`` stays fast): the choices come from
+torch-free modules and the handlers import the rest when they run.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 from manifolds.discrete.names import SCHEDULER_NAMES
-from pipeline.proteins.names import PRECISIONS
-from workflows.cli.options import (Command, add_run_options, any_int, int_list, positive_int, printable, probability,
-                                 set_threads)
+from pipeline.proteins.names import MODE_SPELLINGS, MPNN_MODELS, PRECISIONS, ROTATIONS, SEQUENCES
+from workflows.cli.options import (Command, add_run_options, add_training_options, any_int, int_list,
+                                   nonnegative_float, positive_float, positive_int, printable, probability,
+                                   unit_open_float)
 
-MODE_CHOICES = {"codesign": "codesign", "structure": "structure", "folding": "folding",
-                "forward-folding": "folding", "inverse-folding": "inverse_folding"}
+
+def _one_line_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
+    """``warnings.showwarning`` of a command: a warning (e.g. lengths outside the model's training range) as one
+    line on stderr, when it is raised."""
+    print(printable(f"genmatch: warning: {message}"), file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------ generate proteins
 
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", default=None, metavar="PATH",
-                   help="MultiFlow .ckpt (config.yaml beside it) or genmatch .safetensors (default: "
-                   "$GENMATCH_MULTIFLOW_CKPT, else the shipped model pipeline/models/protein_small.safetensors, 50 steps by default)")
+    p.add_argument("--model", "--checkpoint", dest="model", default=None, metavar="PATH",
+                   help="a shipped model's name (protein_small), a MultiFlow .ckpt (config.yaml beside it) or a "
+                   "genmatch .safetensors (default: $GENMATCH_MULTIFLOW_CKPT, else the shipped "
+                   "pipeline/models/protein_small.safetensors, 50 steps by default); --checkpoint is the old, "
+                   "deprecated name")
     p.add_argument("--lengths", type=int_list, default=[70, 100, 200, 300], help="chain lengths (70,100,200,300)")
     p.add_argument("--per-length", type=positive_int, default=100,
                    help="samples per length, or per input sequence / structure (100)")
-    p.add_argument("--rotations", default="flow", choices=["flow", "jump", "superposition"],
+    p.add_argument("--rotations", default="flow", choices=list(ROTATIONS),
                    help="rotation generator: MultiFlow's geodesic flow, the vMF jump (GM section 9) or both")
     p.add_argument("--jump-weight", type=probability, default=0.5,
                    help="weight of the jump in --rotations superposition (0.5; the flow gets the rest)")
-    p.add_argument("--sequence", default="purity", choices=["purity", "ko"],
+    p.add_argument("--sequence", default="purity", choices=list(SEQUENCES),
                    help="sequence generator: MultiFlow's purity sampler or the KO mask CTMC")
     p.add_argument("--scheduler", default="kinetic_optimal", choices=SCHEDULER_NAMES,
                    help="kappa_t of --sequence ko (kinetic_optimal)")
     p.add_argument("--steps", type=positive_int, default=None,
-                   help="time points = network calls (default: the checkpoint's setting; 500 for MultiFlow)")
-    p.add_argument("--mode", default="codesign", choices=list(MODE_CHOICES),
+                   help="time points = network calls (default: the model's setting; 500 for MultiFlow)")
+    p.add_argument("--mode", default="codesign", choices=list(MODE_SPELLINGS),
                    help="codesign, structure (only), forward-folding (--sequence-in) or inverse-folding "
                    "(--structure-in)")
     p.add_argument("--sequence-in", default=None, metavar="FASTA", help="sequences to fold (forward folding)")
-    p.add_argument("--structure-in", default=None, metavar="PDB", help="backbones to design for (inverse folding)")
+    p.add_argument("--structure-in", default=None, metavar="PDB",
+                   help="backbones to design for (inverse folding): a PDB / mmCIF file or a folder of them")
     p.add_argument("--seed", type=any_int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
@@ -49,26 +66,166 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from workflows.proteins import generate_proteins
+    from workflows import proteins
 
-    set_threads(args.threads)
-    s = generate_proteins(args.checkpoint, args.out, lengths=args.lengths, per_length=args.per_length,
-                          rotations=args.rotations, jump_weight=args.jump_weight, sequence=args.sequence,
-                          scheduler=args.scheduler, steps=args.steps, mode=MODE_CHOICES[args.mode],
-                          sequence_in=args.sequence_in, structure_in=args.structure_in, seed=args.seed,
-                          device=args.device, precision=args.precision, multiflow_exact=args.multiflow_exact,
-                          residue_budget=args.residue_budget, trajectory=args.trajectory, restart=args.restart,
-                          progress=not args.quiet)
+    config = proteins.ProteinGenerateConfig(
+        model=args.model, lengths=tuple(args.lengths), per_length=args.per_length, rotations=args.rotations,
+        jump_weight=args.jump_weight, sequence=args.sequence, scheduler=args.scheduler, steps=args.steps,
+        mode=args.mode, sequence_in=args.sequence_in, structure_in=args.structure_in, seed=args.seed,
+        device=args.device, precision=args.precision, multiflow_exact=args.multiflow_exact,
+        residue_budget=args.residue_budget, trajectory=args.trajectory)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = _one_line_warning
+        gen = proteins.generate(config, out_dir=args.out, threads=args.threads, restart=args.restart,
+                                progress=not args.quiet)
+    s = gen.summary
     print(printable(f"generated {s.n} proteins ({s.mode}) in {s.batches} batches, {s.samples_per_s:.3g} samples/s "
                     f"-> {args.out}"))
     return 0
 
 
-COMMANDS = [
+# ------------------------------------------------------------------------------------------ score proteins
+
+
+def _score_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="folder of PDB/mmCIF backbones (.pdb, .cif, ... optionally .gz) or one file")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N structure files")
+    p.add_argument("--esmfold", default=None, metavar="PATH",
+                   help="local folder of an ESMFold model (EsmForProteinFolding config.json + weights; default "
+                   "$GENMATCH_ESMFOLD). Without one, designability is reported as unavailable and the offline "
+                   "MPNN proxies are given. Nothing is downloaded")
+    p.add_argument("--fold-recycles", type=positive_int, default=None, help="ESMFold recycles (model default)")
+    p.add_argument("--mpnn-model", default="v_48_020", choices=list(MPNN_MODELS),
+                   help="ProteinMPNN weights (default v_48_020, the protocol)")
+    p.add_argument("--mpnn-temperature", type=positive_float, default=0.1, help="sampling temperature (0.1)")
+    p.add_argument("--mpnn-sequences", type=positive_int, default=8, help="sequences per backbone (8)")
+    p.add_argument("--seed", type=any_int, default=38, help="ProteinMPNN seed (38, the protocol)")
+    p.add_argument("--scrmsd-threshold", type=positive_float, default=2.0, help="designable below this (2.0 A)")
+    p.add_argument("--reference", default="default", help="novelty reference: 'default' (the 3,000 backbones of "
+                   "the proteins data set), a folder of PDB/mmCIF files, or 'none'")
+    p.add_argument("--reference-limit", type=positive_int, default=None, help="only the first N references")
+    p.add_argument("--no-diversity", action="store_true", help="skip the all-vs-all TM-align")
+    p.add_argument("--workers", type=positive_int, default=1, help="local worker processes (1)")
+    p.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                   help="dask.distributed scheduler address (tcp://host:port)")
+    p.add_argument("--backend", default="processes", choices=["dask", "processes"],
+                   help="local pool for --workers > 1: a process pool (default) or a dask LocalCluster")
+    p.add_argument("--cache-dir", default=None, help="score cache (default ~/.cache/genmatch)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    add_run_options(p)
+
+
+def _score(args: argparse.Namespace) -> int:
+    from pipeline.proteins.score.report import format_summary
+    from workflows import proteins
+
+    mpnn = proteins.MpnnConfig(model=args.mpnn_model, temperature=args.mpnn_temperature,
+                               n_sequences=args.mpnn_sequences, seed=args.seed)
+    config = proteins.ProteinScoreConfig(
+        mpnn=mpnn, esmfold=args.esmfold, fold_recycles=args.fold_recycles, scrmsd_threshold=args.scrmsd_threshold,
+        reference=None if args.reference == "none" else args.reference, reference_limit=args.reference_limit,
+        diversity=not args.no_diversity, limit=args.limit, workers=args.workers, dask_scheduler=args.dask_scheduler,
+        backend=args.backend, cache_dir=False if args.no_cache else args.cache_dir, plots=not args.no_plots)
+    scores = proteins.score(args.input, config, out_dir=args.out, threads=args.threads, restart=args.restart,
+                            progress=not args.quiet)
+    print(format_summary(scores))
+    print(printable(f"-> {args.out}"))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ train proteins
+
+
+def _optional_int(text: str) -> int | None:
+    """A positive integer, or ``none``."""
+    return None if text.lower() == "none" else positive_int(text)
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="proteins", help="'proteins' (the embedded backbone set; default), an npz "
+                   "of its schema, or a folder of PDB / mmCIF files")
+    p.add_argument("--network", default="small", choices=["small", "multiflow"],
+                   help="network size (default small; ignored with --init, whose config is used)")
+    p.add_argument("--init", default=None, metavar="PATH", help="start from these weights: a MultiFlow Lightning "
+                   ".ckpt (config.yaml beside it) or a genmatch .safetensors (fine-tuning)")
+    p.add_argument("--min-length", type=positive_int, default=60, help="shortest chain used (60)")
+    p.add_argument("--max-length", type=_optional_int, default=128, help="longest chain used, or none (128)")
+    p.add_argument("--crop", type=_optional_int, default=None,
+                   help="cut longer chains to a random contiguous window of this many residues (default none)")
+    p.add_argument("--max-residues", type=positive_int, default=2048, help="padded residues per batch (2048)")
+    p.add_argument("--max-batch-size", type=positive_int, default=64, help="chains per batch at most (64)")
+    p.add_argument("--seq-scheduler", default="linear", choices=SCHEDULER_NAMES,
+                   help="kappa_t of the sequence masking path: linear (MultiFlow; default), kinetic_optimal, cubic")
+    p.add_argument("--no-batch-ot", action="store_true", help="no minibatch OT of the translation noise")
+    p.add_argument("--forward-fold-prob", type=probability, default=0.1, help="share of folding examples (0.1)")
+    p.add_argument("--inverse-fold-prob", type=probability, default=0.1,
+                   help="share of inverse-folding examples (0.1)")
+    p.add_argument("--self-condition-prob", type=probability, default=0.5, help="self-conditioning share (0.5)")
+    p.add_argument("--aux-weight", type=nonnegative_float, default=1.0,
+                   help="weight of the backbone-atom + pairwise-distance losses (1; MultiFlow's release: 0)")
+    p.add_argument("--val-fraction", type=unit_open_float, default=0.05, help="held-out share, grouped (0.05)")
+    p.add_argument("--val-times", type=positive_int, default=2, help="time points per validation chain (2)")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N chains in the length range")
+    add_training_options(p, lr=5e-4)
+    add_run_options(p)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pipeline.common.training import DeviceSettings
+    from workflows import proteins
+
+    config = proteins.ProteinTrainConfig(
+        dataset=args.dataset, network=args.network, init=args.init, min_length=args.min_length,
+        max_length=args.max_length, crop=args.crop, max_residues=args.max_residues,
+        max_batch_size=args.max_batch_size, seq_scheduler=args.seq_scheduler, batch_ot=not args.no_batch_ot,
+        forward_fold_prob=args.forward_fold_prob, inverse_fold_prob=args.inverse_fold_prob,
+        self_condition_prob=args.self_condition_prob, aux_weight=args.aux_weight, lr=args.lr,
+        lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps, max_steps=args.max_steps,
+        grad_clip=args.grad_clip, ema_decay=args.ema_decay, val_fraction=args.val_fraction,
+        val_every=args.val_every, val_times=args.val_times, limit=args.limit, seed=args.seed)
+    hardware = DeviceSettings(accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes)
+    res = proteins.train(config, out_dir=args.out, threads=args.threads, restart=args.restart,
+                         progress=not args.quiet, hardware=hardware, snapshots=args.snapshots)
+    best = res.record.get("best_val_loss") or {}
+    if best:
+        print(printable(f"trained to step {res.record['training']['step']}: best validation loss "
+                        f"{best['value']:.4f} at step {best['step']} -> {res.best_path} (latest: {res.model_path})"))
+    return 0
+
+
+GENERATE_COMMANDS = [
     Command(("generate", "proteins"), "generate protein backbones + sequences (MultiFlow-compatible network)",
             "Sample proteins on R^3N x SO(3)^N x [21]^N with a MultiFlow-style network: co-design, structure only, "
             "forward or inverse folding; rotations by flow, vMF jump or their superposition; sequence by "
             "MultiFlow's purity sampler or the KO mask CTMC. Writes OUT/pdb/<id>.pdb (N, CA, C, O), "
-            "OUT/samples.fasta, OUT/manifest.csv/.json and OUT/run.json; an interrupted run resumes.",
+            "OUT/samples.fasta, OUT/manifest.csv/.json and OUT/run.json; an interrupted run resumes. Lengths "
+            "outside those the model was trained on are warned about.",
             _generate_args, _generate),
 ]
+SCORE_COMMANDS = [
+    Command(("score", "proteins"), "score protein backbones: designability, diversity, novelty, DSSP, geometry",
+            "Score a folder of PDB/mmCIF backbones with the MultiFlow / GM protocol: ProteinMPNN v_48_020 "
+            "(T 0.1, 8 sequences, seed 38) + ESMFold from a local folder (--esmfold) -> scRMSD over N, CA, C, "
+            "designable < 2 A (without ESMFold: 'designability: unavailable' and offline MPNN proxies); "
+            "diversity (TM-align clusters at 0.5 over designable samples); novelty (1 - max TM to the 3,000 "
+            "reference backbones, exhaustive); DSSP helix/strand/coil; geometry checks. Writes "
+            "OUT/scores.csv/.parquet, OUT/summary.json, OUT/summary.txt, OUT/tm_matrix.npz and PNG plots; an "
+            "unreadable file is one failed row; rerun the same command to resume (cached by content hash).",
+            _score_args, _score),
+]
+TRAIN_COMMANDS = [
+    Command(("train", "proteins"), "train the protein co-design model with MultiFlow's objective (Lightning)",
+            "Train a protein backbone + sequence model: MultiFlow's interpolant (separate structure / sequence "
+            "times, 10 % folding and inverse-folding examples, Gaussian translation prior with minibatch OT, "
+            "IGSO(3) rotation prior, masking CTMC for the sequence, self-conditioning) and losses (translation and "
+            "rotation vector fields, backbone-atom and pairwise-distance losses, sequence cross-entropy); AdamW + "
+            "warm-up + cosine, EMA, gradient clipping, length-bucketed batches, grouped validation split. Writes "
+            "OUT/model.safetensors and OUT/best.safetensors (EMA weights + record; load_protein_network reads "
+            "them) and the resume state OUT/lightning/last.ckpt; rerun the same command to resume (a larger "
+            "--max-steps trains longer). --init PATH fine-tunes a MultiFlow or genmatch checkpoint.",
+            _train_args, _train),
+]
+#: every protein row, in the order of the command table
+COMMANDS = [*SCORE_COMMANDS, *GENERATE_COMMANDS, *TRAIN_COMMANDS]

@@ -9,8 +9,8 @@ Names load their module on first use (PEP 562): ``genmatch demo --help`` reads :
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from manifolds.lazy import lazy_exports
+
 
 _WHERE = {
     "DemoConfig": "workflows.demo.config", "GENERATE_BATCH": "workflows.demo.config", "HULLS": "workflows.demo.config",
@@ -20,10 +20,4 @@ _WHERE = {
 }
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

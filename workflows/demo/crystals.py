@@ -1,18 +1,17 @@
-"""The crystal chain of the demo (issue 7): sanity checks, generate -> relax -> score Perov-5 crystals.
+"""The crystal chain of the demo: sanity checks, generate -> relax -> score Perov-5 crystals.
 
 Called by :func:`workflows.demo.run_demo` inside its run folder; see that module for the stages and
-outputs. Also holds what both chains share: :func:`torch_threads` and :func:`quiet_known_warnings`.
+outputs. Also holds :func:`quiet_known_warnings`, which both chains use.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import time
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -20,6 +19,7 @@ from pipeline.common.io import CrystalInput
 from pipeline.crystals.score.summary import ScoreSummary
 from structures.crystals.roundtrip import roundtrip_report
 from structures.data import load_crystals, load_proteins
+from workflows.verbs import torch_threads
 from workflows.demo.config import GENERATE_BATCH, HULLS, DemoConfig
 
 T = TypeVar("T")
@@ -68,19 +68,6 @@ def quiet_known_warnings(fn: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch intra-op threads = ``n`` inside, restored after."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @dataclass(kw_only=True)
 class DemoScores(ScoreSummary):
     """The relaxed crystals' :class:`ScoreSummary` (``OUT/summary.json``) plus what the demo adds: the hull's
@@ -115,17 +102,13 @@ def run_crystals(c: DemoConfig, out: Path, ref: CrystalInput, workers: int, wall
     """Generate ``c.n_generate`` Perov-5 crystals into ``out/generated``, relax them into ``out/relaxed`` and
     score them (and, with ``c.score_unrelaxed``, the unrelaxed ones into ``out/as_generated``) against
     ``ref``; scores and plots go to ``out``. Stage wall times (generate, relax, score) are added to ``wall``."""
-    from pipeline.common.parallel import ComputeConfig
-    from pipeline.crystals.score.score import ScoreConfig
     from pipeline.crystals.score.report import write_scores
-    from workflows.crystals import HullConfig, RelaxConfig, relax_crystals, score_crystals
-    from workflows.generate import generate_crystals
+    from workflows import crystals as verbs
 
     t = time.perf_counter()
-    with torch_threads(c.threads):
-        gen = generate_crystals(c.n_generate, "perov_5", out_dir=out / "generated", steps=c.steps,
-                                temperature=c.temperature, seed=c.seed, batch_size=GENERATE_BATCH,
-                                progress=progress)
+    with torch_threads("demo", c.threads):
+        gen = verbs.generate(n=c.n_generate, model="perov_5", out_dir=out / "generated", steps=c.steps,
+                             temperature=c.temperature, seed=c.seed, batch_size=GENERATE_BATCH, progress=progress)
     g = gen.summary
     generation = {**g.to_dict(), "out": str(out / "generated")}
     wall["generate"] = time.perf_counter() - t
@@ -133,10 +116,9 @@ def run_crystals(c: DemoConfig, out: Path, ref: CrystalInput, workers: int, wall
         raise RuntimeError(f"none of the {g.n} generated crystals decoded ({g.failures_by_reason})")
 
     t = time.perf_counter()
-    with torch_threads(c.threads):
-        relax = relax_crystals(CrystalInput(gen.ids, gen.structures, str(out / "generated")),
-                               config=RelaxConfig(fmax=c.fmax, max_steps=c.relax_max_steps),
-                               out_dir=out / "relaxed", progress=progress)
+    with torch_threads("demo", c.threads):
+        relax = verbs.relax(CrystalInput(gen.ids, gen.structures, str(out / "generated")),
+                            fmax=c.fmax, max_steps=c.relax_max_steps, out_dir=out / "relaxed", progress=progress)
     relaxation = {**relax.summary.to_dict(), "out": str(out / "relaxed"),
                   "converged_rate": relax.summary.converged_rate, "max_steps": c.relax_max_steps}
     wall["relax"] = time.perf_counter() - t
@@ -146,19 +128,17 @@ def run_crystals(c: DemoConfig, out: Path, ref: CrystalInput, workers: int, wall
     relaxed_ok = relax.relaxed_mask()
     structures = [s if ok else g0 for s, g0, ok in zip(relax.structures, gen.structures, relaxed_ok)]
     scored = CrystalInput(gen.ids, structures, str(out / "relaxed"))
-    score_config = ScoreConfig(dataset="perov_5")
-    compute = ComputeConfig(workers=workers, backend="processes", progress=progress)
+    score_config = verbs.CrystalScoreConfig(reference=ref, dataset="perov_5", workers=workers, backend="processes")
     as_generated: ScoreSummary | None = None
     if c.score_unrelaxed:
-        raw = score_crystals(CrystalInput(gen.ids, gen.structures, "generated"), ref, config=score_config,
-                             compute=compute)
+        raw = verbs.score(CrystalInput(gen.ids, gen.structures, "generated"), score_config, progress=progress)
         raw.summary.add_rates_over_all(len(gen.structures), g.n)
         write_scores(raw, out / "as_generated", plots=False)
         as_generated = raw.summary
-    with torch_threads(c.threads):  # hull "default" relaxes the Perov-5 val set with CHGNet (cached)
-        hull = HullConfig(c.hull, reference="perov_5:val" if c.hull == "default" else None)
-        scores = score_crystals(scored, ref, config=score_config, compute=compute, hull=hull,
-                                energies=relax.energies_per_atom())
+    with torch_threads("demo", c.threads):  # hull "default" relaxes the Perov-5 val set with CHGNet (cached)
+        scores = verbs.score(scored, score_config, progress=progress, hull=c.hull,
+                             hull_reference="perov_5:val" if c.hull == "default" else None,
+                             energies=relax.energies_per_atom())
     scores.table["relax_status"] = status
     scores.table["relaxed"] = relaxed_ok
     scores.table["relax_steps"] = relax.table["n_steps"].to_numpy()

@@ -6,9 +6,9 @@ flow on SO(3); "jump": the vMF jump of GM section 9), with the default sampler o
 sampler, seed ``DemoConfig.seed``):
 
 - ``OUT/proteins_R/``: ``protein_lengths`` x ``protein_per_length`` proteins from the shipped
-  ``pipeline/models/protein_small.safetensors`` (:func:`workflows.proteins.generate_proteins`: PDBs, FASTA,
+  ``pipeline/models/protein_small.safetensors`` (:func:`workflows.proteins.generate`: PDBs, FASTA,
   manifest; resumable per batch);
-- ``OUT/proteins_R_scores/``: :func:`workflows.proteins_score.score_proteins` without ESMFold (designability
+- ``OUT/proteins_R_scores/``: :func:`workflows.proteins.score` without ESMFold (designability
   "unavailable", the ProteinMPNN proxies instead), DSSP, geometry, diversity (TM-align all-vs-all) and novelty
   against the first ``protein_reference_limit`` chains of the 3,000-chain reference (a demo setting, labelled
   as such); resumable through the score cache;
@@ -30,7 +30,7 @@ from pipeline.common.records import JsonRecord
 from pipeline.proteins.generate import ProteinGenerationSummary
 from pipeline.proteins.score.summary import ProteinScoreSummary
 from workflows.demo.config import PROTEIN_ROTATIONS, DemoConfig
-from workflows.demo.crystals import torch_threads
+from workflows.verbs import torch_threads
 
 ROTATION_NOTES = {"flow": "MultiFlow's geodesic flow on SO(3)", "jump": "SO(3) vMF jumps (GM section 9)"}
 
@@ -89,35 +89,33 @@ def novelty_note(n_reference: int, limit: int | None) -> str:
 def run_proteins(c: DemoConfig, out: Path, workers: int, wall: dict[str, float], *, progress: bool) -> DemoProteins:
     """Generate and score the demo's proteins (module docstring) under ``out``; adds the stage wall times
     ``proteins_generate`` and ``proteins_score`` (both generators together) to ``wall``."""
-    from pipeline.common.parallel import ComputeConfig
     from pipeline.proteins.network.checkpoint import default_protein_checkpoint
-    from pipeline.proteins.score import ProteinScoreConfig
     from structures.errors import InputError
-    from workflows.proteins import generate_proteins
-    from workflows.proteins_score import score_proteins
+    from workflows import proteins
 
     model = default_protein_checkpoint()
     if model is None:
         raise InputError("no protein model: the shipped pipeline/models/protein_small.safetensors is missing")
     t = time.perf_counter()
     generated: dict[str, ProteinGenerationSummary] = {}
-    with torch_threads(c.threads):
+    with torch_threads("demo", c.threads):
         for rot in PROTEIN_ROTATIONS:
-            generated[rot] = generate_proteins(model, out / f"proteins_{rot}", lengths=c.protein_lengths,
-                                               per_length=c.protein_per_length, rotations=rot, steps=c.protein_steps,
-                                               seed=c.seed, progress=progress)
+            generated[rot] = proteins.generate(model=model, out_dir=out / f"proteins_{rot}",
+                                               lengths=c.protein_lengths, per_length=c.protein_per_length,
+                                               rotations=rot, steps=c.protein_steps, seed=c.seed,
+                                               progress=progress).summary
     wall["proteins_generate"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    config = ProteinScoreConfig(reference="default", reference_limit=c.protein_reference_limit)
-    compute = ComputeConfig(workers=workers, backend="processes", progress=progress)
+    config = proteins.ProteinScoreConfig(reference="default", reference_limit=c.protein_reference_limit,
+                                         workers=workers, backend="processes")
     runs: dict[str, DemoProteinRun] = {}
     plots: list[str] = []
-    with torch_threads(c.threads):
+    with torch_threads("demo", c.threads):
         for rot in PROTEIN_ROTATIONS:
             scores_out = out / f"proteins_{rot}_scores"
-            scores = score_proteins(out / f"proteins_{rot}" / "pdb", config=config, compute=compute,
-                                    out_dir=scores_out, threads=c.threads)
+            scores = proteins.score(out / f"proteins_{rot}" / "pdb", config, out_dir=scores_out, threads=c.threads,
+                                    progress=progress)
             runs[rot] = DemoProteinRun(rot, str(out / f"proteins_{rot}"), str(scores_out), generated[rot],
                                        scores.summary)
             for png in sorted(scores_out.glob("*.png")):

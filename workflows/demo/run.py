@@ -1,5 +1,5 @@
-"""The main job on the embedded defaults (``make demo`` / ``genmatch demo``): the crystal chain of issue 7 and
-the protein chain (flow vs jump rotations) of issue 15, in one run folder and one summary.
+"""The main job on the embedded defaults (``make demo`` / ``genmatch demo``): the crystal chain
+(generate -> relax -> score) and the protein chain (flow vs jump rotations), in one run folder and one summary.
 
     from workflows.demo import run_demo
     summary = run_demo("runs/demo")        # what `make demo` runs; rerun to resume

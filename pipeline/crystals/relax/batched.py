@@ -17,7 +17,6 @@ structure takes its slot at the next step. One failure never stops the batch.
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections import deque
 from dataclasses import dataclass
@@ -81,7 +80,7 @@ class BatchedRelaxer:
     """Relax many crystals together: one CHGNet forward pass per step over the whole batch.
 
     Args:
-        model: CHGNet model name ("0.3.0", "0.2.0", "r2scan") or a loaded ``CHGNet``.
+        model: a CHGNet version (:data:`~pipeline.crystals.relax.model.CHGNET_MODELS`) or a loaded ``CHGNet``.
         fmax: force convergence threshold (eV/A) on the filtered forces (atoms and cell).
         max_steps: FIRE step limit per structure (FlowMM: 1,500).
         batch_size: structures evaluated together (in-flight batch).

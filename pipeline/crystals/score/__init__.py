@@ -1,5 +1,5 @@
 """Crystal scoring: CDVAE-protocol validity, coverage and property distances; CHGNet stability
-against a user-chosen reference hull; uniqueness, novelty and S.U.N. (REFERENCE.md section 3)."""
+against a user-chosen reference hull; uniqueness, novelty and S.U.N. (CDVAE and FlowMM; docs/protocols.md)."""
 
 from pipeline.crystals.score.coverage import COV_CUTOFFS, CoverageResult, coverage
 from pipeline.crystals.score.fingerprints import (

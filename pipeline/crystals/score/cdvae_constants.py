@@ -1,7 +1,7 @@
 """CDVAE evaluation constants (CDVAE repository, ``cdvae/common/constants.py`` and
 ``scripts/compute_metrics.py``; MIT licence, copyright 2021 Tian Xie, Xiang Fu). Embedded so that
-scoring works without the shared reference folder; a test checks them against
-``shared/reference/cdvae/comp_scaler.json``."""
+scoring reads no other file; a test checks them against CDVAE's own scaler file, kept as the test
+fixture ``tests/fixtures/cdvae/comp_scaler.json``."""
 
 # Means / standard deviations of the 132 Magpie ElementProperty features (CompScaler).
 COMP_SCALER_MEANS = [

@@ -15,10 +15,14 @@ are left out of the distances but stay in COV-P's denominator (all generated).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.crystals.score.cdvae_constants import COMP_SCALER_MEANS, COMP_SCALER_STDS, COV_CUTOFFS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipeline.crystals.score.fingerprints import Fingerprints
 
 
 def standardize_comp(comp_fp: np.ndarray) -> np.ndarray:
@@ -66,15 +70,16 @@ def _min_dists(a: np.ndarray, b: np.ndarray, chunk: int = 2048) -> tuple[np.ndar
     return row, col
 
 
-def coverage(gen_struct: np.ndarray, gen_comp: np.ndarray, ref_struct: np.ndarray, ref_comp: np.ndarray,
-             struc_cutoff: float, comp_cutoff: float, gen_ok: np.ndarray | None = None,
-             ref_ok: np.ndarray | None = None, n_generated: int | None = None) -> CoverageResult:
-    """COV-R and COV-P (module doc). Fingerprints are raw (composition standardised here)."""
-    gen_ok = np.all(np.isfinite(gen_struct), axis=1) if gen_ok is None else np.asarray(gen_ok, bool)
-    ref_ok = np.all(np.isfinite(ref_struct), axis=1) if ref_ok is None else np.asarray(ref_ok, bool)
+def coverage(gen: "Fingerprints", ref: "Fingerprints", struc_cutoff: float, comp_cutoff: float,
+             n_generated: int | None = None) -> CoverageResult:
+    """COV-R and COV-P (module doc) of generated vs reference fingerprints (raw: the composition fingerprints are
+    standardised here). Rows with ``struct_ok`` False (no structure fingerprint) are left out of the distances;
+    COV-P divides by ``n_generated`` (default: all generated rows)."""
+    gen_ok, ref_ok = np.asarray(gen.struct_ok, bool), np.asarray(ref.struct_ok, bool)
+    gen_struct, ref_struct = gen.struct, ref.struct
     n_gen = len(gen_struct) if n_generated is None else int(n_generated)
-    gs, gc = gen_struct[gen_ok], standardize_comp(gen_comp[gen_ok])
-    rs, rc = ref_struct[ref_ok], standardize_comp(ref_comp[ref_ok])
+    gs, gc = gen_struct[gen_ok], standardize_comp(gen.comp[gen_ok])
+    rs, rc = ref_struct[ref_ok], standardize_comp(ref.comp[ref_ok])
     sp = np.full(len(gen_struct), np.nan)
     cp = np.full(len(gen_struct), np.nan)
     sr = np.full(len(ref_struct), np.nan)

@@ -1,4 +1,5 @@
-"""CHGNet energies per atom of many structures (static or relaxed), cached on disk by content hash."""
+"""CHGNet energies per atom of many structures (static or relaxed), cached on disk by content hash; energies
+read back by id from a relax run's table."""
 
 from __future__ import annotations
 
@@ -69,3 +70,45 @@ def _static_batch(model, structures: list["Structure"]) -> list[float | None]:  
         if len(structures) == 1:
             return [None]
         return [v for s in structures for v in _static_batch(model, [s])]
+
+
+def read_energies(path: str | os.PathLike, ids: Sequence[str]) -> np.ndarray:
+    """[len(ids)] energies per atom by id from a ``relax_results`` CSV/Parquet (``e_final_per_atom``; a failed
+    relaxation gives NaN).
+
+    Raises :class:`~structures.errors.InputError` when the file is missing, unreadable, lacks the columns or an id.
+    """
+    import io
+    from pathlib import Path
+
+    import pandas as pd
+
+    from structures.errors import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"CrystalScoreConfig.energies: energies file not found: {p}; give the relax_results.csv of "
+                         "'genmatch relax crystals'")
+    try:
+        if p.suffix == ".parquet":  # from bytes: pyarrow cannot open a path that is not valid UTF-8
+            df = pd.read_parquet(io.BytesIO(p.read_bytes()))
+        else:
+            df = pd.read_csv(p)
+    except Exception as exc:  # noqa: BLE001 - pandas / pyarrow raise many types for unreadable files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"{p}: cannot read the energies table ({type(exc).__name__}: {first})") from None
+    col = next((c for c in ("e_final_per_atom", "energy_per_atom") if c in df.columns), None)
+    if "id" not in df.columns or col is None:
+        raise InputError(f"{p}: needs columns 'id' and 'e_final_per_atom' (a relax_results file)")
+    try:
+        values = pd.to_numeric(df[col], errors="raise").astype(float)
+    except (TypeError, ValueError):
+        raise InputError(f"{p}: column {col!r} holds values that are not numbers") from None
+    if "status" in df.columns:
+        values[df["status"].astype(str) == "failed"] = np.nan
+    m = dict(zip(df["id"].astype(str), values))
+    missing = [i for i in ids if i not in m]
+    if missing:
+        raise InputError(f"{p}: no energy for {len(missing)} structures (e.g. {missing[0]!r}); ids must "
+                         "match the input file names")
+    return np.array([m[i] for i in ids], dtype=float)

@@ -31,6 +31,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from pymatgen.core import Composition, Structure
     from pymatgen.entries.computed_entries import ComputedEntry
 
+    from pipeline.common.io import CrystalInput
+    from pipeline.common.parallel import ComputeConfig
+    from pipeline.crystals.score.config import CrystalScoreConfig
+
 MP_ELEMENTAL_REFS = Path("mp") / "2023-02-07-mp-elemental-reference-entries.json.gz"
 
 
@@ -123,11 +127,11 @@ class ReferenceHull:
 
     @classmethod
     def embedded_default(cls, structures: Sequence["Structure"], model: str = "0.3.0", relax: bool = True,
-                         fmax: float = 0.1, max_steps: int = 1500, batch_size: int = 32,
                          cache_dir: str | os.PathLike | None | bool = None, progress: bool = True,
                          name: str = "reference", queries: Sequence["Composition"] | None = None
                          ) -> "ReferenceHull":
-        """MP elemental references + CHGNet energies of ``structures`` (relaxed unless ``relax=False``).
+        """MP elemental references + CHGNet energies of ``structures`` (relaxed with FlowMM's settings, fmax
+        0.1 eV/A and at most 1,500 FIRE steps, unless ``relax=False``).
 
         Energies are cached on disk by structure content hash, model and relaxation settings, so
         the reference set is relaxed once. With ``queries`` (the compositions to be scored) only the
@@ -143,8 +147,7 @@ class ReferenceHull:
             structures = [s for s in structures if any(_chemsys(s.composition) <= q for q in systems)]
             name = f"{name}[{len(structures)} in the queries' chemical systems]"
 
-        e = chgnet_energies(structures, model=model, relax=relax, fmax=fmax, max_steps=max_steps,
-                            batch_size=batch_size, cache_dir=cache_dir, progress=progress)
+        e = chgnet_energies(structures, model=model, relax=relax, cache_dir=cache_dir, progress=progress)
         entries = load_entries_json(mp_elemental_refs_path())
         for i, (s, epa) in enumerate(zip(structures, e)):
             if np.isfinite(epa):
@@ -211,3 +214,27 @@ class ReferenceHull:
             except Exception as exc:  # noqa: BLE001 - one composition outside the hull
                 why[i] = f"hull: {exc}"
         return out, why
+
+
+def build_hull(config: "CrystalScoreConfig", reference: "CrystalInput | None", compute: "ComputeConfig",
+               queries: Sequence["Composition"] | None = None) -> ReferenceHull | None:
+    """The hull that ``config.hull`` names (:class:`~pipeline.crystals.score.config.CrystalScoreConfig`), None for
+    "none". ``reference``: the structures of ``config.hull_reference`` (read once by the caller); the default hull
+    adds their CHGNet energies (computed with ``config.chgnet``) to the MP elemental references, and with
+    ``queries`` (the compositions to be scored) only those that can change the queries' E_hull."""
+    hull = config.hull
+    if hull is None or isinstance(hull, ReferenceHull):
+        return hull
+    h = str(hull)
+    if h == "none":
+        return None
+    if h == "mp-elements" or (h == "default" and reference is None):
+        return ReferenceHull.mp_elemental()
+    if h == "default":
+        return ReferenceHull.embedded_default([s for s in reference.structures if s is not None], model=config.chgnet,
+                                              relax=config.hull_relax, cache_dir=compute.cache_dir,
+                                              progress=compute.progress, name=reference.source, queries=queries)
+    p = Path(h).expanduser()
+    if p.name.endswith((".pkl", ".pkl.gz", ".pickle")):
+        return ReferenceHull.from_ppd_pickle(p, trusted=config.trust_pickle)
+    return ReferenceHull.from_entries_json(p)

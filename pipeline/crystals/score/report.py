@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.common.io import atomic_write, write_json, write_table
-from pipeline.crystals.score.score import CrystalScores
+from pipeline.crystals.results import ScoredCrystals
 from pipeline.crystals.score.summary import StabilitySummary
 
 
@@ -33,7 +33,7 @@ def stability_label(stability: StabilitySummary | None, key: str = "stable_rate"
     return f"{name} {_pct(float('nan') if v is None else v)}" + (f" ({note})" if note else "")
 
 
-def plot_scores(scores: CrystalScores, out_dir: str | os.PathLike) -> list[Path]:
+def plot_scores(scores: ScoredCrystals, out_dir: str | os.PathLike) -> list[Path]:
     """density.png and n_elements.png (scored vs reference), e_hull.png when E_hull was computed."""
     import matplotlib
 
@@ -101,7 +101,7 @@ def plot_scores(scores: CrystalScores, out_dir: str | os.PathLike) -> list[Path]
     return written
 
 
-def write_scores(scores: CrystalScores, out_dir: str | os.PathLike, plots: bool = True) -> dict[str, Path]:
+def write_scores(scores: ScoredCrystals, out_dir: str | os.PathLike, plots: bool = True) -> dict[str, Path]:
     """scores.csv, scores.parquet, summary.json (+ PNG plots) in ``out_dir``."""
     out_dir = Path(out_dir)
     csv, pq = write_table(scores.table, out_dir / "scores")

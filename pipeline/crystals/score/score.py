@@ -1,19 +1,24 @@
 """Score a set of crystals against a reference set: every per-structure quantity in one table
-and the aggregate metrics (CDVAE validity / COV / property distances; stability; S.U.N.)."""
+and the aggregate metrics (CDVAE validity / COV / property distances; stability; S.U.N.).
+
+:func:`score_structures` works on structures in memory; :func:`pipeline.crystals.score.run.score_crystals`
+reads the inputs, builds the hull and writes the run folder around it.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from pipeline.common.hashing import structure_hash
+from pipeline.common.io import CrystalInput
 from pipeline.common.parallel import ComputeConfig
-from pipeline.crystals.score.coverage import coverage, cutoffs_for
-from pipeline.crystals.score.fingerprints import compute_fingerprints
-from pipeline.crystals.score.properties import N_SAMPLES, density, n_elements, property_wdists, sample_valid
+from pipeline.crystals.results import ScoredCrystals
+from pipeline.crystals.score.config import CrystalScoreConfig
+from pipeline.crystals.score.coverage import coverage
+from pipeline.crystals.score.fingerprints import Fingerprints, compute_fingerprints
+from pipeline.crystals.score.properties import density, n_elements, property_wdists, sample_valid
 from pipeline.crystals.score.summary import ScoreSummary, StabilitySummary
 from pipeline.crystals.score.validity import compositional_validity, structural_validity
 from structures.errors import InputError
@@ -24,15 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from pipeline.crystals.score.hull import ReferenceHull
 
-
-@dataclass
-class CrystalScores:
-    """``table``: one row per scored structure; ``summary``: aggregate metrics (:class:`ScoreSummary`);
-    ``reference``: density and N_el of the reference set (for plots)."""
-
-    table: "pd.DataFrame"
-    summary: ScoreSummary
-    reference: dict[str, np.ndarray] = field(default_factory=dict)
+__all__ = ["ScoredCrystals", "add_rates_over_all", "basic_properties", "score_structures"]
 
 
 def basic_properties(structures: Sequence["Structure"]) -> dict[str, np.ndarray]:
@@ -46,80 +43,80 @@ def basic_properties(structures: Sequence["Structure"]) -> dict[str, np.ndarray]
 
 
 def add_rates_over_all(summary: ScoreSummary, n_decoded: int, n_samples: int) -> ScoreSummary:
-    """Set the ``<rate>_all`` fields of a :func:`score_crystals` summary of the ``n_decoded`` crystals decoded
+    """Set the ``<rate>_all`` fields of a :func:`score_structures` summary of the ``n_decoded`` crystals decoded
     from ``n_samples`` generated ones: validity and COV-P over *all* samples, a decode failure counting as
     invalid and as a miss (the CDVAE protocol's denominator). Returns ``summary``
     (:meth:`ScoreSummary.add_rates_over_all`)."""
     return summary.add_rates_over_all(n_decoded, n_samples)
 
 
-@dataclass(frozen=True)
-class ScoreConfig:
-    """What is measured (CDVAE protocol + stability).
+def _as_input(value: Any, name: str) -> CrystalInput:
+    from pipeline.crystals.inputs import as_crystal_input
 
-    ``dataset`` picks the CDVAE coverage cutoffs (perov_5, carbon_24, mp_20) unless both cutoffs are
-    given; ``n_samples`` valid crystals are drawn (``seed``) for the Wasserstein distances (CDVAE:
-    1,000); stable means E_hull <= ``e_hull_threshold`` (eV/atom); ``energy_model`` is the CHGNet
-    version for energies that are not given.
-    """
-
-    dataset: str | None = None
-    struc_cutoff: float | None = None
-    comp_cutoff: float | None = None
-    n_samples: int = N_SAMPLES
-    seed: int = 0
-    e_hull_threshold: float = 0.0
-    energy_model: str = "0.3.0"
-
-    def validate(self) -> None:
-        for name in ("struc_cutoff", "comp_cutoff"):
-            v = getattr(self, name)
-            if v is not None and not (np.isfinite(v) and v > 0):
-                raise InputError(f"{name} must be a finite positive number, got {v}")
-        if not np.isfinite(self.e_hull_threshold):
-            raise InputError(f"e_hull_threshold must be a finite number, got {self.e_hull_threshold}")
-        if self.n_samples < 1:
-            raise InputError(f"n_samples must be >= 1, got {self.n_samples}")
-        try:
-            cutoffs_for(self.dataset, self.struc_cutoff, self.comp_cutoff)
-        except (KeyError, ValueError) as exc:
-            raise InputError(str(exc).strip("'\"")) from None
+    return as_crystal_input(value, name)
 
 
-def score_crystals(structures: Sequence["Structure"], reference: Sequence["Structure"], *,
-                   config: ScoreConfig = ScoreConfig(), compute: ComputeConfig = ComputeConfig(),
-                   hull: "ReferenceHull | None" = None, energies: Sequence[float] | None = None,
-                   training: Sequence["Structure"] | None = None, ids: Sequence[str] | None = None) -> CrystalScores:
-    """Score ``structures`` (as if generated) against ``reference`` (the test set).
+def score_structures(structures: "CrystalInput | Sequence[Structure]", reference: "CrystalInput | Sequence[Structure]",
+                     config: CrystalScoreConfig, *, hull: "ReferenceHull | None" = None,
+                     energies: Sequence[float] | None = None, training: Sequence["Structure"] | None = None,
+                     compute: ComputeConfig | None = None) -> ScoredCrystals:
+    """Score ``structures`` (as if generated) against ``reference`` (the test set); ``config`` says what is
+    measured (:class:`CrystalScoreConfig`; its ``reference``, ``hull`` and ``energies`` fields are read by the run
+    around this function, which passes them in here).
 
     Args:
-        config: the metrics' settings (:class:`ScoreConfig`).
-        compute: fan-out of the fingerprints and the cache (:class:`ComputeConfig`).
-        hull: reference hull for E_hull (None: no stability metrics).
-        energies: CHGNet energies per atom of ``structures`` (e.g. from ``relax``); when None and
-            a hull is given, static CHGNet energies of the given geometries are computed.
+        structures: a :class:`CrystalInput` (ids; unusable items become rows with ``usable`` False and their
+            ``problem``) or structures (ids ``s000000``...). Metrics are over the usable ones; the ``<rate>_all``
+            fields of the summary over all inputs.
+        reference: the reference structures (its unusable items are left out).
+        hull: the reference hull for E_hull (None: no stability metrics).
+        energies: CHGNet energies per atom, one per input (NaN where none); when None and a hull is given,
+            static CHGNet energies (``config.chgnet``) of the given geometries are computed.
         training: structures for novelty (None: novelty and S.U.N. not reported).
+        compute: fan-out of the fingerprints and the cache (default: ``config.compute()``).
     """
-    config.validate()
-    dataset, n_samples, seed = config.dataset, config.n_samples, config.seed
-    workers, scheduler, backend = compute.workers, compute.dask_scheduler, compute.backend
-    cache_dir, progress = compute.cache_dir, compute.progress
-    energy_model, e_hull_threshold = config.energy_model, config.e_hull_threshold
+    inp = _as_input(structures, "score(structures=...)")
+    ref = _as_input(reference, "CrystalScoreConfig.reference")
+    compute = compute or config.compute()
+    ok = [i for i, p in enumerate(inp.problems) if p is None]
+    if not ok:
+        raise InputError(f"{inp.source}: none of the {len(inp)} structures can be scored "
+                         f"(e.g. {inp.ids[0]}: {inp.problems[0]})" if len(inp) else f"{inp.source}: no structures")
+    if energies is not None and len(energies) != len(inp):
+        raise InputError(f"CrystalScoreConfig.energies: {len(energies)} energies for {len(inp)} structures")
+    usable = [inp.structures[i] for i in ok]
+    ref_structures = [s for s in ref.structures if s is not None]
+    table, metrics, ref_props = _metrics(usable, [inp.ids[i] for i in ok], ref_structures, config, compute)
+    stability = None
+    if hull is not None:
+        e = None if energies is None else np.asarray(energies, dtype=float)[ok]
+        stability = _stability(usable, table, hull, e, config, training, compute)
+    summary = ScoreSummary(**metrics, stability=stability, n_input=len(inp), n_unusable=len(inp) - len(ok),
+                           input=inp.source, reference_source=ref.source)
+    summary.add_rates_over_all(len(ok), len(inp))
+    return ScoredCrystals(table=_with_unusable(table, inp), summary=summary, reference=ref_props)
+
+
+def _metrics(structures: list["Structure"], ids: list[str], reference: list["Structure"],
+             config: CrystalScoreConfig, compute: ComputeConfig
+             ) -> tuple["pd.DataFrame", dict[str, Any], dict[str, np.ndarray]]:
+    """The per-structure table of the usable structures, the CDVAE metrics (ScoreSummary fields) and the
+    reference's density and N_el."""
     import pandas as pd
 
-    s_cut, c_cut = cutoffs_for(dataset, config.struc_cutoff, config.comp_cutoff)
+    s_cut, c_cut = config.cutoffs()
     n = len(structures)
-    ids = list(ids) if ids is not None else [str(i) for i in range(n)]
     gen = basic_properties(structures)
     ref_density = np.array([density(s) for s in reference], dtype=float)
     ref_nel = np.array([n_elements(s) for s in reference], dtype=int)
 
     keys = [structure_hash(s) for s in list(structures) + list(reference)]
-    fps = compute_fingerprints(list(structures) + list(reference), workers=workers, scheduler=scheduler,
-                               backend=backend, cache_dir=cache_dir, keys=keys, progress=progress)
-    cov = coverage(fps.struct[:n], fps.comp[:n], fps.struct[n:], fps.comp[n:], s_cut, c_cut,
-                   gen_ok=fps.struct_ok[:n], ref_ok=fps.struct_ok[n:], n_generated=n)
-    sample = sample_valid(gen["valid"], n_samples, seed)
+    fps = compute_fingerprints(list(structures) + list(reference), workers=compute.workers,
+                               scheduler=compute.dask_scheduler, backend=compute.backend,
+                               cache_dir=compute.cache_dir, keys=keys, progress=compute.progress)
+    cov = coverage(Fingerprints(fps.struct[:n], fps.comp[:n], fps.struct_ok[:n]),
+                   Fingerprints(fps.struct[n:], fps.comp[n:], fps.struct_ok[n:]), s_cut, c_cut, n_generated=n)
+    sample = sample_valid(gen["valid"], config.n_samples, config.seed)
     wd = property_wdists(gen["density"], gen["n_elements"], ref_density, ref_nel, sample)
     in_sample = np.zeros(n, dtype=bool)
     in_sample[sample] = True
@@ -134,42 +131,54 @@ def score_crystals(structures: Sequence["Structure"], reference: Sequence["Struc
         & (np.nan_to_num(cov.comp_precision_dist, nan=np.inf) <= c_cut),
         "in_wdist_sample": in_sample, "content_hash": keys[:n],
     })
-    summary = ScoreSummary(
-        n_structures=n, n_reference=len(reference), dataset=dataset,
+    metrics = dict(
+        n_structures=n, n_reference=len(reference), dataset=config.cutoff_dataset(),
         struct_valid=float(gen["struct_valid"].mean()) if n else float("nan"),
         comp_valid=float(gen["comp_valid"].mean()) if n else float("nan"),
         valid=float(gen["valid"].mean()) if n else float("nan"),
         cov_recall=cov.cov_recall, cov_precision=cov.cov_precision,
         struc_cutoff=s_cut, comp_cutoff=c_cut,
         wdist_density=wd["wdist_density"], wdist_num_elems=wd["wdist_num_elems"],
-        n_wdist_samples=int(len(sample)), wdist_seed=seed,
+        n_wdist_samples=int(len(sample)), wdist_seed=config.seed,
         n_struct_fp_failed=int((~fps.struct_ok[:n]).sum()),
+        note=(f"only {len(sample)} valid structures (< {config.n_samples}); property distances use all of them"
+              if len(sample) < config.n_samples else None),
     )
-    if len(sample) < n_samples:
-        summary.note = (f"only {len(sample)} valid structures (< {n_samples}); "
-                        "property distances use all of them")
-    if hull is not None:
-        summary.stability = _stability(structures, table, hull, energies, energy_model, e_hull_threshold,
-                                       training, cache_dir, progress)
-    return CrystalScores(table=table, summary=summary,
-                         reference={"density": ref_density, "n_elements": ref_nel})
+    return table, metrics, {"density": ref_density, "n_elements": ref_nel}
 
 
-def _stability(structures: Sequence["Structure"], table: "pd.DataFrame",
-               hull: "ReferenceHull", energies: Sequence[float] | None, energy_model: str,
-               threshold: float, training: Sequence["Structure"] | None,
-               cache_dir: str | os.PathLike | None | bool, progress: bool) -> StabilitySummary:
+def _with_unusable(table: "pd.DataFrame", inp: CrystalInput) -> "pd.DataFrame":
+    """``table`` (the usable inputs) with the ``usable`` / ``problem`` columns and one row per unusable input,
+    in input order."""
+    import pandas as pd
+
+    table.insert(1, "usable", True)
+    table.insert(2, "problem", "")
+    bad = [i for i, p in enumerate(inp.problems) if p is not None]
+    if not bad:
+        return table
+    rows = pd.DataFrame({"id": [inp.ids[i] for i in bad], "usable": False, "problem": [inp.problems[i] for i in bad]})
+    table = pd.concat([table, rows], ignore_index=True)
+    order = {n: k for k, n in enumerate(inp.ids)}
+    return table.sort_values("id", key=lambda c: c.map(order)).reset_index(drop=True)
+
+
+def _stability(structures: Sequence["Structure"], table: "pd.DataFrame", hull: "ReferenceHull",
+               energies: Sequence[float] | None, config: CrystalScoreConfig, training: Sequence["Structure"] | None,
+               compute: ComputeConfig) -> StabilitySummary:
     """E_hull, stable / unique (/ novel, S.U.N. with ``training``) columns added to ``table``; their summary."""
     from pipeline.crystals.score.energies import chgnet_energies
     from pipeline.crystals.score.stability import hull_coverage, novel_mask, stable_mask, unique_mask
 
+    progress, threshold = compute.progress, config.e_hull_threshold
     if energies is None:
-        e = chgnet_energies(structures, model=energy_model, relax=False, cache_dir=cache_dir, progress=progress)
-        source = f"CHGNet {energy_model} static (given geometries)"
+        e = chgnet_energies(structures, model=config.chgnet, relax=False, cache_dir=compute.cache_dir,
+                            progress=progress)
+        source = f"CHGNet {config.chgnet} static (given geometries)"
     else:
         e = np.asarray(energies, dtype=float)
         if len(e) != len(structures):
-            raise ValueError(f"{len(e)} energies for {len(structures)} structures")
+            raise InputError(f"CrystalScoreConfig.energies: {len(e)} energies for {len(structures)} structures")
         source = "given"
     e_hull, why = hull.e_above_hull([s.composition for s in structures], e)
     invalid = ~table["struct_valid"].to_numpy(dtype=bool)  # atoms too close: no energy is meaningful

@@ -1,4 +1,4 @@
-"""Stability, uniqueness, novelty and S.U.N. (FlowMM protocol; REFERENCE.md section 3).
+"""Stability, uniqueness, novelty and S.U.N. (the FlowMM protocol, Miller et al. 2024; docs/protocols.md).
 
 stable_i  = E_hull_i <= threshold (0 eV/atom; MatterGen uses 0.1) and >= 2 elements
 hull coverage = share of the samples with >= 2 elements whose chemical system holds a non-elemental

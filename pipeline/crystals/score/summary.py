@@ -1,7 +1,7 @@
 """The crystal scorer's summary as typed records (``summary.json``).
 
-:class:`ScoreSummary` holds the CDVAE metrics of :func:`pipeline.crystals.score.score.score_crystals`, the
-provenance that :func:`workflows.crystals.score_crystals` adds (``input``, ``reference_source``,
+:class:`ScoreSummary` holds the CDVAE metrics of :func:`pipeline.crystals.score.score.score_structures`, the
+provenance of its inputs (``input``, ``reference_source``,
 ``n_input``, ``n_unusable``) and the rates over all samples (``<rate>_all``, :meth:`ScoreSummary.add_rates_over_all`);
 ``stability`` (a :class:`StabilitySummary`: hull, E_hull, stable rate, hull coverage, S.U.N.) is None when
 no hull was given.
@@ -91,7 +91,7 @@ class ScoreSummary(JsonRecord):
     n_struct_fp_failed: int
     note: str | None = None  # e.g. fewer valid structures than the Wasserstein sample size
     stability: StabilitySummary | None = None
-    # provenance (workflows.crystals.score_crystals)
+    # provenance of the inputs (score_structures)
     n_input: int | None = None
     n_unusable: int | None = None
     input: str | None = None

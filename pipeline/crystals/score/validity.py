@@ -1,4 +1,4 @@
-"""CDVAE validity (Xie et al. 2022, ``scripts/eval_utils.py``; REFERENCE.md section 3).
+"""CDVAE validity (Xie et al. 2022, ``scripts/eval_utils.py``; docs/protocols.md).
 
 - structural: every periodic interatomic distance >= 0.5 A and cell volume >= 0.1 A^3;
 - compositional: SMACT charge neutrality + Pauling electronegativity test on the gcd-reduced

@@ -14,6 +14,10 @@ for two formats, told apart by their bytes:
 
 A state dict that does not fit the config fails with one line naming the first few missing,
 unexpected and wrong-shape tensors and the config that was expected.
+
+:func:`load_protein_model` is what a generation run uses: the ``model`` argument (a shipped model's name, a
+path, a loaded :class:`ProteinNetwork` or None for the default) resolved, its file read ONCE, and what the
+record says about sampling (``sampling.steps``) and the chain lengths the model was trained on.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-from pipeline.common.model_file import MODELS_DIR, Checkpoint, load_checkpoint, save_checkpoint, state_dict_mismatch
+from pipeline.common.model_file import MODELS_DIR, ModelFile, load_model_file, save_model_file, state_dict_mismatch
 from pipeline.proteins.network.config import CONFIGS, ProteinNetworkConfig
 from pipeline.proteins.network.model import ProteinNetwork
 from pipeline.proteins.network.safe_pickle import CheckpointError, UnsafeCheckpointError, plain, read_torch_zip
@@ -36,8 +40,9 @@ KIND = "protein_network"
 LIGHTNING_PREFIX = "model."
 MULTIFLOW_CKPT_ENV = "GENMATCH_MULTIFLOW_CKPT"
 
-__all__ = ["CheckpointError", "ProteinCheckpoint", "UnsafeCheckpointError", "describe_checkpoint",
-           "load_protein_network", "read_protein_checkpoint", "save_protein_checkpoint"]
+__all__ = ["CheckpointError", "LoadedProteinModel", "ProteinCheckpoint", "UnsafeCheckpointError",
+           "describe_checkpoint", "load_protein_model", "load_protein_network", "network_from_checkpoint",
+           "read_protein_checkpoint", "save_protein_checkpoint"]
 
 
 @dataclass
@@ -137,12 +142,28 @@ def _read_lightning(path: Path) -> ProteinCheckpoint:
         cfg = config_from_multiflow_yaml(doc, source)
     info = {k: ckpt[k] for k in ("epoch", "global_step", "pytorch-lightning_version") if k in ckpt}
     info["ignored_tensors"] = len(raw) - len(state)
+    lengths = _multiflow_lengths(doc)
+    if lengths is not None:
+        info["trained_lengths"] = lengths
     return ProteinCheckpoint(path, "multiflow-lightning", cfg, source, state, info)
+
+
+def _multiflow_lengths(doc: Any) -> list[int] | None:
+    """[min, max] chain length of a MultiFlow training config: a section (``pdb_dataset`` in MultiFlow's
+    base.yaml) with both ``min_num_res`` and ``max_num_res``; None when the document has none."""
+    if not isinstance(doc, Mapping):
+        return None
+    for key, section in doc.items():
+        if key != "model" and isinstance(section, Mapping):
+            lo, hi = section.get("min_num_res"), section.get("max_num_res")
+            if isinstance(lo, int) and isinstance(hi, int):
+                return [lo, hi]
+    return None
 
 
 def _read_genmatch(path: Path, device: str | torch.device) -> ProteinCheckpoint:
     try:
-        ck = load_checkpoint(path, device=device)
+        ck = load_model_file(path, device=device)
     except (ValueError, OSError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{path}: neither a torch zip checkpoint (.ckpt) nor a genmatch safetensors file "
@@ -187,7 +208,12 @@ def _summary(cfg: ProteinNetworkConfig) -> str:
 def load_protein_network(path: str | os.PathLike, device: str | torch.device = "cpu",
                          dtype: torch.dtype = torch.float32) -> ProteinNetwork:
     """The network of a checkpoint (either format), weights loaded strictly, in eval mode."""
-    ck = read_protein_checkpoint(path)
+    return network_from_checkpoint(read_protein_checkpoint(path), device, dtype)
+
+
+def network_from_checkpoint(ck: ProteinCheckpoint, device: str | torch.device = "cpu",
+                            dtype: torch.dtype = torch.float32) -> ProteinNetwork:
+    """The network of a checkpoint already read (:func:`read_protein_checkpoint`), in eval mode."""
     net = ProteinNetwork(ck.config, init=False).to(device=device, dtype=dtype)  # dtype before loading
     problem = state_dict_mismatch(net, ck.state_dict)
     if problem:
@@ -201,7 +227,7 @@ def save_protein_checkpoint(path: str | os.PathLike, net: ProteinNetwork,
                             record: Mapping[str, Any] | None = None) -> Path:
     """Write ``net`` as a genmatch safetensors checkpoint (record: kind, config and ``record``)."""
     rec = {**(record or {}), "kind": KIND, "config": net.cfg.to_dict()}
-    return save_checkpoint(path, Checkpoint(state_dict=net.state_dict(), record=rec))
+    return save_model_file(path, ModelFile(state_dict=net.state_dict(), record=rec))
 
 
 def describe_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -235,7 +261,6 @@ def default_multiflow_checkpoint() -> Path | None:
     return Path(value).expanduser() if value and Path(value).expanduser().is_file() else None
 
 
-
 SHIPPED_PROTEIN_MODEL = MODELS_DIR / "protein_small.safetensors"
 
 
@@ -243,3 +268,79 @@ def default_protein_checkpoint() -> Path | None:
     """The checkpoint ``generate proteins`` uses without ``--checkpoint``: ``$GENMATCH_MULTIFLOW_CKPT``
     when set and present, else the shipped ``pipeline/models/protein_small.safetensors`` (None if neither)."""
     return default_multiflow_checkpoint() or (SHIPPED_PROTEIN_MODEL if SHIPPED_PROTEIN_MODEL.is_file() else None)
+
+
+@dataclass
+class LoadedProteinModel:
+    """A network ready to sample with, and what its checkpoint says (read once per run).
+
+    ``source``: the file, or "a ProteinNetwork object"; ``inputs``: what identifies the weights in a run
+    folder's fingerprint (the file's bytes, and MultiFlow's config.yaml beside a ``.ckpt``; the tensors and
+    config of an object).
+    """
+
+    net: ProteinNetwork
+    source: str
+    info: dict[str, Any] = field(default_factory=dict)
+    inputs: list[Any] = field(default_factory=list)
+
+    def default_steps(self, fallback: int) -> int:
+        """``sampling.steps`` of the record (the shipped model's: 50), else ``fallback``."""
+        sampling = self.info.get("sampling")
+        steps = sampling.get("steps") if isinstance(sampling, dict) else None
+        return int(steps) if isinstance(steps, int) and steps >= 2 else fallback
+
+    def trained_lengths(self) -> tuple[int, int | None] | None:
+        """(shortest, longest or None) chain the model was trained on: the record's ``dataset.length_range``
+        (capped by ``dataset.crop``), or a MultiFlow config's ``min_num_res`` / ``max_num_res``; None if unknown."""
+        data = self.info.get("dataset")
+        rng = data.get("length_range") if isinstance(data, dict) else self.info.get("trained_lengths")
+        if not isinstance(rng, (list, tuple)) or len(rng) != 2 or not isinstance(rng[0], int):
+            return None
+        lo, hi = int(rng[0]), (int(rng[1]) if isinstance(rng[1], int) else None)
+        crop = data.get("crop") if isinstance(data, dict) else None
+        if isinstance(crop, int):  # longer chains were cut to windows of ``crop`` residues
+            lo, hi = min(lo, crop), (crop if hi is None else min(hi, crop))
+        return lo, hi
+
+
+def resolve_protein_model(model: "str | os.PathLike | ProteinNetwork | None") -> "Path | ProteinNetwork":
+    """The ``model`` argument as a file or a network: None is the default (``$GENMATCH_MULTIFLOW_CKPT``, else the
+    shipped model), a name without a suffix is a shipped model (``protein_small``), anything else a path."""
+    if isinstance(model, ProteinNetwork):
+        return model
+    if model is None:
+        path = default_protein_checkpoint()
+        if path is None:
+            raise CheckpointError(f"model: no protein model: the shipped {SHIPPED_PROTEIN_MODEL} is missing; give "
+                                  f"model (a MultiFlow .ckpt with its config.yaml, or a genmatch .safetensors) or "
+                                  f"set {MULTIFLOW_CKPT_ENV}")
+        return path
+    if isinstance(model, str) and "/" not in model and not Path(model).suffix and not Path(model).exists():
+        shipped = MODELS_DIR / f"{model}.safetensors"
+        if not shipped.is_file():
+            names = sorted(p.stem for p in MODELS_DIR.glob("protein*.safetensors"))
+            raise CheckpointError(f"model: {model!r} is neither a shipped protein model ({', '.join(names)}) nor a "
+                                  "file; give a name, or the path of a .ckpt or .safetensors file")
+        return shipped
+    return Path(model).expanduser()
+
+
+def load_protein_model(model: "str | os.PathLike | ProteinNetwork | None",
+                       device: str | torch.device = "cpu") -> LoadedProteinModel:
+    """Resolve ``model`` (:func:`resolve_protein_model`) and load it on ``device``, reading the file once."""
+    found = resolve_protein_model(model)
+    if isinstance(found, ProteinNetwork):
+        net = found.to(device).eval()
+        arrays = [v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+                  for _, v in sorted(net.state_dict().items())]
+        return LoadedProteinModel(net, "a ProteinNetwork object", {}, [repr(sorted(net.cfg.to_dict().items())), arrays])
+    try:
+        ck = read_protein_checkpoint(found)
+        net = network_from_checkpoint(ck, device)
+    except CheckpointError as exc:
+        raise type(exc)(f"model: {exc}") from None
+    inputs: list[Any] = [found]
+    if found.suffix == ".ckpt" and found.with_name("config.yaml").is_file():
+        inputs.append(found.with_name("config.yaml"))
+    return LoadedProteinModel(net, str(found), ck.info, inputs)

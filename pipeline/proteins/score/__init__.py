@@ -1,4 +1,4 @@
-"""Protein backbone scoring (issue 14; protocol: REFERENCE.md sections 1 and 5).
+"""Protein backbone scoring (protocol: MultiFlow, Campbell et al. 2024, and GM Table 3; docs/protocols.md).
 
 - :mod:`.geometry`: length, radius of gyration, CA-CA outliers, chain breaks, clashes;
 - :mod:`.dssp`: secondary structure with pydssp, MultiFlow's simplified classes;
@@ -7,12 +7,13 @@
 - :mod:`.tm`: TM-align (tmtools), clustering at TM 0.5, exact novelty search;
 - :mod:`.inputs`, :mod:`.reference`: what is scored and against what;
 - :mod:`.score`: the cached, parallel stages; :mod:`.summary`: table + :class:`ProteinScoreSummary`;
-- :mod:`.report`: CSV/Parquet, summary.json, PNG plots, the text summary.
+- :mod:`.report`: CSV/Parquet, summary.json, PNG plots, the text summary;
+- :mod:`.run`: one run (inputs checked, in memory or in a resumable run folder).
 """
 
 from pipeline.proteins.score.config import MpnnConfig, ProteinScoreConfig
-from pipeline.proteins.score.inputs import ProteinInput, from_chains, read_protein_input
-from pipeline.proteins.score.summary import ProteinScores, ProteinScoreSummary, score_proteins
+from pipeline.proteins.score.inputs import ProteinInput, as_protein_input, from_chains, read_protein_input
+from pipeline.proteins.score.summary import ProteinScoreSummary, ScoredProteins, score_proteins
 
-__all__ = ["MpnnConfig", "ProteinScoreConfig", "ProteinInput", "ProteinScores", "ProteinScoreSummary",
-           "from_chains", "read_protein_input", "score_proteins"]
+__all__ = ["MpnnConfig", "ProteinScoreConfig", "ProteinInput", "ProteinScoreSummary", "ScoredProteins",
+           "as_protein_input", "from_chains", "read_protein_input", "score_proteins"]

@@ -2,7 +2,7 @@
 
 pydssp (a simplified DSSP: backbone H-bond energy of Kabsch & Sander, alpha helices and beta ladders)
 assigns each residue ``H`` (helix), ``E`` (strand) or ``-`` (coil) from N, CA, C, O. Full 8-state DSSP
-labels are mapped to the same three classes as MultiFlow does (REFERENCE.md section 5): helix =
+labels are mapped to the same three classes as MultiFlow does (docs/protocols.md): helix =
 H, G, I; strand = E, B; coil = everything else. Missing carbonyl O atoms are placed from the backbone
 (:func:`structures.proteins.frames.place_oxygen`).
 """

@@ -6,9 +6,9 @@ transformers' ``EsmForProteinFolding``, loaded from a *local folder* with ``loca
 (``HF_HUB_OFFLINE`` is set too): nothing is ever downloaded. Another predictor plugs in by implementing
 the protocol.
 
-Designability (REFERENCE.md section 5): a backbone is designable when the smallest scRMSD between it and
-the folds of its ProteinMPNN designs is below 2 Angstrom; co-design designability folds the backbone's own
-sequence.
+Designability (MultiFlow's protocol; docs/protocols.md): a backbone is designable when the smallest scRMSD
+between it and the folds of its ProteinMPNN designs is below 2 Angstrom; co-design designability folds the
+backbone's own sequence.
 """
 
 from __future__ import annotations

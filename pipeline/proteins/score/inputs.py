@@ -4,6 +4,9 @@ A folder's structure file that cannot be used (unreadable, no amino acids, no co
 item with its reason; the folder itself must exist and hold at least one structure file, else
 :class:`~structures.errors.InputError`. Each file contributes its first protein chain (generated samples
 are single chains). Identifiers are file stems; the input fingerprint hashes file *bytes*.
+
+:func:`as_protein_input` takes what a caller has: a path, BackboneChains or data set ProteinChains (a list, or a
+dict id -> chain), a previous generation result (its ids kept) or a :class:`ProteinInput`.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from pipeline.common.run import fingerprint
 from structures.cache import cache_key
+from structures.data import ProteinChain
 from structures.errors import InputError
-from structures.proteins.io import FORMATS, BackboneChain, StructureFileError, read_chain
+from structures.proteins.io import (FORMATS, BackboneChain, StructureFileError, as_backbone_chain, read_chain,
+                                    structure_files)
 
 MIN_LENGTH = 3  # residues with N, CA, C needed for TM-align / DSSP / MPNN
 
@@ -38,7 +43,8 @@ class ProteinInput:
         if not self.problems:
             self.problems = [chain_problem(c) for c in self.chains]
         if not self.fingerprint:
-            self.fingerprint = fingerprint([self.ids, [backbone_hash(c) if c is not None else "-" for c in self.chains]])
+            hashes = [backbone_hash(c) if c is not None else "-" for c in self.chains]
+            self.fingerprint = fingerprint([self.ids, hashes])
 
     def __len__(self) -> int:
         return len(self.chains)
@@ -80,19 +86,6 @@ def from_chains(chains: Sequence[BackboneChain], ids: Sequence[str] | None = Non
     return ProteinInput(names, chains, source)
 
 
-def structure_files(path: Path) -> list[Path]:
-    """Structure files of a folder (PDB/mmCIF suffixes, optionally .gz), sorted by name."""
-    def is_structure(p: Path) -> bool:
-        s = [x.lower() for x in p.suffixes]
-        s = s[:-1] if s and s[-1] == ".gz" else s
-        return bool(s) and s[-1] in FORMATS and p.is_file()
-
-    try:
-        return sorted(p for p in path.iterdir() if is_structure(p))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot list the folder ({exc.strerror})") from None
-
-
 def read_protein_input(source: str | os.PathLike, limit: int | None = None) -> ProteinInput:
     """Backbones from a folder of PDB/mmCIF files or one file (see the module docstring)."""
     path = Path(source).expanduser()
@@ -130,3 +123,37 @@ def read_protein_input(source: str | os.PathLike, limit: int | None = None) -> P
         raise InputError(f"{path}: two structure files share the id {dup!r} (file name before the first dot); "
                          "rename one")
     return ProteinInput(ids, chains, str(path), problems, fingerprint([ids, blobs]))
+
+
+def as_protein_input(backbones: Any, limit: int | None = None, argument: str = "backbones") -> ProteinInput:
+    """A :class:`ProteinInput` from a folder / file path, a :class:`ProteinInput`, a generation result (ids kept), a
+    dict id -> chain, or a list of :class:`BackboneChain` / data set :class:`ProteinChain` (ids: their names);
+    ``limit``: only the first N. Anything else raises :class:`InputError` naming ``argument``."""
+    if isinstance(backbones, ProteinInput):
+        return backbones
+    if isinstance(backbones, (str, os.PathLike)):
+        try:
+            return read_protein_input(backbones, limit=limit)
+        except InputError as exc:
+            raise InputError(f"{argument}: {exc}") from None
+    ids = None
+    if isinstance(backbones, dict):
+        ids, chains = list(backbones), list(backbones.values())
+    elif hasattr(backbones, "chains") and hasattr(backbones, "ids") and isinstance(backbones.chains, list):
+        ids, chains = list(backbones.ids), backbones.chains  # a GeneratedProteins
+    elif isinstance(backbones, (BackboneChain, ProteinChain)):
+        chains = [backbones]
+    elif isinstance(backbones, (list, tuple)):
+        chains = list(backbones)
+    else:
+        raise InputError(f"{argument} must be a PDB/mmCIF file or folder, a list or dict of BackboneChain / "
+                         f"ProteinChain, or a generation result; got {str(backbones)[:40]!r} "
+                         f"({type(backbones).__name__})")
+    if not chains:
+        raise InputError(f"{argument} is empty: nothing to score")
+    names = ids if ids is not None else [f"{argument}[{i}]" for i in range(len(chains))]
+    chains = [as_backbone_chain(n, c) for n, c in zip(names, chains)]
+    if ids is not None and not all(isinstance(i, str) and i for i in ids):
+        raise InputError(f"{argument}: the ids (dict keys) must be non-empty strings")
+    n = limit or len(chains)
+    return from_chains(chains[:n], ids[:n] if ids is not None else None)

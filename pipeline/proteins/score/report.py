@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.common.io import atomic_write, write_table, write_text
-from pipeline.proteins.score.summary import ProteinScores
+from pipeline.proteins.score.summary import ScoredProteins
 
 
 def _pct(v: float | None) -> str:
@@ -20,7 +20,7 @@ def _num(v: float | None, fmt: str = ".3f") -> str:
     return "-" if v is None or not np.isfinite(v) else format(v, fmt)
 
 
-def format_summary(scores: ProteinScores) -> str:
+def format_summary(scores: ScoredProteins) -> str:
     """The one-screen text summary."""
     s = scores.summary
     lines = [f"scored {s.n_scored} of {s.n_input} backbones from {s.input}" +
@@ -48,7 +48,7 @@ def format_summary(scores: ProteinScores) -> str:
     return "\n".join(lines)
 
 
-def plot_scores(scores: ProteinScores, out_dir: str | os.PathLike) -> list[Path]:
+def plot_scores(scores: ScoredProteins, out_dir: str | os.PathLike) -> list[Path]:
     """lengths_rg.png, secondary_structure.png, tm.png (pairwise + novelty), scrmsd.png with folding."""
     import matplotlib
 
@@ -100,7 +100,7 @@ def plot_scores(scores: ProteinScores, out_dir: str | os.PathLike) -> list[Path]
     return written
 
 
-def write_scores(scores: ProteinScores, out_dir: str | os.PathLike, plots: bool = True) -> str:
+def write_scores(scores: ScoredProteins, out_dir: str | os.PathLike, plots: bool = True) -> str:
     """scores.csv/.parquet, summary.json, tm_matrix.npz, summary.txt (+ PNGs); returns the text summary."""
     out = Path(out_dir)
     write_table(scores.table, out / "scores")

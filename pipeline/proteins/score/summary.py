@@ -10,6 +10,7 @@ scored samples when designability is unavailable (``diversity_over`` / ``novelty
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -69,14 +70,16 @@ class ProteinScoreSummary(JsonRecord):
 
 
 @dataclass
-class ProteinScores:
-    """``table``: one row per input (failed ones with ``problem``); ``summary``; ``tm``: pairwise TM matrix
-    of the diversity set (``tm_ids`` its rows)."""
+class ScoredProteins:
+    """``table``: one row per input, in input order, its ``id`` the caller's id (failed ones with ``status`` "failed"
+    and a ``problem``); ``summary``; ``out_dir``: the run folder (None: in memory only); ``tm``: the pairwise TM
+    matrix of the diversity set (``tm_ids`` its rows)."""
 
     table: "pd.DataFrame"
     summary: ProteinScoreSummary
-    tm: np.ndarray
-    tm_ids: list[str]
+    out_dir: Path | None = None
+    tm: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    tm_ids: list[str] = field(default_factory=list)
 
 
 def _mean(x: list[float | None]) -> float | None:
@@ -86,12 +89,9 @@ def _mean(x: list[float | None]) -> float | None:
 
 def score_proteins(inp: ProteinInput, config: ProteinScoreConfig = ProteinScoreConfig(),
                    compute: ComputeConfig = ComputeConfig(), threads: int | None = None,
-                   reference: ReferenceSpec | None = None) -> ProteinScores:
+                   reference: ReferenceSpec | None = None) -> ScoredProteins:
     """Score every usable backbone of ``inp`` (see the module docstring). ``reference`` overrides
     ``config.reference`` (e.g. an inline set)."""
-    import pandas as pd
-
-    config.validate()
     ok = inp.usable()
     records = score_samples(inp, config, compute, threads)
     ids = [inp.ids[i] for i in ok]
@@ -144,7 +144,7 @@ def score_proteins(inp: ProteinInput, config: ProteinScoreConfig = ProteinScoreC
         s.novelty = None if s.max_tm_mean is None else 1.0 - s.max_tm_mean
         s.novelty_alignments = int(sum(h["n_aligned"] for h in hits))
         s.novelty_alignments_plain = int(sum(h["n_reference"] for h in hits))
-    return ProteinScores(_table(inp, ok, records), s, tm, [ids[k] for k in subset])
+    return ScoredProteins(_table(inp, ok, records), s, None, tm, [ids[k] for k in subset])
 
 
 def _geometry_dssp(s: ProteinScoreSummary, records: list[dict[str, Any]]) -> None:

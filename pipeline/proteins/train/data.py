@@ -1,6 +1,6 @@
 """Training data for the protein trainer: chains -> length-bucketed, cropped batches of clean frames.
 
-A data set is the shared backbone set (``proteins``), an npz of its schema, or a folder of PDB / mmCIF
+A data set is the embedded backbone set (``proteins``), an npz of its schema, or a folder of PDB / mmCIF
 files (:class:`structures.proteins.dataset.ProteinDataset`). Chains outside ``[min_length, max_length]``
 are dropped; the rest are split on near-identity groups; a chain longer than ``crop`` is cut to a
 contiguous window (random for training, the centre one for validation). Batches are
@@ -22,7 +22,7 @@ from pipeline.proteins.train.interpolant import ProteinTarget
 from structures.cache import file_sha256
 from structures.errors import InputError
 from structures.proteins.frames import frames_from_atoms
-from structures.proteins.dataset import LengthBucketBatchSampler, ProteinDataset, ProteinExample
+from structures.proteins.dataset import ChainFilter, LengthBucketBatchSampler, ProteinDataset, ProteinExample
 from structures.proteins.io import StructureFileError
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def dataset_files(dataset: str) -> list[Path]:
             raise InputError(f"{path}: empty folder; give a folder of PDB / mmCIF files")
         return files
     if not path.is_file():
-        raise InputError(f"training data not found: {path}; give 'proteins' (the shared backbone set), an npz "
+        raise InputError(f"training data not found: {path}; give 'proteins' (the embedded backbone set), an npz "
                          "of its schema or a folder of PDB / mmCIF files")
     return [path]
 
@@ -54,7 +54,7 @@ def load_chains(dataset: str, min_length: int, max_length: int | None) -> Protei
     path = None if dataset == "proteins" else Path(dataset)
     try:
         if path is not None and path.is_dir():
-            return ProteinDataset.from_directory(path, min_length=min_length, max_length=max_length, progress=False)
+            return ProteinDataset.from_directory(path, ChainFilter(min_length, max_length), progress=False)
         return ProteinDataset.from_npz(path, min_length=min_length, max_length=max_length)
     except DataNotFoundError:
         raise

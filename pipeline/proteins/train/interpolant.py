@@ -1,19 +1,29 @@
-"""MultiFlow's training interpolant on R^3N x SO(3)^N x [21]^N (GM Prop. 4: one path per factor).
+"""MultiFlow's training interpolant, drawn from the protein flow's product path (GM Prop. 4).
 
-For a batch of clean chains (C-alpha translations x_1, frames R_1, amino acids a_1) it draws
-(REFERENCE.md section 1; MultiFlow ``Interpolant.corrupt_batch``):
+The path is :meth:`pipeline.proteins.flow.ProteinFlow.training_path` of the flow built from the settings
+(:meth:`InterpolantConfig.flow_config`): the same translation path object that the sampler's translation flow
+integrates, the geodesic rotation path (kappa_t = t) and the mask path of the sequence generator. For a batch of clean
+chains x_1 (C-alpha translations, frames R_1, amino acids a_1) a training point is drawn in three steps
+(MultiFlow ``Interpolant.corrupt_batch``):
 
-* times t = u (1 - 2 t_min) + t_min, t_min = 0.01. With ``separate_t`` the structure time (shared by
-  translations and rotations) and the sequence time are drawn independently, and a share of the
-  examples are forward folding (sequence time 1) or inverse folding (structure time 1);
-* translations: x_0 = s (eps - mean eps), eps ~ N(0, I), s = 10 Angstrom, centred over the real residues;
-  with minibatch OT each noise is Kabsch-aligned to each target and noises are assigned to targets by
-  the Hungarian method on the mean per-residue distance; x_t = (1 - t) x_0 + t x_1;
-* rotations: R_0 = R_1 IGSO(3)(I, sigma), sigma = 1.5 (training prior); R_t = R_0 Exp(t Log(R_0^T R_1));
-* sequence: the masking CTMC, a_t = a_1 with probability kappa(t), else MASK (= 20); kappa(t) = t for
-  MultiFlow's linear scheduler, sin^2(pi t / 2) for the kinetic-optimal one (KO eq. 33, mask source).
+1. times t = u (1 - 2 t_min) + t_min, t_min = 0.01. With ``separate_t`` the structure time (shared by translations
+   and rotations) and the sequence time are drawn independently, and a share of the examples are forward folding
+   (sequence time 1) or inverse folding (structure time 1) (:func:`sample_times`);
+2. the source draw x_0, paired with x_1 by a coupling (conditioning on (x_0, x_1) instead of x_1 alone, GM
+   section 2, remark) (:meth:`Interpolant.coupling`):
 
-Padded residues hold x = 0, R = I and MASK.
+   * translations: without minibatch OT, the sampler's prior (:func:`pipeline.proteins.flow.centred_gaussian`:
+     s (eps - mean eps), s = 10 Angstrom, centred over the real residues), independent of x_1; with minibatch OT,
+     B draws of the path's source N(0, s^2 I), each centred on and Kabsch-aligned to each target and assigned to
+     the targets by the Hungarian method on the mean per-residue distance (:func:`ot_coupling`);
+   * rotations: R_0 = R_1 IGSO(3)(I, sigma), sigma = 1.5 (MultiFlow's training source);
+   * sequence: MASK (= 20) everywhere, the mask path's source;
+3. x_t ~ p_t(. | x_0, x_1) of the product path (:meth:`pipeline.proteins.flow.ProteinPath.sample_from`):
+   x_t = (1 - t) x_0 + t x_1; R_t = R_0 Exp(t Log(R_0^T R_1)); a_t = a_1 with probability kappa(t), else MASK, with
+   kappa(t) = t for MultiFlow's linear scheduler, sin^2(pi t / 2) for the kinetic-optimal one (KO eq. 33).
+
+Padded residues hold x = 0, R = I and MASK. Every random draw comes from the generator ``g``, in the order times,
+translation source, rotation source, sequence uniforms.
 """
 
 from __future__ import annotations
@@ -25,9 +35,14 @@ import torch
 from torch import Tensor
 
 from manifolds import so3
-from manifolds.discrete import SCHEDULER_NAMES, SchedulerName, mask_source, scheduler_by_name
+from manifolds.discrete import SCHEDULER_NAMES, SchedulerName
+from pipeline.proteins.flow import (ProteinFlow, ProteinFlowConfig, ProteinPath, ProteinState, SequenceConfig,
+                                    centred_gaussian)
 from pipeline.proteins.network import ProteinNetworkInput
-from structures.proteins.residue_constants import MASK_INDEX, NUM_TOKENS
+from structures.proteins.residue_constants import MASK_INDEX
+
+__all__ = ["Interpolant", "InterpolantConfig", "NoisyProteins", "ProteinTarget", "centred_gaussian",
+           "kabsch_rotation", "ot_coupling", "sample_times"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,12 @@ class InterpolantConfig:
         if not 0.0 <= self.self_condition_prob <= 1.0:
             raise ValueError(f"self_condition_prob must be in [0, 1], got {self.self_condition_prob}")
 
+    def flow_config(self) -> ProteinFlowConfig:
+        """The flow whose product path is trained: translation prior scale and t_min from here, and as sequence
+        generator the KO mask CTMC on the training scheduler (it integrates exactly the trained mask path)."""
+        return ProteinFlowConfig(sequence=SequenceConfig(kind="ko", scheduler=self.seq_scheduler), min_t=self.min_t,
+                                 trans_scale=self.trans_prior_scale)
+
 
 @dataclass
 class ProteinTarget:
@@ -66,6 +87,10 @@ class ProteinTarget:
     rotmats_1: Tensor  # [B, N, 3, 3]
     aatypes_1: Tensor  # [B, N] long, 0..19 (20 = unknown / mask)
     res_mask: Tensor  # [B, N] bool
+
+    def state(self) -> ProteinState:
+        """x_1 as a point of the product space."""
+        return ProteinState(self.trans_1, self.rotmats_1, self.aatypes_1)
 
 
 @dataclass
@@ -104,14 +129,6 @@ def sample_times(b: int, cfg: InterpolantConfig, g: torch.Generator | None = Non
     return torch.where(inverse_fold, one, structure_t), torch.where(forward_fold, one, cat_t)
 
 
-def centred_gaussian(res_mask: Tensor, scale: float, g: torch.Generator | None = None) -> Tensor:
-    """scale (eps - mean over real residues), eps ~ N(0, I); zero on padding. [B, N, 3]."""
-    m = res_mask.to(torch.float32)[..., None]  # [B, N, 1]
-    eps = torch.randn(res_mask.shape + (3,), generator=g, device=res_mask.device)
-    mean = (eps * m).sum(-2, keepdim=True) / m.sum(-2, keepdim=True).clamp_min(1)
-    return scale * (eps - mean) * m
-
-
 def kabsch_rotation(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
     """Rotation R [..., 3, 3] minimising sum_n m_n |x_n R - y_n|^2 for centred x, y [..., N, 3] (row vectors)."""
     h = (x * mask[..., None]).transpose(-1, -2) @ y  # [..., 3, 3]
@@ -122,21 +139,21 @@ def kabsch_rotation(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
     return (u @ fix @ vh).to(x.dtype)
 
 
-def minibatch_ot(x1: Tensor, res_mask: Tensor, scale: float, g: torch.Generator | None = None) -> Tensor:
-    """Noise for targets ``x1`` [B, N, 3]: B centred Gaussians, each Kabsch-aligned to each target (centred
-    over that target's residues), assigned to targets by the Hungarian method on the mean per-residue
-    distance (MultiFlow ``_batch_ot``). Returns [B, N, 3], zero on padding."""
+def ot_coupling(noise: Tensor, x1: Tensor, res_mask: Tensor) -> Tensor:
+    """The minibatch OT coupling of source draws ``noise`` [B, N, 3] (uncentred) with the targets ``x1`` [B, N, 3]
+    (MultiFlow ``_batch_ot``): each draw is centred over each target's residues and Kabsch-aligned to it, and the
+    draws are assigned to the targets by the Hungarian method on the mean per-residue distance. Returns x_0
+    [B, N, 3] for each target, zero on padding (a permutation of the draws, each rotated and centred)."""
     from scipy.optimize import linear_sum_assignment
 
     b = x1.shape[0]
-    eps = scale * torch.randn(x1.shape, generator=g, device=x1.device)  # [B, N, 3]
     m = res_mask.to(x1.dtype)  # [B, N]
     mi = m[None, :, :, None]  # [1, B(target), N, 1]
-    noise = eps[:, None] * mi  # [B(noise), B(target), N, 3]
-    noise = (noise - noise.sum(-2, keepdim=True) / mi.sum(-2, keepdim=True).clamp_min(1)) * mi
-    target = x1[None].expand_as(noise)
-    rot = kabsch_rotation(noise, target, m[None].expand(b, b, -1))  # [B, B, 3, 3]
-    aligned = noise @ rot  # [B, B, N, 3]
+    pairs = noise[:, None] * mi  # [B(noise), B(target), N, 3]
+    pairs = (pairs - pairs.sum(-2, keepdim=True) / mi.sum(-2, keepdim=True).clamp_min(1)) * mi
+    target = x1[None].expand_as(pairs)
+    rot = kabsch_rotation(pairs, target, m[None].expand(b, b, -1))  # [B, B, 3, 3]
+    aligned = pairs @ rot  # [B, B, N, 3]
     cost = ((aligned - target).norm(dim=-1) * m[None]).sum(-1) / m.sum(-1)[None].clamp_min(1)  # [B, B]
     noise_idx, target_idx = linear_sum_assignment(cost.detach().cpu().double().numpy())
     order = np.empty(b, dtype=np.int64)
@@ -144,38 +161,43 @@ def minibatch_ot(x1: Tensor, res_mask: Tensor, scale: float, g: torch.Generator 
     return aligned[torch.as_tensor(order, device=x1.device), torch.arange(b, device=x1.device)]
 
 
-def sequence_kappa(t: Tensor, scheduler: str) -> Tensor:
-    """kappa(t) [B] of the masking path: the probability that a residue already shows its amino acid."""
-    sched = scheduler_by_name(scheduler, mask_source(NUM_TOKENS, MASK_INDEX, dtype=torch.float64))
-    return sched.data_kappa(t.double()).to(t.dtype)
+@dataclass(frozen=True)
+class Interpolant:
+    """The training interpolant (module docstring): times, the coupling (x_0, x_1), then x_t from ``path``."""
 
+    config: InterpolantConfig
+    path: ProteinPath
 
-def mask_sequence(aatypes_1: Tensor, kappa: Tensor, res_mask: Tensor, g: torch.Generator | None = None) -> Tensor:
-    """a_t: each real residue keeps a_1 with probability kappa [B], else MASK; padding is MASK. [B, N]."""
-    u = torch.rand(aatypes_1.shape, generator=g, device=aatypes_1.device)
-    keep = (u < kappa[:, None]) & res_mask.bool()
-    return torch.where(keep, aatypes_1, torch.full_like(aatypes_1, MASK_INDEX))
+    @classmethod
+    def build(cls, config: InterpolantConfig = InterpolantConfig()) -> "Interpolant":
+        """The interpolant of ``config`` on the product path of its flow (:meth:`InterpolantConfig.flow_config`)."""
+        config.validate()
+        return cls(config, ProteinFlow.build(config.flow_config()).training_path())
 
+    def coupling(self, target: ProteinTarget, g: torch.Generator | None = None) -> ProteinState:
+        """x_0 paired with x_1 = ``target``: translations (OT-coupled or the sampler's prior), R_1 IGSO(3) frames
+        and MASK tokens (module docstring, step 2); on padding 0 and MASK."""
+        mask = target.res_mask.bool()  # [B, N]
+        x1 = target.trans_1  # [B, N, 3]
+        if self.config.batch_ot and mask.shape[0] > 1:
+            trans_0 = ot_coupling(self.path.trans.sample_source(x1, g), x1, mask)
+        else:
+            trans_0 = centred_gaussian(mask, self.path.trans.noise_scale, g, x1.dtype)
+        eye = torch.eye(3, device=mask.device).expand(*mask.shape, 3, 3)
+        noise_rot = so3.sample_igso3(eye, self.config.rot_prior_sigma, g)  # [B, N, 3, 3]
+        rot_0 = target.rotmats_1 @ noise_rot.to(target.rotmats_1.dtype)
+        return ProteinState(trans_0, rot_0, self.path.sequence.sample_source(target.aatypes_1))
 
-def corrupt(target: ProteinTarget, cfg: InterpolantConfig, g: torch.Generator | None = None,
-            times: tuple[Tensor, Tensor] | None = None) -> NoisyProteins:
-    """x_t ~ p_t(. | x_1) for the whole product space (see the module docstring); ``times`` (structure time,
-    sequence time), each [B], replace the drawn ones (validation on a fixed time grid)."""
-    mask = target.res_mask.bool()
-    b, device = mask.shape[0], mask.device
-    m = mask.to(target.trans_1.dtype)
-    structure_t, cat_t = times if times is not None else sample_times(b, cfg, g, device)
-    if cfg.batch_ot and b > 1:
-        trans_0 = minibatch_ot(target.trans_1, mask, cfg.trans_prior_scale, g)
-    else:
-        trans_0 = centred_gaussian(mask, cfg.trans_prior_scale, g)
-    s = structure_t[:, None, None]
-    trans_t = ((1 - s) * trans_0 + s * target.trans_1) * m[..., None]
-    noise_rot = so3.sample_igso3(torch.eye(3, device=device).expand(*mask.shape, 3, 3), cfg.rot_prior_sigma, g)
-    rot_0 = target.rotmats_1 @ noise_rot.to(target.rotmats_1.dtype)
-    rot_t = so3.geodesic(rot_0, target.rotmats_1, structure_t[:, None].expand(mask.shape))
-    eye = torch.eye(3, dtype=rot_t.dtype, device=device)
-    rot_t = torch.where(mask[..., None, None], rot_t, eye)
-    aatypes_t = mask_sequence(target.aatypes_1, sequence_kappa(cat_t, cfg.seq_scheduler), mask, g)
-    return NoisyProteins(target=target, trans_t=trans_t, rotmats_t=rot_t, aatypes_t=aatypes_t,
-                         r3_t=structure_t, so3_t=structure_t.clone(), cat_t=cat_t)
+    def sample(self, target: ProteinTarget, g: torch.Generator | None = None,
+               times: tuple[Tensor, Tensor] | None = None) -> NoisyProteins:
+        """x_t ~ p_t(. | x_0, x_1) at drawn times (module docstring); ``times`` (structure time, sequence time),
+        each [B], replace the drawn ones (validation on a fixed time grid)."""
+        mask = target.res_mask.bool()  # [B, N]
+        structure_t, cat_t = times if times is not None else sample_times(mask.shape[0], self.config, g, mask.device)
+        x_t = self.path.sample_from(self.coupling(target, g), target.state(), structure_t, cat_t, g)
+        trans_t = x_t.trans * mask.to(x_t.trans.dtype)[..., None]
+        eye = torch.eye(3, dtype=x_t.rotmats.dtype, device=mask.device)
+        rot_t = torch.where(mask[..., None, None], x_t.rotmats, eye)
+        aatypes_t = torch.where(mask, x_t.aatypes, torch.full_like(x_t.aatypes, MASK_INDEX))
+        return NoisyProteins(target=target, trans_t=trans_t, rotmats_t=rot_t, aatypes_t=aatypes_t,
+                             r3_t=structure_t, so3_t=structure_t.clone(), cat_t=cat_t)

@@ -1,13 +1,14 @@
 """Training the protein co-design model (MultiFlow's objective) in PyTorch Lightning.
 
-Each step: draw x_t of the product path (:mod:`pipeline.proteins.train.interpolant`: separate structure and
-sequence times with 10 % folding / 10 % inverse-folding examples, centred Gaussian x 10 Angstrom translation
-prior with minibatch OT, IGSO(3) sigma 1.5 rotation prior, masking CTMC for the sequence), with probability
+Each step: draw x_t from the protein flow's product path, the path object of the sampler's flow
+(:mod:`pipeline.proteins.train.interpolant`: separate structure and sequence times with 10 % folding / 10 %
+inverse-folding examples; the source draw coupled with the data: centred Gaussian x 10 Angstrom translations with
+minibatch OT, IGSO(3) sigma 1.5 rotations, MASK tokens; then CondOT, geodesic and mask paths), with probability
 0.5 feed a no-grad first prediction back as self-conditioning, and minimise MultiFlow's losses
 (:mod:`pipeline.proteins.train.losses`: translation and rotation vector fields, backbone-atom and pairwise-
 distance auxiliary losses, sequence cross-entropy), averaged over the chains of the batch.
 
-Data: the shared backbone set (or an npz of its schema, or a folder of PDB / mmCIF files), chains in
+Data: the embedded backbone set (or an npz of its schema, or a folder of PDB / mmCIF files), chains in
 ``[min_length, max_length]``, split into train / validation on near-identity groups
 (:meth:`structures.proteins.dataset.ProteinDataset.split`); batches of similar length under a padded-
 residue budget; chains longer than ``crop`` are cut to a random contiguous window (validation: the
@@ -31,17 +32,18 @@ import torch
 from torch import Tensor
 
 from manifolds.discrete import SCHEDULER_NAMES, SchedulerName
-from pipeline.common.model_file import Checkpoint
+from pipeline.common.model_file import ModelFile
 from pipeline.common.run import fingerprint
 from pipeline.proteins.network import CONFIGS, ProteinNetwork, ProteinNetworkConfig, ProteinNetworkOutput
 from pipeline.proteins.network.checkpoint import KIND, load_protein_network
-from pipeline.common.training import (OptimSettings, TrainingModule, TrainResult, fit, is_ddp_worker,
+from pipeline.common.training import (DeviceSettings, OptimSettings, TrainingModule, TrainedModel, fit, is_ddp_worker,
                                    quiet_lightning, training_run)
 from pipeline.proteins.train.data import ProteinDataModule, dataset_files
-from pipeline.proteins.train.interpolant import InterpolantConfig, NoisyProteins, ProteinTarget, corrupt
+from pipeline.proteins.train.interpolant import Interpolant, InterpolantConfig, NoisyProteins, ProteinTarget
 from pipeline.proteins.train.losses import LossWeights, protein_losses
 from structures.cache import file_sha256
 from structures.errors import InputError
+from structures.validate import check_instance
 
 VAL_TERMS = ("trans", "rots", "aux", "aatypes")
 
@@ -50,7 +52,7 @@ VAL_TERMS = ("trans", "rots", "aux", "aatypes")
 class ProteinTrainConfig:
     """Everything that defines a protein training run (stored in the checkpoint record)."""
 
-    dataset: str = "proteins"  # the shared backbone set, an npz of its schema, or a folder of PDB / mmCIF files
+    dataset: str = "proteins"  # the embedded backbone set, an npz of its schema, or a folder of PDB / mmCIF files
     network: str | dict = "small"  # a preset of pipeline.proteins.network.CONFIGS or a config dict
     init: str | None = None  # start from this MultiFlow .ckpt or genmatch .safetensors (its config wins)
     min_length: int = 60
@@ -132,6 +134,7 @@ class ProteinFlowModule(TrainingModule):
         cfg.validate()
         super().__init__(cfg.optim(), n_val_terms=2 + len(VAL_TERMS))
         self.cfg, self.icfg, self.weights = cfg, cfg.interpolant(), cfg.loss_weights()
+        self.interpolant = Interpolant.build(self.icfg)  # x_t from the flow's product path (training and validation)
         self.dataset_info, self.init_info = dataset_info or {}, init_info
         torch.manual_seed(cfg.seed)
         self.net = init.train() if init is not None else ProteinNetwork(cfg.network_config())
@@ -150,7 +153,7 @@ class ProteinFlowModule(TrainingModule):
         return net(noisy.network_input(trans_sc=first.pred_trans.detach(), aatypes_sc=first.pred_logits.detach()))
 
     def training_step(self, target: ProteinTarget, batch_idx: int) -> Tensor:
-        noisy = corrupt(target, self.icfg)
+        noisy = self.interpolant.sample(target)
         sc = bool(torch.rand(()) < self.icfg.self_condition_prob)
         terms = protein_losses(noisy, self.predict(self.net, noisy, sc), self.weights)
         loss = terms.total.mean()
@@ -169,7 +172,7 @@ class ProteinFlowModule(TrainingModule):
         lo, hi = self.icfg.min_t, 1 - self.icfg.min_t
         for j in range(k):
             t = lo + (hi - lo) * (j + torch.rand(b, generator=g, device=target.trans_1.device)) / k  # [B]
-            noisy = corrupt(target, self.icfg, g, times=(t, t.clone()))
+            noisy = self.interpolant.sample(target, g, times=(t, t.clone()))
             terms = protein_losses(noisy, self.predict(self.ema, noisy, True), self.weights)
             parts = [terms.total.sum(), torch.tensor(float(b))] + [getattr(terms, n).sum() for n in VAL_TERMS]
             self.val_totals += torch.stack([p.double().cpu() for p in parts]).to(self.val_totals.device) / k
@@ -200,9 +203,9 @@ class ProteinFlowModule(TrainingModule):
                 "best_val_loss": self.best_val(), "code_version": self.code,
                 "parameters": self.net.num_parameters()}
 
-    def shipped_checkpoint(self) -> Checkpoint:
+    def shipped_checkpoint(self) -> ModelFile:
         """EMA weights + record (the layout of ``save_protein_checkpoint``)."""
-        return Checkpoint(state_dict=self.ema.state_dict(), record=self.record())
+        return ModelFile(state_dict=self.ema.state_dict(), record=self.record())
 
 
 def _init_network(cfg: ProteinTrainConfig) -> tuple[ProteinNetwork | None, dict[str, Any] | None]:
@@ -214,15 +217,18 @@ def _init_network(cfg: ProteinTrainConfig) -> tuple[ProteinNetwork | None, dict[
                  "config": next((k for k, v in CONFIGS.items() if v == net.cfg), "custom")}
 
 
-def train_proteins(cfg: ProteinTrainConfig, out_dir: str | os.PathLike, *, devices: int = 1, num_nodes: int = 1,
-                   accelerator: str = "cpu", restart: bool = False, progress: bool = True,
-                   threads: int | None = None, snapshots: bool = False) -> TrainResult:
+def train_proteins(cfg: ProteinTrainConfig, out_dir: str | os.PathLike, *,
+                   hardware: DeviceSettings = DeviceSettings(), restart: bool = False, progress: bool = True,
+                   threads: int | None = None, snapshots: bool = False) -> TrainedModel:
     """Train (or resume training of) the protein model; returns the paths of the safetensors models.
 
     ``out_dir`` is a run folder keyed by the config (all but ``max_steps``: a resume may train longer), the
     data files' bytes and the ``init`` file's bytes. Bad data, a bad ``init`` file or an unsafe resume
-    state are refused (:class:`InputError`) before the folder is created or changed.
+    state are refused (:class:`InputError`) before the folder is created or changed. ``hardware``: accelerator,
+    devices and nodes (:class:`DeviceSettings`); ``threads``: torch threads of this process; ``snapshots``: keep
+    every validated model.
     """
+    check_instance("train_proteins(hardware=...)", hardware, DeviceSettings, "a DeviceSettings")
     try:
         cfg.validate()
     except ValueError as exc:
@@ -241,12 +247,10 @@ def train_proteins(cfg: ProteinTrainConfig, out_dir: str | os.PathLike, *, devic
         data = data or ProteinDataModule(cfg)
         net, info = init if init[0] is not None else _init_network(cfg)
         module = ProteinFlowModule(cfg, data.info, net, info)
-        strategy = "ddp" if devices * num_nodes > 1 else "auto"
-        fit(module, data, out, dict(accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-                                    strategy=strategy, max_steps=cfg.max_steps, gradient_clip_val=cfg.grad_clip,
-                                    val_check_interval=cfg.val_every, enable_progress_bar=progress,
-                                    use_distributed_sampler=False), snapshots)
-        return TrainResult.of(out, module)
+        fit(module, data, out, dict(**hardware.trainer_kwargs(), max_steps=cfg.max_steps,
+                                    gradient_clip_val=cfg.grad_clip, val_check_interval=cfg.val_every,
+                                    enable_progress_bar=progress, use_distributed_sampler=False), snapshots)
+        return TrainedModel.of(out, module)
 
 
-__all__ = ["ProteinFlowModule", "ProteinTrainConfig", "TrainResult", "train_proteins"]
+__all__ = ["DeviceSettings", "ProteinFlowModule", "ProteinTrainConfig", "TrainedModel", "train_proteins"]

@@ -12,6 +12,7 @@ from discrete_toys import D, K, MASK, make_path
 from manifolds.base import ConditionalGenerator, ProbabilityPath
 from manifolds.discrete import (DiscreteGenerator, KineticOptimalScheduler, MixturePath, PolynomialScheduler,
                                 jump_probs, jump_step, mask_source, sample, uniform_source)
+from manifolds.discrete.sampler import tempered
 
 
 def se_ok(freq: torch.Tensor, p: torch.Tensor, n: int, k: float = 5.0) -> bool:
@@ -73,7 +74,7 @@ def test_temperature_scales_the_posterior(temperature):
     logits = torch.tensor([0.0, 1.0, 2.0, -1.0, -math.inf])
     post = lambda x, t: logits.expand(x.shape + (K,))  # noqa: E731
     n = 20000
-    out = sample(gen, post, torch.full((n, 1), MASK), 1, temperature=temperature, rng=torch.Generator().manual_seed(3))
+    out = sample(gen, tempered(post, temperature), torch.full((n, 1), MASK), 1, rng=torch.Generator().manual_seed(3))
     freq = torch.nn.functional.one_hot(out[:, 0], K).float().mean(0)
     assert se_ok(freq, torch.softmax(logits / temperature, -1), n)
 
@@ -105,7 +106,7 @@ def test_bad_inputs_raise_clear_errors():
     post = lambda x, t: torch.zeros(x.shape + (K,))  # noqa: E731
     x0 = torch.full((2, D), MASK)
     with pytest.raises(ValueError, match="temperature"):
-        sample(gen, post, x0, 5, temperature=0.0)
+        sample(gen, tempered(post, 0.0), x0, 5)
     with pytest.raises(ValueError, match="fixed mask shape"):
         sample(gen, post, x0, 5, fixed=torch.zeros(3, D, dtype=torch.bool))
     with pytest.raises(ValueError, match="method"):

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from helpers import REPO_ROOT
+
 PROBE = r"""
 import sys
 sys.path.insert(0, {root!r})
@@ -37,9 +39,8 @@ print(first, applied, grows())
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc knobs (Linux)")
 def test_large_blocks_come_from_the_heap_after_keep_freed_memory() -> None:
-    from pathlib import Path
 
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(REPO_ROOT)
     out = subprocess.run([sys.executable, "-c", PROBE.format(root=root)], capture_output=True, text=True, check=True)
     first, applied, after = out.stdout.split()
     assert first == "True"  # glibc's default: a 64 MB block is its own new mapping

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from helpers import REPO_ROOT
+
 from pipeline.common.run import LOCK_FILE, RUN_FILE, RunRecord, fingerprint, open_run
 from structures.errors import InputError
 
@@ -93,7 +95,7 @@ def test_temporaries_removed_on_resume(tmp_path: Path) -> None:
 
 def test_second_process_is_locked_out(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    root = Path(__file__).resolve().parents[2]
+    root = REPO_ROOT
     code = textwrap.dedent(f"""
         import sys; sys.path.insert(0, {str(root)!r})
         from pipeline.common.run import open_run

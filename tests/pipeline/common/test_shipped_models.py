@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipeline.crystals.flow import MODELS_DIR, DEFAULT_MODELS, load_crystal_model
-from pipeline.crystals.generate import SamplingConfig, sample_tokens
+from pipeline.crystals.generate import CrystalGenerateConfig, sample_tokens
 from pipeline.crystals.network import CONFIGS
 from pipeline.crystals.score.validity import structural_validity
 from structures.crystals.tokens import decode_batch
@@ -44,7 +44,7 @@ def test_shipped_model_samples_valid_crystals(name: str) -> None:
     model = load_crystal_model(name)
     counts = np.random.default_rng(0).choice(len(model.atom_count_distribution), 24,
                                              p=model.atom_count_distribution)
-    tok = sample_tokens(model, counts, SamplingConfig(steps=40), torch.Generator().manual_seed(0))
+    tok = sample_tokens(model, counts, CrystalGenerateConfig(steps=40), torch.Generator().manual_seed(0))
     dec = decode_batch(tok)
     valid = [structural_validity(s) for s in dec.structures() if s]
     assert dec.valid.mean() >= 0.9 and np.mean(valid) >= MIN_STRUCT_VALID[name]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,19 +12,20 @@ import pytest
 from structures.errors import InputError
 import torch
 
-from pipeline.common.model_file import load_checkpoint
+from pipeline.common.model_file import load_model_file
 from pipeline.crystals.flow import allowed_tokens, load_crystal_model, make_scheduler, model_time
 from pipeline.crystals import generate as gen
-from pipeline.crystals.generate import SamplingConfig, generate_crystals, sample_tokens
+from pipeline.crystals.generate import CrystalGenerateConfig, generate_crystals, sample_tokens
 from structures.crystals.tokens import MASK, PAD, TOKEN_KIND, decode_batch, position_kinds
 from workflows.cli import main
 
-FAST = SamplingConfig(steps=12, temperature=0.7)
+FAST = CrystalGenerateConfig(steps=12, temperature=0.7)
 
 
-@pytest.mark.parametrize("config", [FAST, SamplingConfig(steps=8, corrector=2.0),
-                                    SamplingConfig(steps=8, scheduler="cubic", temperature=1.0)])
-def test_sampled_tokens_have_the_right_kind_and_keep_padding(tiny_model_file: Path, config: SamplingConfig) -> None:
+@pytest.mark.parametrize("config", [FAST, CrystalGenerateConfig(steps=8, corrector=2.0),
+                                    CrystalGenerateConfig(steps=8, scheduler="cubic", temperature=1.0)])
+def test_sampled_tokens_have_the_right_kind_and_keep_padding(tiny_model_file: Path,
+                                                             config: CrystalGenerateConfig) -> None:
     model = load_crystal_model(tiny_model_file)
     counts = np.array([5, 3, 5, 1, 4, 5])
     tok = sample_tokens(model, counts, config, torch.Generator().manual_seed(0))
@@ -62,7 +64,7 @@ def test_allowed_tokens_exclude_pad_and_mask() -> None:
 def test_sampler_follows_the_trained_model(tiny_model_file: Path) -> None:
     """The tiny model has seen only Perov-5 (5 atoms, cubic cells): most samples decode, angles near 90."""
     model = load_crystal_model(tiny_model_file)
-    tok = sample_tokens(model, [5] * 32, SamplingConfig(steps=20), torch.Generator().manual_seed(1))
+    tok = sample_tokens(model, [5] * 32, CrystalGenerateConfig(steps=20), torch.Generator().manual_seed(1))
     dec = decode_batch(tok)
     assert dec.valid.mean() > 0.8
     angles = dec.lattice_params[dec.valid, 3:]
@@ -76,7 +78,8 @@ def _files(out: Path) -> dict[str, str]:
 
 def test_generation_run_resumes_without_duplicates(tiny_model_file: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    ref = generate_crystals(tiny_model_file, 10, tmp_path / "ref", config=FAST, batch_size=4, progress=False)
+    run10 = CrystalGenerateConfig(n=10, model=tiny_model_file, steps=12, temperature=0.7, batch_size=4)
+    ref = generate_crystals(run10, tmp_path / "ref", progress=False)
     assert ref.summary.n == 10 and ref.summary.decoded + ref.summary.decode_failed == 10
     assert sum(ref.summary.failures_by_reason.values()) == ref.summary.decode_failed
     manifest = json.loads((tmp_path / "ref" / "manifest.json").read_text())
@@ -95,29 +98,26 @@ def test_generation_run_resumes_without_duplicates(tiny_model_file: Path, tmp_pa
 
     monkeypatch.setattr(gen, "decode_batch", flaky)
     with pytest.raises(KeyboardInterrupt):
-        generate_crystals(tiny_model_file, 10, tmp_path / "run", config=FAST, batch_size=4, progress=False)
+        generate_crystals(run10, tmp_path / "run", progress=False)
     assert sorted(p.name for p in (tmp_path / "run" / "batches").iterdir()) == ["00000.json"]
     assert not list((tmp_path / "run").rglob("*.tmp"))
     monkeypatch.setattr(gen, "decode_batch", real)
-    resumed = generate_crystals(tiny_model_file, 10, tmp_path / "run", config=FAST, batch_size=4, progress=False)
+    resumed = generate_crystals(run10, tmp_path / "run", progress=False)
     assert _files(tmp_path / "run") == _files(tmp_path / "ref")
     assert resumed.summary == ref.summary
     # another setting in the same folder is refused; restart=True starts over
     with pytest.raises(InputError, match="other steps"):
-        generate_crystals(tiny_model_file, 10, tmp_path / "run", config=SamplingConfig(steps=5), batch_size=4,
-                          progress=False)
-    again = generate_crystals(tiny_model_file, 10, tmp_path / "run", config=SamplingConfig(steps=5), batch_size=4,
-                              progress=False, restart=True)
+        generate_crystals(replace(run10, steps=5), tmp_path / "run", progress=False)
+    again = generate_crystals(replace(run10, steps=5), tmp_path / "run", progress=False, restart=True)
     assert again.summary.settings["steps"] == 5
 
 
-def test_python_api_returns_structures(tiny_model_file: Path) -> None:
-    from workflows.generate import generate_crystals as api
-
-    res = api(6, tiny_model_file, num_atoms=5, steps=10, progress=False)
-    assert len(res.structures) + len(res.failures) == 6
+def test_in_memory_generation_returns_structures(tiny_model_file: Path) -> None:
+    res = generate_crystals(CrystalGenerateConfig(n=6, model=tiny_model_file, num_atoms=5, steps=10), progress=False)
+    assert len(res.structures) + len(res.failures) == 6 and res.out_dir is None
     assert all(len(s) == 5 for s in res.structures)
     assert all(not f for _, f in res.failures)
+    assert res.ids == [f"gen_{i:06d}" for i in range(6) if i not in {j for j, _ in res.failures}]
 
 
 def test_cli_generate(tiny_model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -172,15 +172,15 @@ def test_cli_train_then_generate(tmp_path: Path, capsys: pytest.CaptureFixture) 
                  "--val-every", "2", "--val-fraction", "0.25", "--warmup-steps", "1", "--quiet", "--threads", "1",
                  "--hidden", "48", "--blocks", "1", "--heads", "4", "--snapshots"]) == 0
     assert "best validation CE" in capsys.readouterr().out
-    rec = load_checkpoint(out / "model.safetensors").record
+    rec = load_model_file(out / "model.safetensors").record
     assert (rec["network"]["hidden"], rec["network"]["blocks"], rec["network"]["heads"]) == (48, 1, 4)
     snaps = sorted(p.name for p in (out / "snapshots").iterdir())
     assert snaps == ["step_0000002.safetensors", "step_0000004.safetensors"]
-    last = load_checkpoint(out / "snapshots" / snaps[-1])
+    last = load_model_file(out / "snapshots" / snaps[-1])
     assert last.record["training"]["step"] == 4
-    assert all(torch.equal(v, load_checkpoint(out / "model.safetensors").state_dict[k])
+    assert all(torch.equal(v, load_model_file(out / "model.safetensors").state_dict[k])
                for k, v in last.state_dict.items())
-    first = load_checkpoint(out / "snapshots" / snaps[0])
+    first = load_model_file(out / "snapshots" / snaps[0])
     assert first.record["training"]["step"] == 2 and [s for s, _ in first.record["validation_curve"]] == [2]
     assert main(["generate", "crystals", "-n", "3", "--out", str(tmp_path / "gen"), "--model",
                  str(out / "best.safetensors"), "--steps", "4", "--quiet"]) == 0

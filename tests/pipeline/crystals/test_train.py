@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.common.model_file import load_checkpoint
+from pipeline.common.model_file import load_model_file
 from pipeline.crystals.flow import CrystalPosterior, load_crystal_model
 from pipeline.crystals.network import CrystalDiT, CrystalDiTConfig
 from pipeline.crystals.train import CrystalDataModule, augment_tokens, flow_loss, noisy_tokens, train_crystals
 from structures.crystals.tokens import PAD
 from structures.errors import InputError
-from helpers import TINY_NET, tiny_config
+from helpers import REPO_ROOT, TINY_NET, tiny_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT
 
 
 def _batch(n: int = 8) -> torch.Tensor:
@@ -76,7 +76,7 @@ def test_train_writes_safetensors_with_record_and_resumes(tmp_path: Path) -> Non
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         first = train_crystals(tiny_config(max_steps=20), tmp_path, progress=False)
-        rec = load_checkpoint(first.model_path).record
+        rec = load_model_file(first.model_path).record
         assert [s for s, _ in rec["validation_curve"]] == [10, 20]
         assert rec["kind"] == "crystal_dit" and rec["weights"] == "ema" and rec["training"]["step"] == 20
         assert rec["dataset"]["name"] == "perov_5" and len(rec["dataset"]["sha256"]) == 64
@@ -95,15 +95,19 @@ def test_train_writes_safetensors_with_record_and_resumes(tmp_path: Path) -> Non
     model = load_crystal_model(second.model_path)
     assert model.scheduler == "kinetic_optimal" and model.max_atoms == 20
     assert model.atom_count_distribution[5] == pytest.approx(1.0)  # Perov-5: always 5 atoms
-    # the shipped file holds only the EMA network: no optimizer state, no pickle
-    assert json.loads(json.dumps(load_checkpoint(second.model_path).record))
+    # the shipped file holds only the EMA network: no optimizer state, no pickle (a safetensors JSON header)
+    shipped = load_model_file(second.model_path)
+    assert set(shipped.state_dict) == set(CrystalDiT(CrystalDiTConfig(**shipped.record["network"])).state_dict())
+    assert json.loads(json.dumps(shipped.record)) == shipped.record  # plain JSON types only
+    assert shipped.record["validation_curve"] == json.loads(json.dumps(second.record["validation_curve"]))
+    assert second.model_path.read_bytes()[8:10] == b'{"'
 
 
 def test_ema_differs_from_raw_weights_and_is_what_ships(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = train_crystals(tiny_config(max_steps=10, val_every=10), tmp_path, progress=False)
-    shipped = load_checkpoint(res.model_path).state_dict
+    shipped = load_model_file(res.model_path).state_dict
     state = torch.load(tmp_path / "lightning" / "last.ckpt", weights_only=True)["state_dict"]
     raw = {k[len("posterior.net."):]: v for k, v in state.items() if k.startswith("posterior.net.")}
     ema = {k[len("ema.net."):]: v for k, v in state.items() if k.startswith("ema.net.")}
@@ -133,7 +137,7 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
            "--warmup-steps", "2", "--threads", "1", "--quiet", "--network", "small"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rec = load_checkpoint(tmp_path / "model.safetensors").record
+    rec = load_model_file(tmp_path / "model.safetensors").record
     assert rec["training"]["world_size"] == 2 and rec["training"]["step"] == 6
     assert [s for s, _ in rec["validation_curve"]] == [3, 6]
 
@@ -142,7 +146,7 @@ def test_metric_coordinate_path_noise_training_and_sampling(tmp_path: Path) -> N
     """--coord-path metric: coordinates start uniform on the grid (never MASK) and concentrate on x1 (KO eq. 27),
     the other tokens keep the mask path; the record says so and the sampler uses it."""
     from pipeline.crystals.flow import FRAC_ONE, CoordinatePath, coordinate_positions
-    from pipeline.crystals.generate import SamplingConfig, sample_tokens
+    from pipeline.crystals.generate import CrystalGenerateConfig, sample_tokens
     from structures.crystals.tokens import FRAC_OFFSET, MASK
 
     coords = CoordinatePath("metric", 5.0, 1.0)
@@ -159,14 +163,14 @@ def test_metric_coordinate_path_noise_training_and_sampling(tmp_path: Path) -> N
     assert (ring <= 2).float().mean() > 0.95 and (ring > 0).any()  # near x1, not yet on it everywhere
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(InputError, match="cross-entropy"):
-            train_crystals(tiny_config(coord_path="metric", loss="elbo"), tmp_path / "elbo", progress=False)
+        with pytest.raises(InputError, match="CrystalTrainConfig.loss: the metric coordinate path .* cross-entropy"):
+            tiny_config(coord_path="metric", loss="elbo")  # refused when the config is made, before any run
         res = train_crystals(tiny_config(max_steps=10, val_every=10, coord_path="metric"), tmp_path / "m",
                              progress=False)
     assert res.record["flow"]["coordinates"]["c"] == 5.0 and "KO eq. 27" in res.record["flow"]["path"]
     model = load_crystal_model(res.model_path)
     assert model.coords == coords and model.posterior.ring
-    tok = sample_tokens(model, [5, 5, 5], SamplingConfig(steps=8), torch.Generator().manual_seed(1))
+    tok = sample_tokens(model, [5, 5, 5], CrystalGenerateConfig(steps=8), torch.Generator().manual_seed(1))
     assert not (tok == MASK).any() and not (tok == FRAC_ONE).any()
     with pytest.raises(InputError, match="own scheduler"):
-        sample_tokens(model, [5], SamplingConfig(steps=4, scheduler="cubic"))
+        sample_tokens(model, [5], CrystalGenerateConfig(steps=4, scheduler="cubic"))

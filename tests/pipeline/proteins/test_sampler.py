@@ -126,7 +126,7 @@ def test_forward_folding_trajectory_equals_multiflow(ref, prefix):
 
 
 def test_codesign_trajectory_equals_multiflow(ref):
-    res, history, d = _run(ref, "cd12_f64", "codesign")  # deterministic: re-masking saturates at T = 10 (Q5)
+    res, history, d = _run(ref, "cd12_f64", "codesign")  # deterministic: at T = 10 the re-mask probability min(1, h eta) is 1
     _check_calls(history, d, "cd12_f64")
     assert torch.equal(res.state.aatypes, d["cd12_f64.out.prot_traj_aatypes"][-1])
     _check_final_atoms(res.state, d["cd12_f64.out.final_atom37_bb"])

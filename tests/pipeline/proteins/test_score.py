@@ -1,4 +1,4 @@
-"""Protein scoring metrics on small real inputs (issue 14): geometry, DSSP, ProteinMPNN, ESMFold (a tiny random
+"""Protein scoring metrics on small real inputs: geometry, DSSP, ProteinMPNN, ESMFold (a tiny random
 EsmForProteinFolding saved to a temporary folder and loaded through the same code), scRMSD, TM-align
 diversity and the exact novelty search."""
 
@@ -79,7 +79,8 @@ def test_mpnn_is_deterministic_with_its_seed(chains) -> None:
     assert a == b
     assert len(a.sequences) == 2 and all(len(s) == len(c) and set(s) <= set(RESTYPES) for s in a.sequences)
     assert all(-4.0 < ll < 0 for ll in a.log_likelihoods) and a.native_log_likelihood < 0
-    assert all(0 <= r <= 1 for r in a.recovery)
+    # recovery: the share of positions where each design equals the given sequence
+    assert a.recovery == pytest.approx([np.mean([x == y for x, y in zip(s, c.sequence)]) for s in a.sequences])
     other = design(c.coords, c.sequence, MpnnConfig(n_sequences=2, seed=7))
     assert other.sequences != a.sequences
     assert design(c.coords, None, cfg).native_log_likelihood is None
@@ -198,8 +199,9 @@ def test_designability_with_the_tiny_esmfold(esm_dir: Path, chains, tmp_path: Pa
     from pipeline.proteins.score import score_proteins
 
     s = score_proteins(inp, cfg, compute)
-    assert s.summary.designability.startswith("available") and s.summary.designable_fraction is not None
     t = s.table
+    assert s.summary.designability.startswith("available")
+    assert s.summary.designable_fraction == pytest.approx(t["designable"].astype(bool).mean())
     assert t["scrmsd"].notna().all() and t["codesign_scrmsd"].notna().all()
     assert all(len(v.split(";")) == 2 for v in t["scrmsds"])
     assert s.summary.diversity_over == "designable samples" and s.summary.novelty_over == ""
@@ -216,9 +218,10 @@ def test_without_folding_designability_is_unavailable(chains, tmp_path: Path, mo
     s = score_proteins(inp, cfg, ComputeConfig(cache_dir=tmp_path / "c", progress=False))
     assert s.summary.designability.startswith("unavailable (no ESMFold weights at")
     assert s.summary.designable_fraction is None and "scrmsd" not in s.table.columns
-    assert s.summary.mpnn_log_likelihood < 0 and 0 <= s.summary.mpnn_recovery <= 1
+    assert s.summary.mpnn_log_likelihood < 0
+    assert s.summary.mpnn_recovery == pytest.approx(s.table["mpnn_recovery"].mean())  # mean over the samples
     assert s.summary.diversity_over.startswith("all samples") and s.summary.diversity_n == 2
-    assert s.summary.n_reference == 10 and 0 <= s.summary.novelty <= 1
+    assert s.summary.n_reference == 10 and s.summary.novelty == pytest.approx(1 - s.table["max_tm"].mean())
 
 
 def test_parallel_and_cached_stages_equal_serial(chains, tmp_path: Path) -> None:

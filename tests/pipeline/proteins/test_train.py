@@ -1,4 +1,5 @@
-"""Training the protein co-design model: interpolant, losses, optimisation, export, resume, DDP."""
+"""Training the protein co-design model: interpolant, losses, optimisation, export, resume, DDP (the interpolant's
+equality with the construction it replaced: ``tests/pipeline/proteins/train/test_path.py``)."""
 
 from __future__ import annotations
 
@@ -12,22 +13,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpers import REPO_ROOT
 import torch
 
 from manifolds import so3
-from pipeline.common.model_file import load_checkpoint
+from pipeline.common.model_file import load_model_file
 from pipeline.proteins.network import ProteinNetwork, ProteinNetworkConfig
 from pipeline.proteins.network.checkpoint import load_protein_network, save_protein_checkpoint
 from pipeline.proteins.network.config import IPAConfig, scaled_config
 from pipeline.proteins.train.data import ProteinDataModule, collate_target, crop_window
-from pipeline.proteins.train.interpolant import (InterpolantConfig, NoisyProteins, ProteinTarget, centred_gaussian,
-                                                corrupt, mask_sequence, minibatch_ot, sample_times, sequence_kappa)
+from pipeline.proteins.train.interpolant import (Interpolant, InterpolantConfig, NoisyProteins, ProteinTarget,
+                                                centred_gaussian, ot_coupling, sample_times)
 from pipeline.proteins.train.losses import protein_losses
+from pipeline.common.training import DeviceSettings
 from pipeline.proteins.train.trainer import ProteinFlowModule, ProteinTrainConfig, train_proteins
 from structures.errors import InputError
 from structures.proteins.residue_constants import MASK_INDEX
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT
 TINY: ProteinNetworkConfig = scaled_config(16, 8, pos_emb=8, time_emb=8, feat_dim=4, dropout=0.0,
                                            ipa=IPAConfig(c_hidden=4, no_heads=2, no_qk_points=2, no_v_points=2,
                                                          seq_tfmr_num_heads=2, seq_tfmr_num_layers=1, num_blocks=1))
@@ -67,7 +71,7 @@ def test_translation_prior_is_centred_with_scale_10() -> None:
 def test_minibatch_ot_aligns_and_pairs_noise_with_targets() -> None:
     t = _target(6)
     g = torch.Generator().manual_seed(1)
-    x0 = minibatch_ot(t.trans_1, t.res_mask, 10.0, g)
+    x0 = ot_coupling(10.0 * torch.randn(t.trans_1.shape, generator=g), t.trans_1, t.res_mask)
     m = t.res_mask[..., None].float()
     assert ((x0 * m).sum(1) / m.sum(1)).abs().max() < 1e-3 and (x0[~t.res_mask] == 0).all()
     plain = centred_gaussian(t.res_mask, 10.0, torch.Generator().manual_seed(1))
@@ -85,8 +89,8 @@ def test_igso3_rotation_prior_spread() -> None:
     target = ProteinTarget(trans_1=torch.zeros(1, n, 3), rotmats_1=r1[None], aatypes_1=torch.zeros(1, n, dtype=torch.long),
                            res_mask=torch.ones(1, n, dtype=torch.bool))
     cfg = InterpolantConfig(batch_ot=False)
-    noisy = corrupt(target, cfg, torch.Generator().manual_seed(2),
-                    times=(torch.tensor([cfg.min_t]), torch.tensor([0.5])))
+    noisy = Interpolant.build(cfg).sample(target, torch.Generator().manual_seed(2),
+                                          times=(torch.tensor([cfg.min_t]), torch.tensor([0.5])))
     # at t = t_min, R_t is R_0 moved 1 % of the way: compare its angle law with the prior's
     omega = so3.rotation_angle_between(r1, noisy.rotmats_t[0]).double() / (1 - cfg.min_t)
     grid = torch.linspace(0, math.pi, 2001, dtype=torch.float64)
@@ -102,13 +106,16 @@ def test_masking_fraction_is_one_minus_kappa() -> None:
     mask = torch.ones_like(a1, dtype=torch.bool)
     mask[:, 150:] = False
     t = torch.linspace(0.01, 0.99, 400)
-    at = mask_sequence(a1, sequence_kappa(t, "linear"), mask, torch.Generator().manual_seed(1))
+    path = Interpolant.build(InterpolantConfig()).path.sequence  # the mask path of the linear scheduler
+    at = path.sample_from(path.sample_source(a1), a1, t, torch.Generator().manual_seed(1))
+    at = torch.where(mask, at, MASK_INDEX)
     frac = ((at == MASK_INDEX) & mask).sum(1).float() / 150  # [B]
     assert (at[~mask] == MASK_INDEX).all() and (at[mask & (at != MASK_INDEX)] == a1[mask & (at != MASK_INDEX)]).all()
     coef = np.polyfit(t.numpy(), frac.numpy(), 1)  # fraction masked = 1 - t
     assert coef[0] == pytest.approx(-1.0, abs=0.03) and coef[1] == pytest.approx(1.0, abs=0.02)
-    ko = sequence_kappa(torch.tensor([0.5]), "kinetic_optimal")
-    assert float(ko) == pytest.approx(math.sin(math.pi / 4) ** 2)  # KO eq. 33, mask source
+    ko = Interpolant.build(InterpolantConfig(seq_scheduler="kinetic_optimal")).path.sequence
+    kappa, _ = ko.kappa(torch.zeros(1, 1, dtype=torch.long), torch.tensor([0.5]))
+    assert float(kappa) == pytest.approx(math.sin(math.pi / 4) ** 2)  # KO eq. 33, mask source
 
 
 def test_times_folding_shares_and_range() -> None:
@@ -125,16 +132,16 @@ def test_losses_finite_ignore_padding_and_overfit() -> None:
     torch.manual_seed(0)
     net = ProteinNetwork(TINY)
     t = _target(4)
-    cfg = InterpolantConfig()
+    interp = Interpolant.build(InterpolantConfig())
     times = (torch.tensor([0.3, 0.6, 0.8, 0.95]), torch.tensor([0.2, 0.5, 0.7, 0.9]))
 
     def evaluate(target: ProteinTarget) -> torch.Tensor:
-        noisy = corrupt(target, cfg, torch.Generator().manual_seed(5), times=times)
+        noisy = interp.sample(target, torch.Generator().manual_seed(5), times=times)
         return protein_losses(noisy, net(noisy.network_input())).total
 
     with torch.no_grad():
         before = evaluate(t)
-        noisy = corrupt(t, cfg, torch.Generator().manual_seed(5), times=times)
+        noisy = interp.sample(t, torch.Generator().manual_seed(5), times=times)
 
         def pad(x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
             return torch.cat([x, value.expand(4, 5, *x.shape[2:]).to(x.dtype)], 1)
@@ -151,7 +158,7 @@ def test_losses_finite_ignore_padding_and_overfit() -> None:
     # 40 AdamW steps on one fixed noisy batch (seeded) lower its loss by a wide margin
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
     for _ in range(40):
-        noisy = corrupt(t, cfg, torch.Generator().manual_seed(5), times=times)
+        noisy = interp.sample(t, torch.Generator().manual_seed(5), times=times)
         loss = protein_losses(noisy, net(noisy.network_input())).total.mean()
         opt.zero_grad()
         loss.backward()
@@ -168,7 +175,7 @@ def test_train_exports_records_and_resumes(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         first = train_proteins(tiny_config(max_steps=6), tmp_path, progress=False)
-        rec = load_checkpoint(first.model_path).record
+        rec = load_model_file(first.model_path).record
         assert [s for s, _ in rec["validation_curve"]] == [3, 6] and rec["training"]["step"] == 6
         assert rec["kind"] == "protein_network" and rec["weights"] == "ema"
         assert rec["dataset"]["name"] == "proteins" and len(rec["dataset"]["sha256"]) == 64
@@ -182,7 +189,9 @@ def test_train_exports_records_and_resumes(tmp_path: Path) -> None:
         assert second.record["validation_curve"][:2] == rec["validation_curve"]
         with pytest.raises(InputError, match="train-proteins run with other lr"):
             train_proteins(tiny_config(max_steps=12, lr=1e-2), tmp_path, progress=False)
-    assert json.loads(json.dumps(load_checkpoint(second.model_path).record))
+    stored = load_model_file(second.model_path).record
+    assert json.loads(json.dumps(stored)) == stored  # the record is plain JSON (no tuples, paths or tensors)
+    assert stored["training"]["step"] == 9 and stored["flow"]["interpolant"]["batch_ot"] is True
 
 
 def test_init_from_a_checkpoint_starts_from_its_weights(tmp_path: Path) -> None:
@@ -238,15 +247,32 @@ def test_bad_options_refused_before_the_folder_exists(tmp_path: Path) -> None:
         assert not out.exists()
 
 
+def test_device_settings_are_checked_once_and_named(tmp_path: Path) -> None:
+    """``train_proteins(hardware=DeviceSettings(...))``: bad values raise InputError naming the field, before any
+    run folder exists; the CLI's spellings are accepted."""
+    assert DeviceSettings(accelerator="GPU", devices=2).trainer_kwargs() == dict(
+        accelerator="gpu", devices=2, num_nodes=1, strategy="ddp")
+    assert DeviceSettings().trainer_kwargs()["strategy"] == "auto"
+    for kw, name in ((dict(accelerator="quantum"), "DeviceSettings.accelerator"),
+                     (dict(devices=0), "DeviceSettings.devices"), (dict(num_nodes="2"), "DeviceSettings.num_nodes")):
+        with pytest.raises(InputError, match=name):
+            DeviceSettings(**kw)
+    with pytest.raises(InputError, match="hardware"):
+        train_proteins(tiny_config(), tmp_path / "out", hardware="gpu", progress=False)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+
+
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     """`genmatch train proteins --devices 2`: Lightning DDP (gloo) with 2 CPU processes (~15 s)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "workflows.cli", "train", "proteins", "--out", str(tmp_path), "--devices", "2",
+    exe = Path(sys.executable).with_name("genmatch")  # the console script (what users run; DDP relaunches it)
+    cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "workflows.cli"]
+    cmd = [*cli, "train", "proteins", "--out", str(tmp_path), "--devices", "2",
            "--limit", "40", "--max-length", "90", "--crop", "32", "--max-residues", "128", "--max-steps", "4",
            "--val-every", "2", "--val-fraction", "0.25", "--warmup-steps", "1", "--threads", "1", "--quiet"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rec = load_checkpoint(tmp_path / "model.safetensors").record
+    rec = load_model_file(tmp_path / "model.safetensors").record
     assert rec["training"]["world_size"] == 2 and rec["training"]["step"] == 4
     assert [s for s, _ in rec["validation_curve"]] == [2, 4]
     load_protein_network(tmp_path / "best.safetensors")

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from structures.proteins.dataset import (
+    ChainFilter,
     LengthBucketBatchSampler,
     ProteinDataset,
     grouped_split,
@@ -137,7 +138,7 @@ def test_directory_dataset_filters_and_split(tmp_path, monkeypatch):
     (tmp_path / "notes.txt").write_text("ignored")
     (tmp_path / "broken.pdb").write_text("garbage\n")
 
-    ds = ProteinDataset.from_directory(tmp_path, min_length=40, max_length=400, progress=False)
+    ds = ProteinDataset.from_directory(tmp_path, ChainFilter(min_length=40, max_length=400), progress=False)
     names = set(ds.names)
     assert names == {"a1_A", "a2_A", "a2_B", "cis_A", "noo_A", "a1_copy_A"}, ds.rejected
     assert "length 20" in ds.rejected["short_A"] and "chain break" in ds.rejected["gap_A"]
@@ -155,18 +156,29 @@ def test_directory_dataset_filters_and_split(tmp_path, monkeypatch):
         train, val = ds.split(val_fraction=0.3, seed=seed)
         sides = {n: ("t" if n in train.names else "v") for n in ds.names}
         assert sides["a1_A"] == sides["a1_copy_A"] and sides["a2_A"] == sides["a2_B"]
-    allowed = ProteinDataset.from_directory(tmp_path, min_length=40, allow_chain_breaks=True,
-                                            standard_only=False, progress=False)
+    allowed = ProteinDataset.from_directory(tmp_path, ChainFilter(min_length=40, allow_chain_breaks=True,
+                                                                standard_only=False), progress=False)
     assert {"gap_A", "mse_A"} <= set(allowed.names)
     with pytest.raises(Exception, match="no chain passed"):
-        ProteinDataset.from_directory(tmp_path, min_length=1000, progress=False)
+        ProteinDataset.from_directory(tmp_path, ChainFilter(min_length=1000), progress=False)
     # the parsed folder is cached (npz, no pickle); editing a file invalidates the entry
     cached = list((tmp_path.parent / "cache" / "protein_folders").glob("*.npz"))
     assert len(cached) == 2  # the two successful settings
-    again = ProteinDataset.from_directory(tmp_path, min_length=40, max_length=400, progress=False)
+    again = ProteinDataset.from_directory(tmp_path, ChainFilter(min_length=40, max_length=400), progress=False)
     assert again.names == ds.names and again.rejected == ds.rejected
     assert torch.equal(again[k].atoms, ds[k].atoms)
     (tmp_path / "short.pdb").unlink()
-    third = ProteinDataset.from_directory(tmp_path, min_length=40, max_length=400, progress=False)
+    third = ProteinDataset.from_directory(tmp_path, ChainFilter(min_length=40, max_length=400), progress=False)
     assert "short_A" not in third.rejected and third.names == ds.names
     assert len(list((tmp_path.parent / "cache" / "protein_folders").glob("*.npz"))) == 3
+
+
+def test_chain_filter_refuses_bad_settings_naming_the_field():
+    from structures.errors import InputError
+
+    assert ChainFilter() == ChainFilter(40, 512, False, True, None, 2.0)
+    for kwargs, field in [({"min_length": 0}, "min_length"), ({"max_length": "400"}, "max_length"),
+                          ({"allow_chain_breaks": 1}, "allow_chain_breaks"), ({"chain": 7}, "chain"),
+                          ({"max_c_n": float("nan")}, "max_c_n")]:
+        with pytest.raises(InputError, match=f"ChainFilter.{field}"):
+            ChainFilter(**kwargs)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import REPO_ROOT
+
 from structures.proteins.dataset import ProteinDataset, sequence_to_aatype
 from structures.proteins.residue_constants import (
     MASK_INDEX,
@@ -24,7 +26,7 @@ from structures.proteins.residue_constants import (
     three_to_index,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT
 
 
 def test_known_sequence_has_multiflow_indices() -> None:

@@ -1,6 +1,6 @@
 """Shipped reference data: values that are the same for every user, precomputed once.
 
-Made by ``tools/make_reference_data.py`` from the embedded data sets (the shared data root) and read
+Made by ``tools/make_reference_data.py`` from the embedded data sets (``structures/embedded/``) and read
 as a **read-only layer under the on-disk cache** (:class:`pipeline.common.cache.DiskCache`): a
 lookup by cache key finds the shipped value first; only what is not shipped is read from, or
 computed into, ``GENMATCH_CACHE``. With caching off (``cache_dir=False``) nothing shipped is used

@@ -42,7 +42,10 @@ def test_hull_coverage_on_a_tiny_hand_made_hull(tiny_hull: ReferenceHull) -> Non
 
 
 def test_stability_summary_reports_coverage_and_upper_bound(tiny_hull: ReferenceHull, tmp_path: Path) -> None:
-    from pipeline.crystals.score.score import CrystalScores, _stability
+    from pipeline.common.parallel import ComputeConfig
+    from pipeline.crystals.results import ScoredCrystals
+    from pipeline.crystals.score.config import CrystalScoreConfig
+    from pipeline.crystals.score.score import _stability
     from pipeline.crystals.score.report import plot_scores, stability_label
 
     def cell(species: list[str]) -> Structure:
@@ -52,7 +55,8 @@ def test_stability_summary_reports_coverage_and_upper_bound(tiny_hull: Reference
     sts = [cell(["Na", "Cl"]), cell(["K", "Cl"]), cell(["K", "K", "O"]), cell(["Na", "Cl", "O"])]
     e = [-3.5, -5.0, -5.0, -2.0]  # NaCl below the hull; KCl, K2O far below the elements; NaClO above
     table = pd.DataFrame({"n_elements": [2, 2, 2, 3], "struct_valid": [True] * 4})
-    st = _stability(sts, table, tiny_hull, e, "0.3.0", 0.0, None, False, False)
+    compute = ComputeConfig(cache_dir=False, progress=False)
+    st = _stability(sts, table, tiny_hull, e, CrystalScoreConfig(), None, compute)
     assert table["hull_covered"].tolist() == [True, False, False, True]
     assert table["stable"].tolist() == [True, True, True, False]
     assert st.stable_rate == 0.75 and st.hull_coverage == 0.5
@@ -65,6 +69,6 @@ def test_stability_summary_reports_coverage_and_upper_bound(tiny_hull: Reference
                            cov_recall=0.0, cov_precision=0.0, struc_cutoff=0.1, comp_cutoff=10.0,
                            wdist_density=0.5, wdist_num_elems=0.5, n_wdist_samples=4, wdist_seed=0,
                            n_struct_fp_failed=0, stability=st)
-    scores = CrystalScores(table=table.assign(density=[1.0, 2.0, 3.0, 4.0], in_wdist_sample=True), summary=summary,
-                           reference={"density": np.array([1.5, 2.5]), "n_elements": np.array([2, 3])})
+    scores = ScoredCrystals(table=table.assign(density=[1.0, 2.0, 3.0, 4.0], in_wdist_sample=True), summary=summary,
+                            reference={"density": np.array([1.5, 2.5]), "n_elements": np.array([2, 3])})
     assert (tmp_path / "e_hull.png") in plot_scores(scores, tmp_path)

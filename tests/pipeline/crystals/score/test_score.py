@@ -24,7 +24,8 @@ from pipeline.crystals.score import (
     structure_fingerprint,
 )
 from pipeline.crystals.score.coverage import cutoffs_for, standardize_comp
-from pipeline.crystals.score.score import ScoreConfig, score_crystals
+from pipeline.crystals.score.config import CrystalScoreConfig
+from pipeline.crystals.score.score import score_structures
 from pipeline.common.hashing import structure_hash
 from pipeline.common.parallel import ComputeConfig
 from pipeline.crystals.score.stability import novel_mask, stable_mask, unique_mask
@@ -97,11 +98,11 @@ def test_coverage_matches_plain_definition(perov_test, perov_val) -> None:
     gen = compute_fingerprints(perov_val[:15], cache_dir=False, progress=False)
     ref = compute_fingerprints(perov_test[:25], cache_dir=False, progress=False)
     for s_cut, c_cut in ((0.2, 4.0), (0.05, 1.0)):
-        cov = coverage(gen.struct, gen.comp, ref.struct, ref.comp, s_cut, c_cut)
+        cov = coverage(gen, ref, s_cut, c_cut)
         rec, prec = _plain_cov(gen.struct, gen.comp, ref.struct, ref.comp, s_cut, c_cut)
         assert cov.cov_recall == pytest.approx(rec, abs=1e-12)
         assert cov.cov_precision == pytest.approx(prec, abs=1e-12)
-    self_cov = coverage(ref.struct, ref.comp, ref.struct, ref.comp, 0.2, 4.0)
+    self_cov = coverage(ref, ref, 0.2, 4.0)
     assert self_cov.cov_recall == 1.0 and self_cov.cov_precision == 1.0
 
 
@@ -142,14 +143,16 @@ def test_score_crystals_end_to_end(perov_val, perov_test, tmp_path: Path) -> Non
     from pipeline.crystals.score.report import write_scores
 
     hull = ReferenceHull.embedded_default(perov_val[:10], relax=False, cache_dir=tmp_path, progress=False)
-    res = score_crystals(perov_val[:12], perov_test[:30], config=ScoreConfig(dataset="perov_5", n_samples=8),
-                         compute=ComputeConfig(cache_dir=tmp_path, progress=False), hull=hull,
-                         training=perov_val[:3])
+    res = score_structures(perov_val[:12], perov_test[:30], CrystalScoreConfig(dataset="perov_5", n_samples=8),
+                           compute=ComputeConfig(cache_dir=tmp_path, progress=False), hull=hull,
+                           training=perov_val[:3])
     s = res.summary
     assert s.struct_valid == 1.0 and s.n_wdist_samples == 8
-    assert 0 <= s.cov_recall <= 1 and 0 <= s.cov_precision <= 1
+    # CDVAE coverage of 12 Perov-5 val crystals against 30 test ones: 2 of the 30 references and 2 of the 12 hit
+    assert (s.cov_recall, s.cov_precision) == (pytest.approx(2 / 30), pytest.approx(2 / 12))
+    assert s.cov_precision == pytest.approx(res.table["cov_precision_hit"].mean())
     assert s.wdist_density >= 0 and np.isfinite(s.wdist_num_elems)
-    assert s.stability is not None and s.stability.n_sun is not None and s.stability.hull == hull.name
+    assert s.stability.hull == hull.name and s.stability.n_sun == int(res.table["sun"].sum())
     assert type(s).from_json(s.to_json()).to_json() == s.to_json()
     t = res.table
     assert len(t) == 12 and {"e_hull", "stable", "unique", "novel", "sun", "cov_struct_dist"} <= set(t.columns)
@@ -157,8 +160,12 @@ def test_score_crystals_end_to_end(perov_val, perov_test, tmp_path: Path) -> Non
     assert (t["e_hull"].to_numpy()[:10] >= -1e-6).all()
     assert not t["novel"].to_numpy()[:3].any()
     paths = write_scores(res, tmp_path / "out")
-    for k in ("csv", "parquet", "summary", "density", "n_elements", "e_hull"):
-        assert paths[k].is_file() and paths[k].stat().st_size > 0
+    import pandas as pd
+
+    written_table = pd.read_csv(paths["csv"], dtype={"id": str})
+    assert len(written_table) == 12 and list(pd.read_parquet(paths["parquet"])["id"]) == list(written_table["id"])
+    for k in ("density", "n_elements", "e_hull"):
+        assert paths[k].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", k  # a PNG image, not an empty file
     written = json.loads(paths["summary"].read_text())
     assert written["n_structures"] == 12 and written["stable_rate"] == s.stability.stable_rate  # flat layout
 

@@ -1,4 +1,4 @@
-"""The protein network against MultiFlow's own numbers (shared/reference/multiflow), its released key
+"""The protein network against MultiFlow's own numbers (tests/fixtures/multiflow), its released key
 list, SE(3) equivariance, padding, and the typed boundary."""
 
 from __future__ import annotations
