@@ -181,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("genmatch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `genmatch info | head`: the reader left; say nothing more, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # noqa: BLE001 - the CLI boundary: one line, no traceback
         if debug:
             raise
