@@ -1,12 +1,6 @@
-"""The 878-token crystal vocabulary of KO appendix E.2 and a lossy-but-faithful tokenizer.
-
-Vocabulary (KO E.2, the ids follow the paper's order ``500 + 180 + 101 + 94 + 3 = 878``)::
-
-    ids   0..499   lengths   "0.0" .. "49.9"   (Angstrom, step 0.1)
-    ids 500..679   angles    "0" .. "179"      (degrees, step 1)
-    ids 680..780   fractions "0.00" .. "0.99", "1.00"
-    ids 781..874   elements  H (Z=1) .. Pu (Z=94)   (pymatgen symbols)
-    875 BOS, 876 MASK, 877 PAD
+"""A lossy-but-faithful tokenizer of crystals onto the 878-token vocabulary of KO appendix E.2
+(:mod:`structures.crystals.vocabulary`: ids, kinds, grids; decoding in :mod:`structures.crystals.decoding`; both
+re-exported here).
 
 Sequence of a crystal with ``a`` atoms (length ``6 + 4a``, KO E.2)::
 
