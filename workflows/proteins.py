@@ -91,11 +91,10 @@ def train(config: "ProteinTrainConfig | None" = None, *, out_dir: str | os.PathL
     ``out_dir`` (required; a rerun resumes, a larger ``max_steps`` trains longer). ``hardware``: accelerator,
     devices and nodes (:class:`~pipeline.common.training.DeviceSettings`; default one CPU process);
     ``snapshots``: also keep every validated model."""
-    from pipeline.common.training import DeviceSettings
     from pipeline.proteins.train.trainer import ProteinTrainConfig, train_proteins
 
     cfg = make_config(ProteinTrainConfig, config, fields, "train")
     check_run_args("train", out_dir, restart, progress, required=True)
     with torch_threads("train", threads):
-        return train_proteins(cfg, out_dir, hardware=hardware or DeviceSettings(), restart=restart,
-                              progress=progress, snapshots=check_bool("train(snapshots=...)", snapshots))
+        return train_proteins(cfg, out_dir, hardware=hardware, restart=restart, progress=progress,
+                              snapshots=check_bool("train(snapshots=...)", snapshots))

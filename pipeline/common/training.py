@@ -33,7 +33,7 @@ from pipeline.common.model_file import ModelFile, save_model_file
 from pipeline.common.io import write_json
 from pipeline.common.run import open_run
 from structures.errors import InputError
-from structures.validate import check_choice, check_int
+from structures.validate import check_choice, check_instance, check_int
 
 LAST_CKPT = Path("lightning") / "last.ckpt"
 
@@ -319,6 +319,13 @@ class DeviceSettings:
                                                              ACCELERATORS))
         check_int("DeviceSettings.devices", self.devices, minimum=1)
         check_int("DeviceSettings.num_nodes", self.num_nodes, minimum=1)
+
+    @classmethod
+    def of(cls, hardware: "DeviceSettings | None", name: str) -> "DeviceSettings":
+        """``hardware``, or one CPU process for None; anything else raises InputError naming ``name``."""
+        if hardware is None:
+            return cls()
+        return check_instance(name, hardware, cls, "a DeviceSettings")
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """The :class:`lightning.Trainer` arguments (strategy ``ddp`` for more than one process)."""

@@ -321,8 +321,7 @@ def train_crystals(cfg: CrystalTrainConfig, out_dir: str | os.PathLike, *, hardw
     ``snapshots`` keeps every validated EMA model as ``OUT/snapshots/step_<step>.safetensors``.
     """
 
-    hardware = DeviceSettings() if hardware is None else check_instance("train(hardware=...)", hardware,
-                                                                        DeviceSettings, "a DeviceSettings")
+    hardware = DeviceSettings.of(hardware, "train(hardware=...)")
     settings = {k: v for k, v in asdict(cfg).items() if k != "max_steps"}  # a resume may train longer
     if not cfg.coords().metric:  # runs from before the metric coordinate path resume unchanged
         settings = {k: v for k, v in settings.items() if not k.startswith("coord_")}

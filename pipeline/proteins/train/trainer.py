@@ -43,7 +43,6 @@ from pipeline.proteins.train.interpolant import Interpolant, InterpolantConfig, 
 from pipeline.proteins.train.losses import LossWeights, protein_losses
 from structures.cache import file_sha256
 from structures.errors import InputError
-from structures.validate import check_instance
 
 VAL_TERMS = ("trans", "rots", "aux", "aatypes")
 
@@ -103,6 +102,15 @@ class ProteinTrainConfig:
         return OptimSettings(lr=self.lr, weight_decay=self.weight_decay, warmup_steps=self.warmup_steps,
                              lr_schedule=self.lr_schedule, max_steps=self.max_steps, ema_decay=self.ema_decay)
 
+    def __post_init__(self) -> None:
+        """Checked once, when made (also by ``dataclasses.replace`` and when a record is read back)."""
+        try:
+            self.validate()
+        except InputError:
+            raise
+        except ValueError as exc:
+            raise InputError(f"ProteinTrainConfig: {exc}") from None
+
     def validate(self) -> None:
         self.interpolant().validate()
         if self.seq_scheduler not in SCHEDULER_NAMES:
@@ -131,8 +139,7 @@ class ProteinFlowModule(TrainingModule):
 
     def __init__(self, cfg: ProteinTrainConfig, dataset_info: dict[str, Any] | None = None,
                  init: ProteinNetwork | None = None, init_info: dict[str, Any] | None = None) -> None:
-        cfg.validate()
-        super().__init__(cfg.optim(), n_val_terms=2 + len(VAL_TERMS))
+        super().__init__(cfg.optim(), n_val_terms=2 + len(VAL_TERMS))  # cfg was checked when it was made
         self.cfg, self.icfg, self.weights = cfg, cfg.interpolant(), cfg.loss_weights()
         self.interpolant = Interpolant.build(self.icfg)  # x_t from the flow's product path (training and validation)
         self.dataset_info, self.init_info = dataset_info or {}, init_info
@@ -217,24 +224,17 @@ def _init_network(cfg: ProteinTrainConfig) -> tuple[ProteinNetwork | None, dict[
                  "config": next((k for k, v in CONFIGS.items() if v == net.cfg), "custom")}
 
 
-def train_proteins(cfg: ProteinTrainConfig, out_dir: str | os.PathLike, *,
-                   hardware: DeviceSettings = DeviceSettings(), restart: bool = False, progress: bool = True,
-                   threads: int | None = None, snapshots: bool = False) -> TrainedModel:
+def train_proteins(cfg: ProteinTrainConfig, out_dir: str | os.PathLike, *, hardware: DeviceSettings | None = None,
+                   restart: bool = False, progress: bool = True, snapshots: bool = False) -> TrainedModel:
     """Train (or resume training of) the protein model; returns the paths of the safetensors models.
 
     ``out_dir`` is a run folder keyed by the config (all but ``max_steps``: a resume may train longer), the
     data files' bytes and the ``init`` file's bytes. Bad data, a bad ``init`` file or an unsafe resume
     state are refused (:class:`InputError`) before the folder is created or changed. ``hardware``: accelerator,
-    devices and nodes (:class:`DeviceSettings`); ``threads``: torch threads of this process; ``snapshots``: keep
-    every validated model.
+    devices and nodes (:class:`DeviceSettings`; default one CPU process); ``snapshots``: keep every validated
+    model. Torch threads are the caller's (:func:`workflows.proteins.train` sets them for the call).
     """
-    check_instance("train_proteins(hardware=...)", hardware, DeviceSettings, "a DeviceSettings")
-    try:
-        cfg.validate()
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    if threads:
-        torch.set_num_threads(threads)
+    hardware = DeviceSettings.of(hardware, "train_proteins(hardware=...)")
     settings = {k: v for k, v in asdict(cfg).items() if k != "max_steps"}
     if cfg.init is not None and not Path(cfg.init).is_file():
         raise InputError(f"--init checkpoint not found: {cfg.init}; give a MultiFlow .ckpt or a genmatch "
