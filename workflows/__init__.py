@@ -23,8 +23,9 @@ from structures.version import genmatch_version
 
 __version__ = genmatch_version()
 
-_CRYSTALS = ("CrystalGenerateConfig", "CrystalRelaxConfig", "CrystalScoreConfig", "CrystalTrainConfig",
-             "GeneratedCrystals", "RelaxedCrystals", "ScoredCrystals")
+_CRYSTALS = ("CrystalConditions", "CrystalGenerateConfig", "CrystalRelaxConfig", "CrystalScoreConfig",
+             "CrystalTrainConfig", "GeneratedCrystals", "RelaxedCrystals", "ScoredCrystals", "PredictorTrainConfig",
+             "TrainedPredictor")
 _PROTEINS = ("ProteinGenerateConfig", "ProteinScoreConfig", "ProteinTrainConfig", "GeneratedProteins",
              "ScoredProteins")
 #: public name -> the module that defines (or re-exports) it

@@ -29,16 +29,19 @@ from workflows.verbs import check_run_args, make_config, torch_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.common.training import DeviceSettings, TrainedModel
+    from pipeline.crystals.conditions import CrystalConditions
     from pipeline.crystals.generate import CrystalGenerateConfig
+    from pipeline.crystals.predictor.train import PredictorTrainConfig, TrainedPredictor
     from pipeline.crystals.train import CrystalTrainConfig
 
-__all__ = ["CrystalGenerateConfig", "CrystalRelaxConfig", "CrystalScoreConfig", "CrystalTrainConfig",
-           "DeviceSettings", "GeneratedCrystals", "RelaxedCrystals", "ScoredCrystals", "TrainedModel", "generate", "relax", "score",
+__all__ = ["CrystalConditions", "CrystalGenerateConfig", "CrystalRelaxConfig", "CrystalScoreConfig",
+           "CrystalTrainConfig", "DeviceSettings", "GeneratedCrystals", "RelaxedCrystals", "ScoredCrystals", "TrainedModel", "generate", "relax", "score",
            "train"]
 
 
 #: configs whose modules import torch / Lightning: loaded on first use (PEP 562)
-_LAZY = {"CrystalGenerateConfig": "pipeline.crystals.generate", "CrystalTrainConfig": "pipeline.crystals.train",
+_LAZY = {"CrystalConditions": "pipeline.crystals.conditions", "CrystalGenerateConfig": "pipeline.crystals.generate",
+         "CrystalTrainConfig": "pipeline.crystals.train",
          "DeviceSettings": "pipeline.common.training", "TrainedModel": "pipeline.common.training"}
 
 
@@ -60,6 +63,12 @@ def generate(config: "CrystalGenerateConfig | None" = None, *, out_dir: str | os
     Without ``out_dir`` the decoded structures stay in memory; with it they are also written to a resumable run
     folder (``cifs/<id>.cif``, ``manifest.json/.csv``, ``run.json``), the same crystals either way. Samples whose
     tokens are not a crystal are listed in ``failures``.
+
+    ``conditions=`` a :class:`~pipeline.crystals.conditions.CrystalConditions` or a list of them (``n`` crystals
+    each, in order; result ids ``gen_<i>``, condition ``i // n``): structure prediction from a formula, element
+    sets, a seed structure to refine or partly keep, property targets with a predictor (docs/conditioning.md).
+    E.g. ``generate(n=20, conditions=CrystalConditions(formula="BaTiO3"))``. Conditions that the model cannot
+    meet raise :class:`~structures.errors.InputError` before anything is written.
     """
     from pipeline.crystals.generate import CrystalGenerateConfig, generate_crystals
 
@@ -119,3 +128,31 @@ def train(config: "CrystalTrainConfig | None" = None, *, out_dir: str | os.PathL
     with torch_threads("train", threads):
         return train_crystals(cfg, out_dir, hardware=hardware, restart=restart, progress=progress,
                               snapshots=check_bool("train(snapshots=...)", snapshots))
+
+
+# -- property predictors (predictor guidance, Nisonoff et al. 2024) ------------------------------------------
+_LAZY.update(PredictorTrainConfig="pipeline.crystals.predictor.train",
+             TrainedPredictor="pipeline.crystals.predictor.train")
+__all__ += ["PredictorTrainConfig", "TrainedPredictor", "train_predictor"]
+
+
+def train_predictor(config: "PredictorTrainConfig | None" = None, *, out_dir: str | os.PathLike,
+                    threads: int | None = None, restart: bool = False, progress: bool = True,
+                    **fields: Any) -> "TrainedPredictor":
+    """Train a property predictor p(y | x_t, t) on the noisy token sequences of a generator's path
+    (:class:`~pipeline.crystals.predictor.train.PredictorTrainConfig`; e.g. ``train_predictor(data="perov_5:val",
+    properties=["heat_ref", "dir_gap"], out_dir="runs/pred")``) in the run folder ``out_dir`` (required; a rerun
+    resumes, a larger ``steps`` trains longer). Returns the model path and its record (held-out errors per noise
+    level); load it with :func:`pipeline.crystals.predictor.load_predictor` (docs/guidance.md)."""
+    from pipeline.crystals.predictor.train import PredictorTrainConfig, train_predictor as _train_predictor
+    from structures.errors import InputError
+
+    if config is None:
+        missing = [f for f in ("data", "properties") if f not in fields]
+        if missing:
+            raise InputError(f"train_predictor(): give {' and '.join(missing)} (e.g. data='perov_5:val', "
+                             "properties=['heat_ref']) or a PredictorTrainConfig")
+    cfg = make_config(PredictorTrainConfig, config, fields, "train_predictor")
+    check_run_args("train_predictor", out_dir, restart, progress, required=True)
+    with torch_threads("train_predictor", threads):
+        return _train_predictor(cfg, out_dir, restart=restart, progress=progress)

@@ -4,7 +4,7 @@ Modules by concept: :mod:`.sources` (p), :mod:`.schedulers` (kappa_t, beta_t), :
 metric-induced KO eq. 27, per-kind blocks), :mod:`.velocities` (kinetic-optimal fluxes and velocities
 KO eq. 16, 26, 29, 35,
 75-80), :mod:`.generator` (the CTMC ConditionalGenerator and the exponential step KO Alg. 1),
-:mod:`.sampler`, :mod:`.losses` (KO eq. 11, 36, 37) and :mod:`.oracle` (exact finite-data posteriors).
+:mod:`.sampler`, :mod:`.guidance` (predictor guidance, Nisonoff et al. 2024), :mod:`.losses` (KO eq. 11, 36, 37) and :mod:`.oracle` (exact finite-data posteriors).
 
 The names below load their module on first use (PEP 562), so that :mod:`.names` (what configs and the
 command line choose from) is importable without torch.
@@ -16,6 +16,14 @@ from manifolds.lazy import lazy_exports
 
 #: public name -> the module that defines it
 _WHERE = {
+    "Conditioning": "manifolds.discrete.sampler",
+    "guided_logits": "manifolds.discrete.guidance",
+    "guided_rates": "manifolds.discrete.guidance",
+    "combine": "manifolds.discrete.guidance",
+    "PresenceGuidance": "manifolds.discrete.guidance",
+    "PredictorGuidance": "manifolds.discrete.guidance",
+    "Guidance": "manifolds.discrete.guidance",
+    "CombinedGuidance": "manifolds.discrete.guidance",
     "BetaScheduler": "manifolds.discrete.schedulers",
     "BlockPath": "manifolds.discrete.paths",
     "DiscreteGenerator": "manifolds.discrete.generator",

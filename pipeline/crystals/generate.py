@@ -14,6 +14,13 @@ when the tokens are not a crystal). Every file is written atomically; a batch is
 record ``OUT/batches/<k>.json`` exists, so a rerun continues where it stopped without duplicates.
 Batch k uses its own seed (derived from the run seed and k), so results do not depend on where a run
 was interrupted.
+
+Conditioned generation (``CrystalGenerateConfig.conditions``: one or more
+:class:`~pipeline.crystals.conditions.CrystalConditions`, ``n`` samples each, in that order): the conditions are
+checked against the model before anything is written, each sample's atom count comes from its conditions
+(formula, seed) or as above, and :func:`sample_tokens` samples each group of samples that share t0 and guidance
+with the sampler inputs of :func:`pipeline.crystals.conditioning.condition_batch`. The manifest then has a
+``condition`` column (the label) and ``condition_index``; the records are in the run settings.
 """
 
 from __future__ import annotations
@@ -30,17 +37,17 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from manifolds.discrete import DiscreteGenerator, sample
+from manifolds.discrete import Conditioning, DiscreteGenerator, sample
 from manifolds.discrete.names import SCHEDULER_NAMES
 from manifolds.discrete.sampler import tempered
 from manifolds.samplers import time_grid
-from pipeline.crystals.flow import (FRAC_OFFSET, N_RING, CrystalModel, coordinate_positions, load_crystal_model,
-                                   make_path, model_time)
+from pipeline.crystals.conditions import CrystalConditions, load_guidance_predictor
+from pipeline.crystals.flow import CrystalModel, load_crystal_model, make_path, model_time
 from pipeline.common.run import fingerprint, open_run
 from pipeline.crystals.results import GeneratedCrystals, GenerationSummary
 from structures.atomic import atomic_open
 from structures.errors import InputError
-from structures.crystals.tokens import DecodeFailure, decode_batch, masked_template
+from structures.crystals.tokens import PAD, DecodeFailure, decode_batch
 from structures.validate import check_choice, check_float, check_instance, check_int, check_int_list
 
 __all__ = ["CrystalGenerateConfig", "GeneratedCrystals", "GenerationSummary", "atom_counts", "cif_problem",
@@ -56,7 +63,8 @@ class CrystalGenerateConfig:
     for all, ``n`` counts, or None to draw them from the model's training distribution. The sampler: ``steps``
     CTMC steps, softmax ``temperature``, ``corrector`` weight of the KO eq. 35 corrector velocity, ``scheduler``
     kappa_t (None: the model's own; "kinetic-optimal" and "kinetic_optimal" are the same). Batch k of
-    ``batch_size`` crystals draws from its own seed, derived from ``seed`` and k.
+    ``batch_size`` crystals draws from its own seed, derived from ``seed`` and k. ``conditions``: a
+    :class:`~pipeline.crystals.conditions.CrystalConditions` or a sequence of them, ``n`` crystals for each.
     """
 
     n: int = 200
@@ -68,6 +76,7 @@ class CrystalGenerateConfig:
     scheduler: str | None = None
     seed: int = 0
     batch_size: int = 256
+    conditions: Any = None
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -91,12 +100,35 @@ class CrystalGenerateConfig:
             object.__setattr__(self, "scheduler", check_choice(f"{name}.scheduler", self.scheduler, SCHEDULER_NAMES))
         check_int(f"{name}.seed", self.seed)
         check_int(f"{name}.batch_size", self.batch_size, minimum=1)
+        if self.conditions is not None:
+            conds = (self.conditions,) if isinstance(self.conditions, CrystalConditions) else self.conditions
+            if isinstance(conds, (str, bytes)) or not isinstance(conds, Sequence) or not conds:
+                raise InputError(f"{name}.conditions must be a CrystalConditions or a non-empty list of them, got "
+                                 f"{type(conds).__name__}")
+            for i, c in enumerate(conds):
+                check_instance(f"{name}.conditions[{i}]", c, CrystalConditions, "a CrystalConditions")
+            if self.corrector and any(c.guided for c in conds):
+                raise InputError(f"{name}.corrector: guidance needs the closed-form marginal rates (KO eq. 76), "
+                                 "which the corrector velocity does not have; use corrector 0")
+            object.__setattr__(self, "conditions", tuple(conds))
+
+    @property
+    def total(self) -> int:
+        """Crystals of the run: ``n`` for each condition (``n`` without conditions)."""
+        return self.n * len(self.conditions or (None,))
+
+    def per_sample_conditions(self) -> list[CrystalConditions | None]:
+        """The condition of every crystal of the run, in order (``n`` per condition)."""
+        return [c for c in (self.conditions or (None,)) for _ in range(self.n)]
 
     def run_settings(self, model: CrystalModel) -> dict[str, Any]:
         """The settings a run folder is keyed by (``scheduler``: the one actually used)."""
-        return {"n": self.n, "seed": self.seed, "batch_size": self.batch_size, "steps": self.steps,
-                "temperature": self.temperature, "corrector": self.corrector,
-                "scheduler": self.scheduler or model.scheduler}
+        settings = {"n": self.n, "seed": self.seed, "batch_size": self.batch_size, "steps": self.steps,
+                    "temperature": self.temperature, "corrector": self.corrector,
+                    "scheduler": self.scheduler or model.scheduler}
+        if self.conditions:
+            settings["conditions"] = [c.record() for c in self.conditions]
+        return settings
 
 
 def load_model(model: CrystalModel | str | os.PathLike) -> CrystalModel:
@@ -114,14 +146,29 @@ def draw_num_atoms(model: CrystalModel, n: int, seed: int) -> np.ndarray:
 
 
 def atom_counts(config: CrystalGenerateConfig, model: CrystalModel) -> np.ndarray:
-    """``[n]`` atom counts: the given ones, or drawn from the training distribution with ``config.seed``;
-    InputError when one is outside 1..``model.max_atoms``."""
-    if config.num_atoms is None:
-        counts = draw_num_atoms(model, config.n, config.seed)
+    """``[total]`` atom counts: the given ones (per condition), or drawn from the training distribution with
+    ``config.seed``; those a condition sets (formula, seed; a reduced formula's drawn with the seed and the
+    condition's index). InputError when one is outside 1..``model.max_atoms``, or below the number of required
+    elements, or when ``num_atoms`` is given to conditions that set the count."""
+    conds = config.conditions or ()
+    own = [c.atom_counts(model, config.n, np.random.default_rng([config.seed, i])) for i, c in enumerate(conds)]
+    if conds and config.num_atoms is not None and any(o is not None for o in own):
+        raise InputError("CrystalGenerateConfig.num_atoms: the conditions set the atom count (formula or seed); "
+                         "leave num_atoms unset")
+    if own and all(o is not None for o in own):
+        counts = np.concatenate(own)
+    elif config.num_atoms is None:
+        counts = draw_num_atoms(model, config.total, config.seed)
     elif isinstance(config.num_atoms, int):
-        counts = np.full(config.n, config.num_atoms, dtype=np.int64)
+        counts = np.full(config.total, config.num_atoms, dtype=np.int64)
     else:
-        counts = np.asarray(config.num_atoms, dtype=np.int64)
+        counts = np.tile(np.asarray(config.num_atoms, dtype=np.int64), len(conds) or 1)
+    for i, o in enumerate(own):
+        if o is not None:
+            counts[i * config.n:(i + 1) * config.n] = o
+        if len(conds[i].required) > counts[i * config.n:(i + 1) * config.n].min():
+            raise InputError(f"CrystalConditions.required: {len(conds[i].required)} required elements in crystals "
+                             f"of {counts[i * config.n:(i + 1) * config.n].min()} atoms; give fewer or more atoms")
     if counts.min() < 1 or counts.max() > model.max_atoms:
         raise InputError(f"CrystalGenerateConfig.num_atoms: atom counts must be in 1..{model.max_atoms} for this "
                          f"model, got {counts.min()}..{counts.max()}")
@@ -131,45 +178,59 @@ def atom_counts(config: CrystalGenerateConfig, model: CrystalModel) -> np.ndarra
 @torch.no_grad()
 def sample_tokens(model: CrystalModel, num_atoms: Sequence[int] | np.ndarray,
                   config: CrystalGenerateConfig = CrystalGenerateConfig(), rng: torch.Generator | None = None,
-                  progress: bool = False) -> Tensor:
+                  progress: bool = False, conditions: Sequence[CrystalConditions | None] | None = None) -> Tensor:
     """Sample token sequences ``[B, 6 + 4 max(num_atoms)]`` for the given atom counts (one batch) with the
-    sampler settings of ``config`` (its ``n``, ``model``, ``num_atoms``, ``seed`` are not used here)."""
+    sampler settings of ``config`` (its ``n``, ``model``, ``num_atoms``, ``seed``, ``conditions`` are not used
+    here); ``conditions``: one per sample (None: unconditional), checked against the model by the caller
+    (:meth:`CrystalConditions.check_model`). Samples that share t0 and guidance are sampled together
+    (:func:`~pipeline.crystals.conditioning.group_samples`), one group after the other with ``rng``."""
+    from pipeline.crystals.conditioning import carry_over, condition_batch, group_samples, refinement_steps
+
     n = np.asarray(num_atoms, dtype=np.int64)
     if n.size and (n.min() < 1 or n.max() > model.max_atoms):
         raise InputError(f"sample_tokens(num_atoms=...): atom counts must be in 1..{model.max_atoms} for this model, "
                          f"got {n.min()}..{n.max()}")
-    template = masked_template(n, int(n.max())).to_torch()
-    device = next(model.posterior.parameters()).device
-    x0 = template.tokens.to(device)  # [B, 6 + 4A]
-    atom_mask = template.atom_mask.to(device)  # [B, A]
     scheduler = config.scheduler or model.scheduler
-    if model.coords.metric:
-        if scheduler != model.scheduler:
-            raise InputError(f"CrystalGenerateConfig.scheduler: this model moves its coordinates on the metric path "
-                             f"it was trained with; sample it with its own scheduler {model.scheduler!r}, not "
-                             f"{scheduler!r}")
-        # source of the metric path: uniform grid values on the coordinates of real atoms (KO eq. 27, beta_0 = 0)
-        coord = coordinate_positions(atom_mask.shape[1], device)[None] & template.token_mask.to(device)  # [B, L]
-        uniform = torch.randint(0, N_RING, x0.shape, generator=rng, device=device) + FRAC_OFFSET
-        x0 = torch.where(coord, uniform, x0)
+    if model.coords.metric and scheduler != model.scheduler:
+        raise InputError(f"CrystalGenerateConfig.scheduler: this model moves its coordinates on the metric path "
+                         f"it was trained with; sample it with its own scheduler {model.scheduler!r}, not "
+                         f"{scheduler!r}")
+    conds = [None] * len(n) if conditions is None else list(conditions)
+    if config.corrector and any(c is not None and c.guided for c in conds):
+        raise InputError("CrystalGenerateConfig.corrector: guidance needs the closed-form marginal rates (KO eq. 76), "
+                         "which the corrector velocity does not have; use corrector 0")
     generator = DiscreteGenerator(make_path(scheduler, model.coords), corrector=config.corrector)
+    out = None
+    for idx in group_samples(conds, n):
+        batch = condition_batch(model, [conds[i] for i in idx], n[idx], rng, scheduler)
 
-    def posterior(x: Tensor, t: Tensor) -> Tensor:
-        # the network sees the time of its training scheduler at the sampler's noise level (KO E.1)
-        return model.posterior(x, model_time(t, model.scheduler, scheduler), atom_mask).float()
+        def posterior(x: Tensor, t: Tensor, atom_mask: Tensor = batch.atom_mask) -> Tensor:
+            # the network sees the time of its training scheduler at the sampler's noise level (KO E.1)
+            return model.posterior(x, model_time(t, model.scheduler, scheduler), atom_mask).float()
 
-    return sample(generator, tempered(posterior, config.temperature), x0, time_grid(config.steps),
-                  fixed=~template.token_mask.to(device), rng=rng, progress=progress)
+        fn = posterior if batch.guidance is None else carry_over(posterior)
+        grid = time_grid(config.steps) if batch.t0 == 0 else time_grid(refinement_steps(config.steps, batch.t0),
+                                                                       t_min=batch.t0)
+        cond = Conditioning(batch.fixed, batch.allowed, batch.replace, batch.guidance)
+        x = sample(generator, tempered(fn, config.temperature), batch.x_init, grid, condition=cond, rng=rng,
+                   progress=progress)
+        if out is None:
+            out = torch.full((len(n), 6 + 4 * int(n.max())), PAD, dtype=x.dtype, device=x.device)
+        out[torch.as_tensor(idx, device=x.device), : x.shape[1]] = x
+    return out
 
 
 def sample_crystals(model: CrystalModel, counts: np.ndarray, config: CrystalGenerateConfig,
                     progress: bool = False) -> list[Any]:
     """In-memory generation of ``len(counts)`` crystals in batches of ``config.batch_size`` (batch k seeded from
-    ``config.seed`` and k): a list of pymatgen Structures or :class:`DecodeFailure` (falsy), in order."""
+    ``config.seed`` and k), with the conditions of ``config`` (``n`` per condition, in order; counts from
+    :func:`atom_counts`): a list of pymatgen Structures or :class:`DecodeFailure` (falsy), in order."""
     out: list[Any] = []
+    conds = config.per_sample_conditions() if config.conditions else None
     for k, start in enumerate(range(0, len(counts), config.batch_size)):
+        part = None if conds is None else conds[start:start + config.batch_size]
         tok = sample_tokens(model, counts[start:start + config.batch_size], config, _batch_rng(config.seed, k),
-                            progress)
+                            progress, part)
         out.extend(decode_batch(tok.cpu()).structures())
     return out
 
@@ -180,8 +241,8 @@ def _batch_rng(seed: int, k: int) -> torch.Generator:
 
 def generate_crystals(config: CrystalGenerateConfig, out_dir: str | os.PathLike | None = None, *,
                       restart: bool = False, progress: bool = True) -> GeneratedCrystals:
-    """Generate ``config.n`` crystals (:class:`CrystalGenerateConfig`); the same crystals with or without
-    ``out_dir``.
+    """Generate ``config.n`` crystals (per condition: :class:`CrystalGenerateConfig`); the same crystals with or
+    without ``out_dir``.
 
     Without ``out_dir`` nothing is written. With it, the folder is a run folder
     (:func:`pipeline.common.run.open_run`; docs/runs.md) holding CIFs and the manifest (module doc): a rerun with
@@ -191,6 +252,8 @@ def generate_crystals(config: CrystalGenerateConfig, out_dir: str | os.PathLike 
     "not_writable"`` and no CIF; its exact structure stays in the batch record and in the result.
     """
     model = load_model(config.model)
+    for c in config.conditions or ():
+        c.check_model(model)
     counts = atom_counts(config, model)
     settings = config.run_settings(model)
     if out_dir is None:
@@ -202,7 +265,11 @@ def generate_crystals(config: CrystalGenerateConfig, out_dir: str | os.PathLike 
                                     failures_by_reason=dict(sorted(reasons.items())), not_writable=0,
                                     decode_rate=len(ok) / max(1, len(samples)), settings=settings)
         return GeneratedCrystals([s for _, s in ok], [f"gen_{i:06d}" for i, _ in ok], failures, summary)
-    inputs = fingerprint([model.path if model.path else repr(model.record), counts])
+    parts = [model.path if model.path else repr(model.record), counts]
+    predictors = sorted({c.predictor for c in config.conditions or () if c.predictor})
+    parts += [load_guidance_predictor(p).path or p for p in predictors]  # a retrained predictor is another run
+    inputs = fingerprint(parts)
+    conds = config.per_sample_conditions() if config.conditions else None
     with open_run(out_dir, "generate-crystals", settings, inputs, restart=restart) as run:
         out = run.path
         batch_size = config.batch_size
@@ -214,10 +281,15 @@ def generate_crystals(config: CrystalGenerateConfig, out_dir: str | os.PathLike 
         for k, start in enumerate(starts):
             if k in done:
                 continue
-            tok = sample_tokens(model, counts[start:start + batch_size], config, _batch_rng(config.seed, k))
+            part = None if conds is None else conds[start:start + batch_size]
+            tok = sample_tokens(model, counts[start:start + batch_size], config, _batch_rng(config.seed, k),
+                                conditions=part)
             decoded = decode_batch(tok.cpu())
             rows = [_write_sample(out, decoded.structure(j), start + j, int(counts[start + j]), k)
                     for j in range(len(decoded))]
+            for j, row in enumerate(rows):
+                if part is not None:
+                    row.update(condition=part[j].label(), condition_index=(start + j) // config.n)
             _write_json(batches / f"{k:05d}.json", {"batch": k, "tokens": tok.cpu().tolist(), "rows": rows})
             bar.update(len(rows))
         bar.close()
@@ -290,6 +362,8 @@ def _finish(out: Path, settings: dict[str, Any], n_batches: int) -> GeneratedCry
 
     buf = io.StringIO()
     cols = ["id", "index", "num_atoms", "batch", "status", "reason", "formula", "file", "detail"]
+    if any("condition" in r for r in rows):
+        cols.insert(4, "condition")
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)

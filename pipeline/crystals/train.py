@@ -180,8 +180,18 @@ def load_tokens(cfg: CrystalTrainConfig, progress: bool = False) -> tuple[Tokeni
     info = {"name": name, "split": cfg.split if cfg.dataset in CRYSTAL_DATASETS else None, "file": path.name,
             "sha256": file_sha256(path), "n_crystals": len(ds), "n_skipped": len(ds.skipped),
             "skipped": {str(k): v[:200] for k, v in list(ds.skipped.items())[:50]},
-            "max_atoms": ds.max_atoms, "atom_count_distribution": ds.atom_count_distribution().tolist()}
+            "max_atoms": ds.max_atoms, "atom_count_distribution": ds.atom_count_distribution().tolist(),
+            "elements": training_elements(ds.tokens)}  # what conditioned sampling may ask for
     return ds, info
+
+
+def training_elements(tokens: np.ndarray) -> list[str]:
+    """Symbols of the elements in token sequences ``[N, 6 + 4A]``, sorted by Z (the record's ``dataset.elements``)."""
+    from pipeline.crystals.formulas import element_symbol
+    from structures.crystals.tokens import ELEMENT_OFFSET
+
+    ids = np.unique(np.asarray(tokens)[:, 6::4])
+    return [element_symbol(int(i) - ELEMENT_OFFSET + 1) for i in ids if ELEMENT_OFFSET <= i < ELEMENT_OFFSET + 94]
 
 
 class CrystalDataModule(L.LightningDataModule):

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared corpus module, imported by its plain name
+from bad_input_conditions import CONDITION_ERRORS  # noqa: E402
 from bad_input_corpus import (GEN, NON_UTF8, RELAX0, SCORE, TRAIN, C, Case, Corpus, check_refusal,  # noqa: E402
                               cli, copy_of, crystal_corpus, evil_pickle, evil_resume_state, hold_lock,
                               leftover_start, snapshot, stale, write_csv)
@@ -190,6 +191,8 @@ ERRORS: dict[str, Case] = {  # name -> case
     "gen-locked-run": C("generate", "crystals", "--model", "perov_5", *GEN, "--out", "{gen_run}",
                         text="another genmatch process", prepare=hold_lock("gen_run")),
 }
+
+ERRORS.update(CONDITION_ERRORS)  # generate crystals with conditions (issue 23): bad_input_conditions.py
 
 
 @pytest.mark.parametrize("name", list(ERRORS))

@@ -231,4 +231,5 @@ def test_one_import_gives_every_verb_config_and_result() -> None:
         if name[0].isupper():
             assert getattr(workflows, name) is value, name  # workflows re-exports the configs and results
     assert [f.name for f in fields(CrystalGenerateConfig)] == ["n", "model", "num_atoms", "steps", "temperature",
-                                                               "corrector", "scheduler", "seed", "batch_size"]
+                                                               "corrector", "scheduler", "seed", "batch_size",
+                                                               "conditions"]

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 
 from workflows.cli.crystals import COMMANDS as CRYSTAL_COMMANDS
+from workflows.cli.predictor import COMMANDS as PREDICTOR_COMMANDS
 from workflows.cli.proteins import GENERATE_COMMANDS as PROTEIN_COMMANDS
 from workflows.cli.proteins import SCORE_COMMANDS as SCORE_PROTEIN_COMMANDS
 from workflows.cli.proteins import TRAIN_COMMANDS as TRAIN_PROTEIN_COMMANDS
@@ -111,13 +112,14 @@ COMMANDS: list[Command] = [
             "resume.",
             _demo_args, _cmd_demo),
     *CRYSTAL_COMMANDS,
+    *PREDICTOR_COMMANDS,
     *SCORE_PROTEIN_COMMANDS,
     *PROTEIN_COMMANDS,
     *TRAIN_PROTEIN_COMMANDS,
 ]
 
 GROUP_HELP = {"generate": "generate crystals (KO-DFM) or proteins", "relax": "relax crystals with CHGNet",
-              "score": "score generated crystals or proteins", "train": "train a generator"}
+              "score": "score generated crystals or proteins", "train": "train a generator or a property predictor"}
 
 
 def _needs_target(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:

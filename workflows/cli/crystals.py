@@ -124,7 +124,74 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
                    help="kappa_t of the sampler (default: the scheduler the model was trained with)")
     p.add_argument("--seed", type=any_int, default=0, help="random seed (default 0)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="crystals per batch (256)")
+    _condition_args(p.add_argument_group("conditions (docs/conditioning.md; -n crystals per condition)"))
     add_run_options(p)
+
+
+def _site_list(text: str) -> list[int]:
+    """``0,1,2``: site indices (>= 0) of the seed structure."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated site indices >= 0, got {text!r}") from None
+    if min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated site indices >= 0, got {text!r}")
+    return values
+
+
+def _target(text: str):  # noqa: ANN202 - a pipeline.crystals.targets.PropertyTarget
+    from pipeline.crystals.targets import parse_target
+    from structures.errors import InputError
+
+    try:
+        return parse_target(text, "")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
+
+
+def _condition_args(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--formula", default=None, help="structure prediction: this composition (e.g. BaTiO3; a "
+                   "reduced formula takes --z formula units, or counts the model knows)")
+    g.add_argument("--z", type=positive_int, default=None, help="formula units of --formula / --formulas")
+    g.add_argument("--formulas", default=None, metavar="FILE", help="one formula per line (# comments and blank "
+                   "lines ignored); -n crystals for each")
+    g.add_argument("--elements", default=None, help="only these elements, e.g. Ba,Sr,Ti,Zr,O")
+    g.add_argument("--require", default=None, help="elements each crystal must contain, e.g. Ti (guidance)")
+    g.add_argument("--seed-structure", default=None, metavar="CIF", help="a seed structure (CIF file) for "
+                   "--start-time, --fix-lattice, --fix-sites")
+    g.add_argument("--start-time", type=unit_open_float, default=None, help="refine the seed: noise it to this "
+                   "time in (0, 1) and sample to 1 (near 1: close to the seed)")
+    g.add_argument("--fix-lattice", action="store_true", help="keep the seed's lattice")
+    g.add_argument("--fix-sites", type=_site_list, default=None, help="keep these sites of the seed (0-based, "
+                   "in the CIF's order), e.g. 0,1,2")
+    g.add_argument("--target", type=_target, action="append", default=None, help="property target, e.g. "
+                   "'heat_ref<=-1.5' or 'dir_gap in [1,3]' (repeatable: all at once)")
+    g.add_argument("--guidance", type=positive_float, default=None, help="guidance strength (1)")
+    g.add_argument("--predictor", default=None, help="property predictor (.safetensors of 'genmatch train "
+                   "predictor') for --target")
+    g.add_argument("--guidance-method", default=None, choices=["first_order", "exact"],
+                   help="predictor guidance: one gradient per step (first_order, default) or every neighbour")
+
+
+def _conditions(args: argparse.Namespace):  # noqa: ANN202 - a list of CrystalConditions, or None
+    """The conditions of ``generate crystals`` (None when no condition option is given)."""
+    from pipeline.crystals.conditions import CrystalConditions
+    from pipeline.crystals.formulas import read_formulas
+
+    if args.formula is not None and args.formulas is not None:
+        raise UsageError("genmatch generate crystals: give --formula or --formulas, not both")
+    if (args.guidance is not None or args.guidance_method is not None) and not (args.target or args.require):
+        raise UsageError("genmatch generate crystals: --guidance and --guidance-method need --target or --require")
+    fields = dict(z=args.z, elements=args.elements, required=args.require or (), seed=args.seed_structure,
+                  start_time=args.start_time, fix_lattice=args.fix_lattice, fix_sites=tuple(args.fix_sites or ()),
+                  targets=tuple(args.target or ()), guidance=args.guidance or 1.0, predictor=args.predictor,
+                  guidance_method=args.guidance_method or "first_order")
+    if args.formulas is not None:
+        return [CrystalConditions(formula=f, **fields) for f in read_formulas(args.formulas, "--formulas")]
+    if args.formula is None and not any((args.z, args.elements, args.require, args.seed_structure, args.start_time,
+                                         args.fix_lattice, args.fix_sites, args.target, args.predictor)):
+        return None
+    return [CrystalConditions(formula=args.formula, **fields)]
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -141,7 +208,7 @@ def _generate(args: argparse.Namespace) -> int:
             num_atoms = counts
     config = CrystalGenerateConfig(n=args.n, model=args.model, num_atoms=num_atoms, steps=args.steps,
                                    temperature=args.temperature, corrector=args.corrector, scheduler=args.scheduler,
-                                   seed=args.seed, batch_size=args.batch_size)
+                                   seed=args.seed, batch_size=args.batch_size, conditions=_conditions(args))
     run = generate(config, out_dir=args.out, threads=args.threads, restart=args.restart, progress=not args.quiet)
     s = run.summary
     reasons = ", ".join(f"{k} {v}" for k, v in s.failures_by_reason.items()) or "none"

@@ -64,7 +64,7 @@ def test_fixed_positions_and_posterior_draw_at_the_end():
     x0[:, 1] = 3
     fixed = torch.zeros(500, D, dtype=torch.bool)
     fixed[:, 1] = True
-    out = sample(gen, post, x0, 20, fixed=fixed, rng=torch.Generator().manual_seed(2))
+    out = sample(gen, post, x0, 20, condition=fixed, rng=torch.Generator().manual_seed(2))
     assert bool((out[:, 1] == 3).all()) and bool((out != MASK).all())
 
 
@@ -108,7 +108,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="temperature"):
         sample(gen, tempered(post, 0.0), x0, 5)
     with pytest.raises(ValueError, match="fixed mask shape"):
-        sample(gen, post, x0, 5, fixed=torch.zeros(3, D, dtype=torch.bool))
+        sample(gen, post, x0, 5, condition=torch.zeros(3, D, dtype=torch.bool))
     with pytest.raises(ValueError, match="method"):
         sample(gen, post, x0, 5, method="euler")
     with pytest.raises(ValueError, match="steps >= 1"):
