@@ -163,7 +163,7 @@ def overlap_results(args: argparse.Namespace, truths: list[Any], rms: Any, ranke
 
     val = load_crystals(args.dataset, "val").structures
     cats = np.array(training_overlap(truths, val, match=args.overlap == "structure"))
-    out: dict[str, Any] = {"overlap_counts": {c: int((cats == c).sum()) for c in sorted(set(cats))}}
+    out: dict[str, Any] = {"overlap_counts": {str(c): int((cats == c).sum()) for c in sorted(set(cats))}}
     for c in sorted(set(cats)):
         rows = cats == c
         out[f"overlap_{c}"] = {f"k{k}": summarize(rms[rows], k) for k in args.ks}

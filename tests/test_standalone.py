@@ -31,7 +31,7 @@ PACKAGE_DATA = ["structures/embedded/crystals/perov_5/val.csv.xz", "structures/e
                 "structures/embedded/crystals/carbon_24/test.csv.xz",
                 "structures/embedded/mp/2023-02-07-mp-elemental-reference-entries.json.gz",
                 "structures/embedded/proteins/promod3_backbones.npz"]
-MODELS = ["perov_5_small", "carbon_24_small", "protein_small"]
+MODELS = ["perov_5_small", "carbon_24_small", "protein_small", "perov_5_predictor", "perov_5_judge"]
 
 
 def repository_files() -> list[str]:

@@ -51,6 +51,7 @@ def test_bad_env_and_bad_names(monkeypatch: pytest.MonkeyPatch) -> None:
         D.data_root()
 
 
+@pytest.mark.slow  # reads two whole splits (26 s)
 def test_perov5_val_and_carbon24_test_sizes() -> None:
     perov = D.load_crystals("perov_5", "val")
     assert len(perov) == 3787

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from workflows.cli.options import (Command, add_run_options, any_int, positive_float, positive_int, printable,
-                                   probability, unit_open_float)
+from workflows.cli.options import (Command, add_run_options, any_int, nonnegative_float, positive_float, positive_int,
+                                   printable, probability, unit_half_open_float, unit_open_float)
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -20,13 +20,19 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    "the data set)")
     p.add_argument("--steps", type=positive_int, default=4000, help="optimizer steps (4000)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="crystals per step (256)")
-    p.add_argument("--lr", type=positive_float, default=2e-3, help="peak learning rate (0.002)")
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate (0.003)")
+    p.add_argument("--weight-decay", type=nonnegative_float, default=0.05, help="AdamW weight decay (0.05)")
     p.add_argument("--hidden", type=positive_int, default=64, help="network width (64)")
     p.add_argument("--blocks", type=positive_int, default=3, help="transformer blocks (3)")
     p.add_argument("--heads", type=positive_int, default=4, help="attention heads, must divide --hidden (4)")
-    p.add_argument("--clean-fraction", type=probability, default=0.1,
-                   help="share of training draws at t = 1, the clean structure (0.1)")
-    p.add_argument("--no-augment", action="store_true", help="no random origin shift / inversion of the crystals")
+    p.add_argument("--dropout", type=unit_half_open_float, default=0.0, help="dropout in the blocks (0)")
+    p.add_argument("--min-std", type=positive_float, default=0.1,
+                   help="floor of the predicted std, in standard deviations of the training targets (0.1)")
+    p.add_argument("--clean-fraction", type=probability, default=0.3,
+                   help="share of training draws at t = 1, the clean structure (0.3)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random origin shift + inversion of the training crystals (default: as the generator was "
+                   "trained, i.e. on the origins its samples have)")
     p.add_argument("--holdout", type=unit_open_float, default=0.1, help="held-out share of the data (0.1)")
     p.add_argument("--eval-every", type=positive_int, default=250, help="held-out NLL + resume state every N steps")
     p.add_argument("--seed", type=any_int, default=0, help="seed of the split, the initialisation and the batches")
@@ -39,7 +45,8 @@ def _train(args: argparse.Namespace) -> int:
 
     res = train_predictor(data=args.data, properties=tuple(args.property), model=args.model, steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, hidden=args.hidden, blocks=args.blocks,
-                          heads=args.heads, clean_fraction=args.clean_fraction, augment=not args.no_augment,
+                          heads=args.heads, dropout=args.dropout, min_std=args.min_std, weight_decay=args.weight_decay,
+                          clean_fraction=args.clean_fraction, augment=args.augment,
                           holdout=args.holdout, eval_every=args.eval_every, seed=args.seed, limit=args.limit,
                           out_dir=args.out, threads=args.threads, restart=args.restart, progress=not args.quiet)
     held = res.record["heldout"]

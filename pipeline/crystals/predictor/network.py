@@ -44,7 +44,7 @@ class PredictorNetConfig:
     heads: int = 4
     mlp_ratio: int = 2
     time_freq_dim: int = 32
-    min_std: float = 0.05  # floor of the standardised std (an over-confident predictor over-steers guidance)
+    min_std: float = 0.1  # floor of the standardised std (an over-confident predictor over-steers guidance)
     dropout: float = 0.0  # in the transformer blocks (training only)
     vocab_size: int = VOCAB_SIZE
 

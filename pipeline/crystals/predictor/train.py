@@ -9,7 +9,10 @@ standardised targets, mean over properties and the batch:
     L = 1/2 ((y - mu) / sigma - m)^2 / s^2 + log s,    (m, s) = the network's standardised mean and std.
 
 With ``augment`` each x_1 gets a random origin shift and inversion first (exact on the token grid; properties are
-invariant). AdamW, linear warm-up then a cosine to 0.1 lr at ``steps`` (or a constant lr), gradient clipping at 1, an
+invariant); by default exactly when the generator was trained so, i.e. on the origins its samples have.
+The predicted std has a floor (``min_std`` training-target stds): without it, the many exact zeros of a property such
+as Perov-5's ``dir_gap`` drive the std to zero, whose NLL gradients then swamp the other properties and whose
+over-confidence would over-steer guidance. AdamW, linear warm-up then a cosine to 0.1 lr at ``steps`` (or a constant lr), gradient clipping at 1, an
 EMA of the weights (shipped). Batches are drawn with a generator seeded by (seed, step), so an interrupted run
 resumes with the same numbers (a larger ``steps`` continues too, on the cosine stretched to the new end).
 
@@ -60,18 +63,18 @@ class PredictorTrainConfig:
     model: str | None = None  # the generator whose path the predictor learns (default: the shipped one of the data set)
     steps: int = 4000
     batch_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 0.01
+    lr: float = 3e-3
+    weight_decay: float = 0.05
     warmup_steps: int = 100
     lr_schedule: str = "cosine"  # after the warm-up: cosine to 0.1 lr at ``steps``, or constant
     hidden: int = 64
     blocks: int = 3
     heads: int = 4
     dropout: float = 0.0  # in the transformer blocks
-    min_std: float = 0.05  # floor of the predicted std in units of the training targets' std
+    min_std: float = 0.1  # floor of the predicted std in units of the training targets' std
     ema_decay: float = 0.995
-    clean_fraction: float = 0.1  # share of training draws at t = 1 (the clean structure)
-    augment: bool = True  # random origin shift + inversion of x_1
+    clean_fraction: float = 0.3  # share of training draws at t = 1 (the clean structure)
+    augment: bool | None = None  # random origin shift + inversion of x_1 (None: as the generator was trained)
     holdout: float = 0.1  # held-out share of the data (a seeded split)
     eval_every: int = 250  # held-out NLL + resume state every N steps
     eval_draws: int = 4  # times per held-out crystal and noise level in the final table
@@ -109,7 +112,8 @@ class PredictorTrainConfig:
         for f in ("ema_decay", "holdout"):
             if getattr(self, f) >= 1.0:
                 raise InputError(f"{name}.{f} must be below 1, got {getattr(self, f)}")
-        check_bool(f"{name}.augment", self.augment)
+        if self.augment is not None:
+            check_bool(f"{name}.augment", self.augment)
         object.__setattr__(self, "lr_schedule", check_choice(f"{name}.lr_schedule", self.lr_schedule,
                                                              ("cosine", "constant")))
         self.net_config()
@@ -161,7 +165,8 @@ def _generator_info(path: Path, name: str | None) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{path}: the generator record is incomplete ({type(exc).__name__}: {exc})") from None
     return {"model": name or path.name, "file": path.name, "sha256": file_sha256(path), "scheduler": scheduler,
-            "flow": flow, "max_atoms": max_atoms, "dataset": rec.get("dataset", {}).get("name")}
+            "flow": flow, "max_atoms": max_atoms, "dataset": rec.get("dataset", {}).get("name"),
+            "augment": bool(rec.get("training", {}).get("augment", False))}
 
 
 def _code_version() -> dict[str, str]:
@@ -228,12 +233,12 @@ def gaussian_nll(m: torch.Tensor, s: torch.Tensor, y: torch.Tensor) -> torch.Ten
 
 
 def _draw_batch(cfg: PredictorTrainConfig, x: torch.Tensor, y: torch.Tensor, path: tuple[str, CoordinatePath],
-                step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                step: int, augment: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x_t, t, y) of training step ``step``: a batch drawn with the generator seeded by (seed, step)."""
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     idx = torch.randint(x.shape[0], (cfg.batch_size,), generator=g)
     x1 = trim_padding(x[idx])  # [B, 6 + 4A']
-    if cfg.augment:
+    if augment:
         shift = torch.randint(0, 100, (x1.shape[0], 3), generator=g)
         x1 = transform_fractions(x1, shift, torch.rand(x1.shape[0], generator=g) < 0.5)
     t = torch.rand(x1.shape[0], generator=g)
@@ -262,6 +267,7 @@ def _train(cfg: PredictorTrainConfig, out: Path, data: PredictorData, gen: dict[
         opt.load_state_dict(state["opt"])
         step, curve = int(state["step"]), [list(r) for r in state["curve"]]
     path = (gen["scheduler"], CoordinatePath.from_record(gen["flow"]))
+    augment = gen["augment"] if cfg.augment is None else cfg.augment
     x_train, y_std = data.tokens[train_idx], ((y_train - loc) / scale).float()
     x_held, y_held = data.tokens[held_idx], data.targets[held_idx]
     wall = float(state["wall_s"]) if state is not None else 0.0
@@ -270,7 +276,7 @@ def _train(cfg: PredictorTrainConfig, out: Path, data: PredictorData, gen: dict[
                disable=not progress)
     net.train()
     while step < cfg.steps:
-        xt, t, y = _draw_batch(cfg, x_train, y_std, path, step)
+        xt, t, y = _draw_batch(cfg, x_train, y_std, path, step, augment)
         for group in opt.param_groups:
             group["lr"] = cfg.lr * _lr_factor(step, cfg.warmup_steps, cfg.steps, cfg.lr_schedule)
         loss = gaussian_nll(*net.standardised(xt, t), y)
@@ -305,7 +311,7 @@ def _train(cfg: PredictorTrainConfig, out: Path, data: PredictorData, gen: dict[
                 "with the generator's own scheduler",
         "standardisation": {p: {"mean": float(loc[j]), "std": float(scale[j])} for j, p in enumerate(cfg.properties)},
         "dataset": {**data.info, "n_train": len(train_idx), "n_heldout": len(held_idx)},
-        "training": {**asdict(cfg), "step": step, "wall_s": round(wall, 1),
+        "training": {**asdict(cfg), "augment": augment, "step": step, "wall_s": round(wall, 1),
                      "objective": "Gaussian NLL of the standardised targets"},
         "curve": {"columns": ["step", "train_nll", "heldout_nll"], "rows": curve},
         "heldout": table, "code_version": _code_version(),

@@ -42,6 +42,7 @@ def test_tiny_run_writes_a_loadable_predictor_with_its_record(trained) -> None:
     assert ds["name"] == "perov_5" and ds["split"] == "val" and len(ds["sha256"]) == 64
     assert ds["n_train"] + ds["n_heldout"] == ds["n_crystals"] == 64 and ds["n_heldout"] == 16
     assert set(rec["standardisation"]) == {"heat_ref", "dir_gap"}
+    assert rec["training"]["augment"] is False  # as the perov_5 generator was trained: its samples' origins
     assert rec["training"]["step"] == 10 and [r[0] for r in rec["curve"]["rows"]] == [5, 10]
     held = rec["heldout"]
     assert held["t_bins"][-1] == "1 (clean)" and len(held["t_bins"]) == len(T_BINS)
@@ -131,6 +132,8 @@ def test_rows_with_missing_values_are_dropped_and_counted(csv_dir: Path, tmp_pat
     (dict(steps=0), "steps must be an integer >= 1"),
     (dict(lr_schedule="linear"), "lr_schedule must be one of cosine, constant"),
     (dict(heads=3), "divisible"),
+    (dict(min_std=0.0), "min_std must be a finite number > 0.0"),
+    (dict(augment="yes"), "augment must be True or False"),
 ])
 def test_bad_configs_are_input_errors(fields: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
