@@ -18,7 +18,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="the generator the predictor will guide: its noise path is the one "
                    "trained on (embedded perov_5 / carbon_24 or a .safetensors file; default: the embedded model of "
                    "the data set)")
-    p.add_argument("--steps", type=positive_int, default=4000, help="optimizer steps (4000)")
+    p.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps (2000)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="crystals per step (256)")
     p.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate (0.003)")
     p.add_argument("--weight-decay", type=nonnegative_float, default=0.05, help="AdamW weight decay (0.05)")

@@ -62,7 +62,7 @@ class PredictorTrainConfig:
     data: str  # a data set split (perov_5:val) or a CDVAE-format CSV path
     properties: tuple[str, ...]  # numeric columns of the CSV (heat_ref, dir_gap, energy_per_atom, band_gap, ...)
     model: str | None = None  # the generator whose path the predictor learns (default: the shipped one of the data set)
-    steps: int = 4000
+    steps: int = 2000
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 0.05
