@@ -93,7 +93,13 @@ def test_composition_template_reveals_only_the_elements(dataset: str) -> None:
     import torch
 
     from pipeline.crystals.flow import FRAC_OFFSET, N_RING, load_crystal_model
-    from structures.crystals.tokens import MASK, PAD, TokenKind, encode_batch, position_kinds
+    from structures.crystals.tokens import (
+        MASK,
+        PAD,
+        TokenKind,
+        encode_batch,
+        position_kinds,
+    )
 
     model = load_crystal_model(dataset)
     if dataset == "perov_5":
@@ -128,7 +134,7 @@ def test_composition_template_reveals_only_the_elements(dataset: str) -> None:
 def test_bad_arguments_exit_2_before_writing(argv: list[str], tmp_path: Path) -> None:
     out = tmp_path / "csp.json"
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "csp.py"), *argv, "--out", str(out)],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 2, r.stderr
     assert "error" in r.stderr.splitlines()[-1]
     assert not out.exists()
