@@ -86,15 +86,16 @@ def score(backbones: Any, config: ProteinScoreConfig | None = None, *, out_dir: 
 
 def train(config: "ProteinTrainConfig | None" = None, *, out_dir: str | os.PathLike, threads: int | None = None,
           restart: bool = False, progress: bool = True, hardware: "DeviceSettings | None" = None,
-          snapshots: bool = False, **fields: Any) -> "TrainedModel":
+          snapshots: bool = False, max_memory_gb: float | None = None, **fields: Any) -> "TrainedModel":
     """Train the protein co-design model with MultiFlow's objective (:class:`ProteinTrainConfig`) in the run folder
     ``out_dir`` (required; a rerun resumes, a larger ``max_steps`` trains longer). ``hardware``: accelerator,
     devices and nodes (:class:`~pipeline.common.training.DeviceSettings`; default one CPU process);
-    ``snapshots``: also keep every validated model."""
+    ``snapshots``: also keep every validated model; ``max_memory_gb``: the memory a training step may need (None:
+    what is available now), a run estimated to need more is refused before it starts."""
     from pipeline.proteins.train.trainer import ProteinTrainConfig, train_proteins
 
     cfg = make_config(ProteinTrainConfig, config, fields, "train")
     check_run_args("train", out_dir, restart, progress, required=True)
     with torch_threads("train", threads):
         return train_proteins(cfg, out_dir, hardware=hardware, restart=restart, progress=progress,
-                              snapshots=check_bool("train(snapshots=...)", snapshots))
+                              snapshots=check_bool("train(snapshots=...)", snapshots), max_memory_gb=max_memory_gb)

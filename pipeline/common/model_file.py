@@ -67,7 +67,8 @@ def ship_model_file(source: str | os.PathLike, out: str | os.PathLike, updates: 
 
 
 def load_model_file(path: str | os.PathLike, device: str | torch.device = "cpu") -> ModelFile:
-    """Read a checkpoint written by :func:`save_model_file` (no unpickling, ever)."""
+    """Read a checkpoint written by :func:`save_model_file` (no unpickling, ever); weights that are not all finite
+    are refused (:func:`check_finite`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}; give the path of a .safetensors file")
@@ -85,7 +86,23 @@ def load_model_file(path: str | os.PathLike, device: str | torch.device = "cpu")
     if record.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
         raise InputError(f"{path}: checkpoint format {record['format_version']} is newer than this "
                          f"genmatch understands ({FORMAT_VERSION}); upgrade genmatch")
+    check_finite(state, str(path))
     return ModelFile(state_dict=state, record=record)
+
+
+class NonFiniteWeightsError(InputError):
+    """A model file whose weights hold NaN or infinite values."""
+
+
+def check_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse (:class:`InputError`) weights with a NaN or infinite value, naming the file and the first such
+    tensor: a model that would sample garbage or crash halfway is stopped when it is read."""
+    for name, tensor in state_dict.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise NonFiniteWeightsError(f"{source}: tensor {name!r} holds {bad} NaN or infinite value(s) of "
+                                 f"{tensor.numel()}; the weights are damaged, give a model file with finite weights")
 
 
 def _grouped(keys: list[str], max_items: int) -> str:

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from dataclasses import dataclass
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Sequence, TypeVar
 
 from tqdm.auto import tqdm
+
+from structures.errors import InputError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,6 +45,28 @@ class ComputeConfig:
     backend: str = "processes"
     cache_dir: "str | os.PathLike | None | bool" = None
     progress: bool = True
+
+
+def check_scheduler(address: str, timeout_s: float = 5.0, option: str = "--dask-scheduler") -> str:
+    """``address`` if a dask scheduler can be reached there (a TCP connection to its host and port within
+    ``timeout_s``), else :class:`InputError` naming the address and ``option``: a run never falls back to local
+    work silently, and is refused before anything is written."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    host = host.strip("[]")
+    if scheme not in ("tcp", "tls") or not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"{option} {address!r} is not a scheduler address; give tcp://host:port (e.g. "
+                         "tcp://10.0.0.5:8786), or leave it out to work locally")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"{option} {address!r}: no dask scheduler answers there ({reason}); start one "
+                         "(dask scheduler) or fix the address, or leave it out to work locally") from None
+    return address
 
 
 def chunked(items: Sequence[T], n_chunks: int) -> list[list[T]]:

@@ -32,9 +32,11 @@ import torch
 from tqdm.auto import tqdm
 
 from manifolds.discrete.names import SCHEDULER_NAMES
+from pipeline.common.device import check_device
 from pipeline.common.records import JsonRecord
 from pipeline.common.run import fingerprint, open_run
 from pipeline.proteins.flow import ProteinFlowConfig, RotationConfig, SequenceConfig
+from pipeline.proteins.memory import check_fits, network_bytes, pair_load
 from pipeline.proteins.names import MODE_SPELLINGS, PRECISIONS, ROTATIONS, SEQUENCES
 from pipeline.proteins.network import ProteinNetwork
 from pipeline.proteins.network.checkpoint import LoadedProteinModel, load_protein_model
@@ -43,10 +45,11 @@ from pipeline.proteins.sampler import (GenerationPlan, ProteinTarget, SamplerCon
 from structures.atomic import atomic_open
 from structures.data import ProteinChain
 from structures.errors import InputError
-from structures.proteins.io import (BackboneChain, as_backbone_chain, check_sequence, read_backbones, read_chain,
-                                    read_fasta, write_structure)
+from structures.proteins.checks import checked
+from structures.proteins.inputs import as_backbone_chain, check_sequence, read_backbones, read_fasta
+from structures.proteins.io import BackboneChain, read_chain, write_structure
 from structures.proteins.residue_constants import indices_to_sequence
-from structures.validate import check_bool, check_choice, check_float, check_instance, check_int, check_int_list
+from structures.validate import check_bool, check_choice, check_float, check_int, check_int_list
 
 __all__ = ["GeneratedProteins", "GenerationPlan", "ProteinGenerateConfig", "ProteinGenerationSummary",
            "ProteinTarget", "generate_proteins", "plan_samples"]
@@ -66,7 +69,9 @@ class ProteinGenerateConfig:
     folding with ``sequence_in``, inverse folding with ``structure_in``, else codesign. ``sequence_in``: sequences to
     fold (a sequence, a list of them, a dict name -> sequence, or a FASTA path); ``structure_in``: backbones to design
     for (BackboneChains or data set ProteinChains, a list / dict of them, a previous :class:`GeneratedProteins`, or a
-    PDB / mmCIF file or folder). ``precision`` "bf16": network calls under bfloat16 autocast.
+    PDB / mmCIF file or folder). ``precision`` "bf16": network calls under bfloat16 autocast. ``max_memory_gb``: the
+memory a batch may need (None: what is available now on ``device``); a run whose heaviest batch is estimated to need
+more is refused before it starts (:mod:`pipeline.proteins.memory`).
     """
 
     model: "str | os.PathLike | ProteinNetwork | None" = None
@@ -86,6 +91,7 @@ class ProteinGenerateConfig:
     multiflow_exact: bool = False
     residue_budget: int = 2000  # B x N_max per batch
     trajectory: bool = False
+    max_memory_gb: float | None = None  # None: the memory available now (pipeline.proteins.memory)
     #: the mode this config runs in: ``mode`` in its canonical spelling, or the one inferred from the inputs
     resolved_mode: str = field(init=False, repr=False, compare=False, default="codesign")
 
@@ -109,17 +115,11 @@ class ProteinGenerateConfig:
         put(self, "multiflow_exact", check_bool(f"{name}.multiflow_exact", self.multiflow_exact))
         put(self, "residue_budget", check_int(f"{name}.residue_budget", self.residue_budget, minimum=1))
         put(self, "trajectory", check_bool(f"{name}.trajectory", self.trajectory))
-        self._check_device(name)
+        put(self, "device", check_device(f"{name}.device", self.device))
+        if self.max_memory_gb is not None:
+            put(self, "max_memory_gb", check_float(f"{name}.max_memory_gb", self.max_memory_gb, 0.0,
+                                                   strict_minimum=True))
         self._check_inputs(name)
-
-    def _check_device(self, name: str) -> None:
-        check_instance(f"{name}.device", self.device, str, "'cpu' or 'cuda[:i]'")
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, ValueError):
-            raise InputError(f"{name}.device must be 'cpu' or 'cuda[:i]', got {self.device!r}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise InputError(f"{name}.device {self.device!r} is not available on this machine; use 'cpu'")
 
     def _check_inputs(self, name: str) -> None:
         given = {k: getattr(self, k) for k in ("sequence_in", "structure_in") if getattr(self, k) is not None}
@@ -203,7 +203,7 @@ def _sequence_targets(seqs: Any) -> list[ProteinTarget]:
     looks_like_sequence = isinstance(seqs, str) and seqs.strip().isalpha() and not Path(seqs).expanduser().exists()
     if isinstance(seqs, os.PathLike) or isinstance(seqs, str) and not looks_like_sequence:
         path = Path(seqs).expanduser()
-        if not path.is_file():
+        if not os.path.lexists(path):  # a fifo, a folder, ... is refused by read_fasta, without opening it
             raise InputError(f"sequence_in: {str(seqs)!r} is neither a FASTA file nor a one-letter sequence")
         return [ProteinTarget(n, s) for n, s in read_fasta(path, "sequence_in")]
     return [ProteinTarget(n, check_sequence(f"sequence_in[{n!r}]", s)) for n, s in _named("sequence_in", seqs, "seq")]
@@ -211,16 +211,13 @@ def _sequence_targets(seqs: Any) -> list[ProteinTarget]:
 
 def _structure_targets(chains: Any) -> list[ProteinTarget]:
     if isinstance(chains, (str, os.PathLike)):
-        named = [(c.name, c) for c in read_backbones(chains, "structure_in")]
-    elif isinstance(chains, GeneratedProteins):
-        named = list(zip(chains.ids, chains.chains))
+        named = [(c.name, c) for c in read_backbones(chains, "structure_in")]  # checked there
     else:
-        named = [(n, as_backbone_chain(f"structure_in[{n!r}]", c)) for n, c in _named("structure_in", chains, "chain")]
+        given = (zip(chains.ids, chains.chains) if isinstance(chains, GeneratedProteins)
+                 else _named("structure_in", chains, "chain"))
+        named = [(n, checked(as_backbone_chain(f"structure_in[{n!r}]", c), f"structure_in[{n!r}]")) for n, c in given]
     out = []
     for n, c in named:
-        if not c.backbone_complete.all():
-            raise InputError(f"structure_in[{n!r}] misses N, CA or C atoms at {int((~c.backbone_complete).sum())} "
-                             "residues; give a complete backbone")
         x = c.coords if c.coords.ndim == 3 else c.coords[0]
         out.append(ProteinTarget(n, c.sequence.replace("X", "A"), np.asarray(x, dtype=np.float64)))
     return out
@@ -247,6 +244,16 @@ def warn_untrained_lengths(lengths: Sequence[int], model: LoadedProteinModel) ->
         which = f"lengths {', '.join(map(str, out))} are" if len(out) > 1 else f"length {out[0]} is"
         warnings.warn(f"{which} outside the {span} residues the model was trained on ({model.source}); expect "
                       "poorer samples there", UserWarning, stacklevel=4)  # the caller of workflows.proteins.generate
+
+
+def check_memory(config: ProteinGenerateConfig, model: LoadedProteinModel, batches: list[list[int]]) -> None:
+    """Refuse (:class:`InputError`) a run whose heaviest batch (chain lengths per batch) would not fit in memory
+    (:func:`pipeline.proteins.memory.check_fits`), before any sampling or file."""
+    pairs, b, n = pair_load(batches)
+    fix = ("lower --residue-budget (fewer chains per batch)" if b > 1 else
+           "give shorter chains (--lengths, or shorter --sequence-in / --structure-in inputs)")
+    check_fits(network_bytes(model.net.cfg, pairs), config.max_memory_gb, config.device,
+               f"generate: a batch of {b} chain(s) of {n} residues", fix)
 
 
 @dataclass
@@ -304,6 +311,7 @@ def generate_proteins(config: ProteinGenerateConfig, *, out_dir: str | os.PathLi
         raise InputError(f"ProteinGenerateConfig: {exc}") from None
     plan = plan_samples(config.lengths, config.per_length, targets)
     batches = plan.batches(config.residue_budget)
+    check_memory(config, model, [[plan.lengths[i] for i in idx] for idx in batches])
     settings = {"sampler": asdict(sampler), "generation": config.plan_settings(), "n": len(plan.ids)}
     if out_dir is None:
         warn_untrained_lengths(plan.lengths, model)

@@ -31,13 +31,16 @@ from torch.utils.data import Dataset, Sampler
 from structures.atomic import atomic_savez
 from structures.cache import cache_dir, cache_key, file_sha256
 from structures.data import ProteinBackboneSet, load_proteins
+from structures.ids import safe_id
 from structures.proteins.frames import Frames, frames_from_atoms, place_oxygen
+from structures.proteins.checks import check_chain, file_problem
+from structures.proteins.inputs import is_structure_name
 from structures.proteins.io import FORMATS, StructureFileError, read_chains
 from structures.proteins.residue_constants import UNK_INDEX, sequence_to_indices
 from structures.proteins.similarity import grouped_split, kmer_matrix, similarity_groups  # noqa: F401 (re-exported)
 from structures.validate import check_bool, check_float, check_instance, check_int
 
-FOLDER_CACHE_FORMAT = 2  # bump when the cached arrays change meaning (2: AF2 residue order)
+FOLDER_CACHE_FORMAT = 3  # bump when the cached arrays change meaning (2: AF2 residue order, 3: checked chains)
 
 
 def sequence_to_aatype(seq: str) -> np.ndarray:
@@ -164,7 +167,9 @@ class ProteinDataset(Dataset):
     @classmethod
     def from_directory(cls, folder: str | os.PathLike, filters: ChainFilter = ChainFilter(), progress: bool = True,
                        cache: bool | str | os.PathLike = True) -> "ProteinDataset":
-        """All protein chains of the PDB / mmCIF files in ``folder`` (recursively) that pass ``filters``.
+        """All protein chains of the PDB / mmCIF files in ``folder`` (recursively) that pass
+        :func:`~structures.proteins.checks.check_chain` and ``filters``; the others, and entries that are not
+        regular files (never opened), are listed in ``rejected`` with their reason.
 
         Args:
             cache: reuse / write the parsed set under :func:`structures.cache.cache_dir` (True), a
@@ -176,7 +181,10 @@ class ProteinDataset(Dataset):
         folder = Path(folder)
         if not folder.is_dir():
             raise StructureFileError(f"{folder}: not a directory")
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and _is_structure_file(p))
+        entries = sorted(p for p in folder.rglob("*") if is_structure_name(p))
+        problems = {p: file_problem(p) for p in entries}  # fifos, folders, dangling links: rejected, never opened
+        special = {p.name: f"{p}: {m}" for p, m in problems.items() if m is not None}
+        files = [p for p, m in problems.items() if m is None]
         if not files:
             raise StructureFileError(f"{folder}: no PDB / mmCIF files ({', '.join(FORMATS)}, optionally .gz)")
         cache_path = None
@@ -184,15 +192,16 @@ class ProteinDataset(Dataset):
             f = filters  # the same settings string as before ChainFilter: existing cache entries stay valid
             settings = (f"v{FOLDER_CACHE_FORMAT}-{f.min_length}-{f.max_length}-{f.allow_chain_breaks}-"
                         f"{f.standard_only}-{f.chain}-{f.max_c_n}")
-            key = cache_key([settings] + [f"{p.relative_to(folder)}:{file_sha256(p)}" for p in files])
+            names = [os.fsencode(p.relative_to(folder)).decode("utf-8", "backslashreplace") for p in files]
+            key = cache_key([settings] + [f"{n}:{file_sha256(p)}" for n, p in zip(names, files)])
             root = cache_dir() if cache is True else Path(cache)
-            cache_path = root / "protein_folders" / f"{folder.name}-{key}.npz"
+            cache_path = root / "protein_folders" / f"{safe_id(folder.name)}-{key}.npz"
             if cache_path.is_file():
                 try:
                     return cls._load_cache(cache_path)
                 except (OSError, ValueError, KeyError):
                     pass  # unreadable cache entry: rebuild it
-        rejected: dict[str, str] = {}
+        rejected: dict[str, str] = dict(special)
         coords, seqs, pdb_ids, chain_ids, starts = [], [], [], [], []
         for path in tqdm(files, desc=f"reading {folder.name}", unit="file", disable=not progress):
             try:
@@ -203,7 +212,7 @@ class ProteinDataset(Dataset):
             for c in chains:
                 if filters.chain is not None and c.chain_id != filters.chain:
                     continue
-                reason = _reject_reason(c, filters)
+                reason = check_chain(c).problem or _reject_reason(c, filters)
                 if reason:
                     rejected[c.name] = reason
                     continue
@@ -217,7 +226,7 @@ class ProteinDataset(Dataset):
                 x -= x[:, 1].mean(0)
                 coords.append(x)
                 seqs.append(c.sequence)
-                pdb_ids.append(path.name.split(".")[0])
+                pdb_ids.append(safe_id(path.name.split(".")[0]))
                 chain_ids.append(c.chain_id)
                 starts.append(int(c.res_ids[0]))
         if not coords:
@@ -266,13 +275,6 @@ class ProteinDataset(Dataset):
         return self.subset(train), self.subset(val)
 
 
-def _is_structure_file(p: Path) -> bool:
-    s = [x.lower() for x in p.suffixes]
-    if s and s[-1] == ".gz":
-        s = s[:-1]
-    return bool(s) and s[-1] in FORMATS
-
-
 def _reject_reason(c, f: ChainFilter) -> str | None:
     L = len(c)
     if L < f.min_length or (f.max_length is not None and L > f.max_length):
@@ -280,9 +282,6 @@ def _reject_reason(c, f: ChainFilter) -> str | None:
     if f.standard_only and not c.standard.all():
         bad = sorted({n for n, ok in zip(c.res_names, c.standard) if not ok})
         return f"non-standard residues {', '.join(bad[:5])}"
-    if not c.backbone_complete.all():
-        i = int(np.flatnonzero(~c.backbone_complete)[0])
-        return f"residue {c.res_ids[i]}{c.ins_codes[i]} lacks N, CA or C"
     if not f.allow_chain_breaks and c.chain_breaks(f.max_c_n).any():
         i = int(np.flatnonzero(c.chain_breaks(f.max_c_n))[0])
         return f"chain break after residue {c.res_ids[i]}{c.ins_codes[i]} (C-N > {f.max_c_n} Angstrom)"

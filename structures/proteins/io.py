@@ -8,6 +8,8 @@ Reading (:func:`read_chains`, :func:`read_chain`):
 - insertion codes: a residue is (chain, res_id, ins_code), so 52 and 52A are two residues;
 - HETATM: only amino acids are kept (water and ligands dropped); modified amino acids recorded as
   HETATM (MSE, SEP, ...) are kept with their parent's one-letter code unless ``include_hetero=False``;
+  a residue biotite does not know as an amino acid but that has N, CA and C atoms is kept too (as ``X``,
+  with its name), so that a chain never silently loses a residue from its middle;
 - missing atoms: ``atom_mask[i, k] = False`` and zero coordinates (never a crash);
 - multiple chains: :func:`read_chains` splits them, :func:`read_chain` picks one (by id, or the
   first chain with amino acids);
@@ -15,11 +17,14 @@ Reading (:func:`read_chains`, :func:`read_chain`):
 - sequence: one-letter codes of the residues present in the coordinates (``X`` for unknown);
 - B-factors: per atom, ``b_factors [L, 4]`` (first model).
 
-Unusable input (missing file, unknown suffix, unparsable text, no amino acids, unknown chain)
-raises :class:`StructureFileError` with the path and what to do. Writing is atomic (temp + rename).
+Unusable input (missing file, a path that is not a regular file, unknown suffix, unparsable text, no amino
+acids, unknown chain) raises :class:`StructureFileError` with the path and what to do; a non-regular file (fifo,
+folder, dangling link) is never opened. Whether a chain read is *usable* (finite coordinates in a physical box,
+complete backbone, known residues) is decided by :mod:`structures.proteins.checks`. Writing is atomic (temp +
+rename).
 
-Inputs of conditional generation (:func:`read_fasta`, :func:`read_backbones`, :func:`as_backbone_chain`) raise
-:class:`~structures.errors.InputError` naming the argument they were given as.
+What a user gives (FASTA files, folders of structure files, sequences, chains given in Python) is read by
+:mod:`structures.proteins.inputs` (those names stay importable from here).
 """
 
 from __future__ import annotations
@@ -35,8 +40,8 @@ import numpy as np
 
 from structures.atomic import atomic_path
 from structures.data import BACKBONE_ATOMS, ProteinChain
-from structures.errors import InputError
-from structures.proteins.residue_constants import MODIFIED_TO_ONE, RESTYPE_1TO3, RESTYPE_3TO1, RESTYPES
+from structures.proteins.checks import file_problem
+from structures.proteins.residue_constants import MODIFIED_TO_ONE, RESTYPE_1TO3, RESTYPE_3TO1
 
 ELEMENTS = ("N", "C", "C", "O")
 FORMATS = {".pdb": "pdb", ".ent": "pdb", ".cif": "cif", ".mmcif": "cif", ".bcif": "bcif"}
@@ -147,9 +152,10 @@ def _load_atoms(path: Path, model: int | Literal["all"], altloc: str):
     import biotite.structure.io.pdb as pdb
     import biotite.structure.io.pdbx as pdbx
 
-    if not path.is_file():
-        raise StructureFileError(f"{path}: no such file")
     fmt, gz = _format(path)
+    problem = file_problem(path)
+    if problem is not None:
+        raise StructureFileError(f"{path}: {'no such file' if not os.path.lexists(path) else problem}")
     try:
         raw = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
         extra = ["b_factor", "occupancy"]
@@ -216,7 +222,7 @@ def read_chains(path: str | os.PathLike, model: int | Literal["all"] = 1, altloc
     path = Path(path)
     atoms = _load_atoms(path, model, altloc)
     first = atoms[0] if atoms.coord.ndim == 3 else atoms
-    keep = struc.filter_amino_acids(first)
+    keep = struc.filter_amino_acids(first) | _peptide_like(first)
     if not include_hetero:
         keep &= ~first.hetero
     if not keep.any():
@@ -232,6 +238,20 @@ def read_chains(path: str | os.PathLike, model: int | Literal["all"] = 1, altloc
     return chains
 
 
+def _peptide_like(atoms) -> np.ndarray:
+    """[n_atoms] bool: the atom's residue has N, CA and C atoms (an amino acid, known to biotite or not)."""
+    import biotite.structure as struc
+
+    starts = struc.get_residue_starts(atoms)
+    res = np.cumsum(np.isin(np.arange(atoms.array_length()), starts)) - 1  # atom -> residue
+    has = np.ones(len(starts), bool)
+    for name in ("N", "CA", "C"):
+        present = np.zeros(len(starts), bool)
+        present[res[atoms.atom_name == name]] = True
+        has &= present
+    return has[res]
+
+
 def read_chain(path: str | os.PathLike, chain: str | None = None, model: int | Literal["all"] = 1,
                altloc: str = "occupancy", include_hetero: bool = True) -> BackboneChain:
     """One chain of a PDB / mmCIF file: ``chain`` by id, or the first chain with amino acids."""
@@ -243,86 +263,6 @@ def read_chain(path: str | os.PathLike, chain: str | None = None, model: int | L
             return c
     raise StructureFileError(f"{path}: no protein chain {chain!r}; chains with amino acids: "
                              f"{', '.join(c.chain_id for c in chains)}")
-
-
-def structure_files(folder: Path) -> list[Path]:
-    """Structure files of a folder (suffixes of :data:`FORMATS`, optionally ``.gz``), sorted by name."""
-    def is_structure(p: Path) -> bool:
-        s = [x.lower() for x in p.suffixes if x.lower() != ".gz"]
-        return bool(s) and s[-1] in FORMATS and p.is_file()
-
-    try:
-        return sorted(p for p in folder.iterdir() if is_structure(p))
-    except OSError as exc:
-        raise InputError(f"{folder}: cannot list the folder ({exc.strerror})") from None
-
-
-def check_sequence(argument: str, sequence: object) -> str:
-    """A one-letter amino-acid sequence (the 20 standard letters, any case), upper-cased."""
-    seq = sequence.strip().upper() if isinstance(sequence, str) else ""
-    if not seq or set(seq) - set(RESTYPES):
-        raise InputError(f"{argument} must be a sequence of the one-letter codes {RESTYPES}, got "
-                         f"{str(sequence)[:40]!r}")
-    return seq
-
-
-def read_fasta(path: str | os.PathLike, argument: str = "path") -> list[tuple[str, str]]:
-    """(name, sequence) of every record of a FASTA file; the name is the header's first word (``seq<i>``
-    without one); sequences use the 20 standard one-letter codes (``X`` is refused)."""
-    p = Path(path).expanduser()
-    try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{argument}: cannot read the FASTA file {p} ({type(exc).__name__})") from None
-    out: list[tuple[str, str]] = []
-    name, parts = None, []
-    for line in text.splitlines() + [">"]:
-        line = line.strip()
-        if line.startswith(">"):
-            if name is not None:
-                out.append((name, check_sequence(f"{argument}: {p}: sequence {name!r}", "".join(parts))))
-            name, parts = (line[1:].split() or [f"seq{len(out)}"])[0], []
-        elif line:
-            if name is None:
-                raise InputError(f"{argument}: {p} is not a FASTA file (no '>' header before the first sequence)")
-            parts.append(line)
-    if not out:
-        raise InputError(f"{argument}: no sequences in the FASTA file {p}")
-    return out
-
-
-def read_backbones(path: str | os.PathLike, argument: str = "path") -> list[BackboneChain]:
-    """Every protein chain of a PDB / mmCIF file, or of each structure file of a folder (complete N, CA, C
-    needed at every residue); chains are named ``<file>_<chain>``."""
-    p = Path(path).expanduser()
-    files = structure_files(p) if p.is_dir() else [p]
-    if not files:
-        raise InputError(f"{argument}: no PDB/mmCIF files in the folder {p} (suffixes {', '.join(FORMATS)})")
-    out = []
-    for f in files:
-        try:
-            chains = read_chains(f)
-        except (StructureFileError, OSError) as exc:
-            raise InputError(f"{argument}: {str(exc).splitlines()[0]}") from None
-        for c in chains:
-            if not c.backbone_complete.all():
-                raise InputError(f"{argument}: {f}: chain {c.chain_id} misses N, CA or C atoms at "
-                                 f"{int((~c.backbone_complete).sum())} residues; give a complete backbone")
-        out.extend(chains)
-    return out
-
-
-def as_backbone_chain(argument: str, chain: object) -> BackboneChain:
-    """A :class:`BackboneChain` as is, or a data set :class:`~structures.data.ProteinChain` converted (N, CA, C, O
-    all present; residue numbers from its ``start_resnum``)."""
-    if isinstance(chain, BackboneChain):
-        return chain
-    if isinstance(chain, ProteinChain):
-        first = chain.start_resnum
-        return BackboneChain.from_coords(chain.coords, chain.sequence, res_ids=np.arange(first, first + len(chain)),
-                                         name=chain.name)
-    raise InputError(f"{argument} must be a BackboneChain or a structures.data.ProteinChain, got "
-                     f"{type(chain).__name__}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,3 +337,15 @@ def write_structure(path: str | os.PathLike, chains: BackboneChain | Sequence[Ba
         hint = "; mmCIF (.cif) has no fixed-width limits" if fmt == "pdb" else ""
         raise StructureFileError(f"{path}: cannot write as {fmt.upper()} ({exc}){hint}") from exc
     return path
+
+
+_MOVED = ("is_structure_name", "structure_files", "check_sequence", "read_fasta", "read_backbones", "as_backbone_chain")
+
+
+def __getattr__(name: str) -> object:
+    """The readers of user inputs, moved to :mod:`structures.proteins.inputs`, still importable from here."""
+    if name in _MOVED:
+        from structures.proteins import inputs
+
+        return getattr(inputs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -85,6 +85,24 @@ def unit_half_open_float(text: str) -> float:
     return _number(text, float, "a number in [0, 1)", lambda v: 0 <= v < 1)
 
 
+def device(text: str) -> str:
+    """``cpu`` or ``cuda[:i]`` present on this machine (torch is imported only for a cuda device)."""
+    from pipeline.common.device import check_device
+    from structures.errors import InputError
+
+    try:
+        return check_device("device", text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("device ")) from None
+
+
+def add_memory_option(p: argparse.ArgumentParser) -> None:
+    """``--max-memory-gb``: the memory a protein request may need (estimated before it starts)."""
+    p.add_argument("--max-memory-gb", type=positive_float, default=None, metavar="GB",
+                   help="refuse, before starting, a request estimated to need more memory than this (default: the "
+                   "memory available now: free RAM, or the GPU's free memory with --device cuda)")
+
+
 def int_list(text: str) -> list[int]:
     """A comma-separated list of positive integers: ``70,100,200``."""
     try:

@@ -13,9 +13,9 @@ import warnings
 
 from manifolds.discrete.names import SCHEDULER_NAMES
 from pipeline.proteins.names import MODE_SPELLINGS, MPNN_MODELS, PRECISIONS, ROTATIONS, SEQUENCES
-from workflows.cli.options import (Command, add_run_options, add_training_options, any_int, int_list,
-                                   nonnegative_float, positive_float, positive_int, printable, probability,
-                                   unit_open_float)
+from workflows.cli.options import (Command, add_memory_option, add_run_options, add_training_options, any_int,
+                                   device, int_list, nonnegative_float, positive_float, positive_int, printable,
+                                   probability, unit_open_float)
 
 
 def _one_line_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
@@ -53,7 +53,7 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--structure-in", default=None, metavar="PDB",
                    help="backbones to design for (inverse folding): a PDB / mmCIF file or a folder of them")
     p.add_argument("--seed", type=any_int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
+    p.add_argument("--device", type=device, default="cpu", help="cpu or cuda[:i] (default cpu)")
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
                    help="network precision: fp32, or bf16 autocast (about 2x faster on CPUs with AVX512-BF16 and "
                    "on GPUs; frames and outputs stay fp32)")
@@ -62,6 +62,7 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--multiflow-exact", action="store_true",
                    help="reproduce MultiFlow's sampler with its quirks (final call time and sequence, overshoot)")
     p.add_argument("--trajectory", action="store_true", help="also write OUT/traj/<id>.pdb (one model per step)")
+    add_memory_option(p)
     add_run_options(p)
 
 
@@ -73,7 +74,7 @@ def _generate(args: argparse.Namespace) -> int:
         jump_weight=args.jump_weight, sequence=args.sequence, scheduler=args.scheduler, steps=args.steps,
         mode=args.mode, sequence_in=args.sequence_in, structure_in=args.structure_in, seed=args.seed,
         device=args.device, precision=args.precision, multiflow_exact=args.multiflow_exact,
-        residue_budget=args.residue_budget, trajectory=args.trajectory)
+        residue_budget=args.residue_budget, trajectory=args.trajectory, max_memory_gb=args.max_memory_gb)
     with warnings.catch_warnings():
         warnings.simplefilter("always", UserWarning)
         warnings.showwarning = _one_line_warning
@@ -114,6 +115,7 @@ def _score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="score cache (default ~/.cache/genmatch)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    add_memory_option(p)
     add_run_options(p)
 
 
@@ -127,7 +129,8 @@ def _score(args: argparse.Namespace) -> int:
         mpnn=mpnn, esmfold=args.esmfold, fold_recycles=args.fold_recycles, scrmsd_threshold=args.scrmsd_threshold,
         reference=None if args.reference == "none" else args.reference, reference_limit=args.reference_limit,
         diversity=not args.no_diversity, limit=args.limit, workers=args.workers, dask_scheduler=args.dask_scheduler,
-        backend=args.backend, cache_dir=False if args.no_cache else args.cache_dir, plots=not args.no_plots)
+        backend=args.backend, cache_dir=False if args.no_cache else args.cache_dir, plots=not args.no_plots,
+        max_memory_gb=args.max_memory_gb)
     scores = proteins.score(args.input, config, out_dir=args.out, threads=args.threads, restart=args.restart,
                             progress=not args.quiet)
     print(format_summary(scores))
@@ -169,6 +172,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-times", type=positive_int, default=2, help="time points per validation chain (2)")
     p.add_argument("--limit", type=positive_int, default=None, help="only the first N chains in the length range")
     add_training_options(p, lr=5e-4)
+    add_memory_option(p)
     add_run_options(p)
 
 
@@ -187,7 +191,8 @@ def _train(args: argparse.Namespace) -> int:
         val_every=args.val_every, val_times=args.val_times, limit=args.limit, seed=args.seed)
     hardware = DeviceSettings(accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes)
     res = proteins.train(config, out_dir=args.out, threads=args.threads, restart=args.restart,
-                         progress=not args.quiet, hardware=hardware, snapshots=args.snapshots)
+                         progress=not args.quiet, hardware=hardware, snapshots=args.snapshots,
+                         max_memory_gb=args.max_memory_gb)
     best = res.record.get("best_val_loss") or {}
     if best:
         print(printable(f"trained to step {res.record['training']['step']}: best validation loss "
@@ -201,7 +206,8 @@ GENERATE_COMMANDS = [
             "forward or inverse folding; rotations by flow, vMF jump or their superposition; sequence by "
             "MultiFlow's purity sampler or the KO mask CTMC. Writes OUT/pdb/<id>.pdb (N, CA, C, O), "
             "OUT/samples.fasta, OUT/manifest.csv/.json and OUT/run.json; an interrupted run resumes. Lengths "
-            "outside those the model was trained on are warned about.",
+            "outside those the model was trained on are warned about; a batch estimated to need more memory than "
+            "is available (--max-memory-gb) is refused before anything is written.",
             _generate_args, _generate),
 ]
 SCORE_COMMANDS = [
@@ -212,7 +218,9 @@ SCORE_COMMANDS = [
             "diversity (TM-align clusters at 0.5 over designable samples); novelty (1 - max TM to the 3,000 "
             "reference backbones, exhaustive); DSSP helix/strand/coil; geometry checks. Writes "
             "OUT/scores.csv/.parquet, OUT/summary.json, OUT/summary.txt, OUT/tm_matrix.npz and PNG plots; an "
-            "unreadable file is one failed row; rerun the same command to resume (cached by content hash).",
+            "unreadable file is one failed row; rerun the same command to resume (cached by content hash). The "
+            "ESMFold folder (safetensors, or tensors-only torch files), the dask scheduler and the memory folding "
+            "needs (--max-memory-gb) are checked before anything is written.",
             _score_args, _score),
 ]
 TRAIN_COMMANDS = [

@@ -31,7 +31,8 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-from pipeline.common.model_file import MODELS_DIR, ModelFile, load_model_file, save_model_file, state_dict_mismatch
+from pipeline.common.model_file import (MODELS_DIR, ModelFile, NonFiniteWeightsError, check_finite, load_model_file,
+                                       save_model_file, state_dict_mismatch)
 from pipeline.proteins.network.config import CONFIGS, ProteinNetworkConfig
 from pipeline.proteins.network.model import ProteinNetwork
 from pipeline.proteins.network.safe_pickle import CheckpointError, UnsafeCheckpointError, plain, read_torch_zip
@@ -164,6 +165,8 @@ def _multiflow_lengths(doc: Any) -> list[int] | None:
 def _read_genmatch(path: Path, device: str | torch.device) -> ProteinCheckpoint:
     try:
         ck = load_model_file(path, device=device)
+    except NonFiniteWeightsError:
+        raise
     except (ValueError, OSError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{path}: neither a torch zip checkpoint (.ckpt) nor a genmatch safetensors file "
@@ -192,6 +195,7 @@ def read_protein_checkpoint(path: str | os.PathLike, device: str | torch.device 
                               "could run code; re-save it with torch.save (zip format) or as safetensors")
     if magic == b"PK\x03\x04":
         ck = _read_lightning(path)
+        check_finite(ck.state_dict, str(path))
         ck.state_dict = {k: v.to(device) for k, v in ck.state_dict.items()}
         return ck
     return _read_genmatch(path, device)

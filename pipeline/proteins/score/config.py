@@ -65,6 +65,7 @@ class ProteinScoreConfig:
     model's default). ``diversity``: all-vs-all TM-align. ``limit``: score only the first N inputs. ``workers`` local
     processes with ``backend`` ("processes" or "dask"), or a dask.distributed ``dask_scheduler`` address;
     ``cache_dir``: the score cache (None: ~/.cache/genmatch, False: none); ``plots``: PNG plots in a run folder.
+``max_memory_gb``: the memory folding one chain may need (None: the RAM available now); see :meth:`check_resources`.
     """
 
     mpnn: MpnnConfig = MpnnConfig()
@@ -81,6 +82,7 @@ class ProteinScoreConfig:
     backend: str = "processes"
     cache_dir: "str | os.PathLike | None | bool" = None
     plots: bool = True
+    max_memory_gb: float | None = None
 
     def __post_init__(self) -> None:
         name, put = type(self).__name__, object.__setattr__
@@ -106,6 +108,9 @@ class ProteinScoreConfig:
         put(self, "diversity", check_bool(f"{name}.diversity", self.diversity))
         put(self, "plots", check_bool(f"{name}.plots", self.plots))
         put(self, "workers", check_int(f"{name}.workers", self.workers, minimum=1))
+        if self.max_memory_gb is not None:
+            put(self, "max_memory_gb", check_float(f"{name}.max_memory_gb", self.max_memory_gb, 0.0,
+                                                   strict_minimum=True))
         put(self, "backend", check_choice(f"{name}.backend", self.backend, ("processes", "dask")))
         if not (self.cache_dir is None or self.cache_dir is False or isinstance(self.cache_dir, (str, os.PathLike))):
             raise InputError(f"{name}.cache_dir must be a folder, None (the default cache) or False (no cache), got "
@@ -123,6 +128,22 @@ class ProteinScoreConfig:
             if not ref.is_dir():
                 raise InputError(f"{name}.reference: novelty reference not found: {ref} is not a folder of PDB/mmCIF "
                                  "files (use 'default' for the proteins data set, or None)")
+
+    def check_resources(self, lengths: list[int]) -> None:
+        """What cannot be checked when the config is made, checked before a run starts (:class:`InputError`,
+        nothing written): the dask scheduler answers, and folding the longest of ``lengths`` (residues) with the
+        ESMFold model fits in memory (:mod:`pipeline.proteins.memory`)."""
+        if self.dask_scheduler is not None:
+            from pipeline.common.parallel import check_scheduler
+
+            check_scheduler(self.dask_scheduler, option="dask_scheduler (--dask-scheduler)")
+        folder = self.esmfold_path()
+        if folder is not None and lengths:
+            from pipeline.proteins.memory import check_fits, esmfold_bytes
+
+            check_fits(esmfold_bytes(folder, max(lengths)), self.max_memory_gb, "cpu",
+                       f"score: folding a chain of {max(lengths)} residues with ESMFold",
+                       "score shorter chains (or leave --esmfold out: designability is then unavailable)")
 
     def esmfold_path(self) -> Path | None:
         """The folding folder to use: ``esmfold``, else ``$GENMATCH_ESMFOLD``, else None."""

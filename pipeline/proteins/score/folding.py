@@ -3,8 +3,11 @@
 A backend turns sequences into backbones: :class:`FoldingBackend` (``name``, ``identity()`` for cache
 keys, ``fold(sequences) -> [L, 3, 3]`` N, CA, C per sequence). The one shipped is ESMFold through
 transformers' ``EsmForProteinFolding``, loaded from a *local folder* with ``local_files_only=True``
-(``HF_HUB_OFFLINE`` is set too): nothing is ever downloaded. Another predictor plugs in by implementing
-the protocol.
+(``HF_HUB_OFFLINE`` is set too): nothing is ever downloaded. The folder is checked when the backend is made (before a
+run folder is opened): config.json, and weight files that are safetensors or a torch file whose pickle holds only
+tensors (read as ``torch.load(weights_only=True)`` would, with the storages memory-mapped, so even GBs are checked in
+a moment); a pickle that would run code is refused and nothing of it executes. Weights that hold NaN or infinite
+values are refused when the model loads. Another predictor plugs in by implementing the protocol.
 
 Designability (MultiFlow's protocol; docs/protocols.md): a backbone is designable when the smallest scRMSD
 between it and the folds of its ProteinMPNN designs is below 2 Angstrom; co-design designability folds the
@@ -14,6 +17,8 @@ backbone's own sequence.
 from __future__ import annotations
 
 import os
+import pickle
+import warnings
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -53,6 +58,70 @@ def scrmsd(backbone: np.ndarray, predicted: np.ndarray) -> float:
     return kabsch_rmsd(backbone[:, :3].reshape(-1, 3), predicted[:, :3].reshape(-1, 3))
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+
+
+def check_weight_file(path: Path) -> None:
+    """Refuse (:class:`InputError`) a weight file that is not safe to read: not a safetensors file with a valid
+    header, nor a torch file whose pickle holds only tensors and plain containers (nothing is executed)."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                f.keys()
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise InputError(f"{path}: not a readable safetensors file ({_first_line(exc)}); give the ESMFold "
+                             "weights as saved by save_pretrained") from None
+        return
+    try:
+        with warnings.catch_warnings():  # torch's note on the pickle protocol is not the user's business
+            warnings.simplefilter("ignore")
+            try:
+                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:  # a legacy (non-zip) file cannot be memory-mapped
+                if "mmap" not in str(exc):
+                    raise
+                torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(f"{path}: not a safe weights file: its pickle names Python objects other than tensors, "
+                         "which could run code, so it is not read; give the weights as safetensors "
+                         "(model.safetensors, save_pretrained's default)") from None
+    except (OSError, RuntimeError, ValueError, EOFError, KeyError) as exc:
+        raise InputError(f"{path}: not a readable torch weights file ({type(exc).__name__}: {_first_line(exc)}); "
+                         "give the weights as safetensors (model.safetensors)") from None
+
+
+def check_esmfold_folder(path: Path) -> None:
+    """Refuse (:class:`InputError`) a folder that does not hold an ESMFold model: config.json (JSON) and weight
+    files, each safe to read (:func:`check_weight_file`)."""
+    import json
+
+    if not (path / "config.json").is_file():
+        raise InputError(f"{path}: no ESMFold model here (needs config.json and the weights of an "
+                         "EsmForProteinFolding); nothing is downloaded")
+    try:
+        json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path / 'config.json'}: not a JSON model config ({_first_line(exc)}); give the folder "
+                         "written by EsmForProteinFolding.save_pretrained") from None
+    weights = sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+    if not weights:
+        raise InputError(f"{path}: no ESMFold weights here (model.safetensors or pytorch_model.bin beside "
+                         "config.json); nothing is downloaded")
+    for p in weights:
+        if not p.is_file():
+            raise InputError(f"{p}: not a regular file (a folder, a dangling link or a special file); give the "
+                             "weight files themselves")
+        check_weight_file(p)
+
+
 class EsmFoldBackend:
     """ESMFold (transformers ``EsmForProteinFolding``) from a local folder, on the CPU unless ``device``."""
 
@@ -60,9 +129,7 @@ class EsmFoldBackend:
 
     def __init__(self, path: str | os.PathLike, num_recycles: int | None = None, device: str = "cpu"):
         self.path = Path(path).expanduser()
-        if not (self.path / "config.json").is_file():
-            raise InputError(f"{self.path}: no ESMFold model here (needs config.json and the weights of an "
-                             "EsmForProteinFolding); nothing is downloaded")
+        check_esmfold_folder(self.path)
         self.num_recycles = num_recycles
         self.device = device
         self._model = None
@@ -84,9 +151,15 @@ class EsmFoldBackend:
             hf_logging.disable_progress_bar()
             try:
                 m = EsmForProteinFolding.from_pretrained(str(self.path), local_files_only=True)
+            except pickle.UnpicklingError:  # never quote torch's advice to load unsafely
+                raise InputError(f"{self.path}: not a safe weights file (its pickle names objects other than "
+                                 "tensors); give the weights as safetensors") from None
             except (OSError, ValueError) as exc:
                 raise InputError(f"{self.path}: cannot load ESMFold ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0][:160]})") from None
+                                 f"{_first_line(exc)})") from None
+            from pipeline.common.model_file import check_finite
+
+            check_finite(m.state_dict(), str(self.path))
             m.trunk.set_chunk_size(64) if hasattr(m, "trunk") else None
             self._model = m.float().to(self.device).eval()
         return self._model

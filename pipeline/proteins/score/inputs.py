@@ -1,9 +1,14 @@
 """Backbones to score and reference sets, read from PDB / mmCIF folders or given in Python.
 
-A folder's structure file that cannot be used (unreadable, no amino acids, no complete backbone) is one
-item with its reason; the folder itself must exist and hold at least one structure file, else
-:class:`~structures.errors.InputError`. Each file contributes its first protein chain (generated samples
-are single chains). Identifiers are file stems; the input fingerprint hashes file *bytes*.
+Every chain is judged by :func:`structures.proteins.checks.check_chain` (finite coordinates in a physical box,
+N, CA and C at every residue, known residues; modified ones such as MSE are read as their parent and warned
+about). In a folder, an entry with a structure suffix that cannot be used (not a regular file: a dangling link,
+a symlink loop, a fifo, a folder; unreadable; no amino acids; failing the checks) is one item with its reason
+and the batch goes on; non-regular files are never opened. The folder itself must exist and hold at least one
+such entry, and a single file given directly must be usable, else :class:`~structures.errors.InputError`.
+Each file contributes its first protein chain (generated samples are single chains). Identifiers are
+:func:`~structures.ids.safe_id` of the file name before its first dot, checked for clashes before any work;
+the input fingerprint hashes file *bytes*.
 
 :func:`as_protein_input` takes what a caller has: a path, BackboneChains or data set ProteinChains (a list, or a
 dict id -> chain), a previous generation result (its ids kept) or a :class:`ProteinInput`.
@@ -22,10 +27,12 @@ from pipeline.common.run import fingerprint
 from structures.cache import cache_key
 from structures.data import ProteinChain
 from structures.errors import InputError
-from structures.proteins.io import (FORMATS, BackboneChain, StructureFileError, as_backbone_chain, read_chain,
-                                    structure_files)
+from structures.ids import safe_id
+from structures.proteins.checks import check_chain, file_problem, warn_notes
+from structures.proteins.inputs import as_backbone_chain, structure_files
+from structures.proteins.io import FORMATS, BackboneChain, StructureFileError, read_chain
 
-MIN_LENGTH = 3  # residues with N, CA, C needed for TM-align / DSSP / MPNN
+MIN_LENGTH = 3  # residues needed for TM-align / DSSP / MPNN
 
 
 @dataclass
@@ -54,16 +61,13 @@ class ProteinInput:
 
 
 def chain_problem(chain: BackboneChain | None) -> str | None:
-    """Why a chain cannot be scored, or None."""
+    """Why a chain cannot be scored (:func:`~structures.proteins.checks.check_chain`, or too short), or None."""
     if chain is None:
         return "no structure"
-    x = chain.coords if chain.coords.ndim == 3 else chain.coords[0]
-    complete = chain.backbone_complete
-    if complete.sum() < MIN_LENGTH:
-        return f"fewer than {MIN_LENGTH} residues with a complete backbone (N, CA, C)"
-    if not np.isfinite(x[chain.atom_mask]).all():
-        return "non-finite coordinates"
-    return None
+    problem = check_chain(chain).problem
+    if problem is None and len(chain) < MIN_LENGTH:
+        problem = f"{len(chain)} residues; at least {MIN_LENGTH} are needed"
+    return problem
 
 
 def backbone_hash(chain: BackboneChain) -> str:
@@ -89,40 +93,51 @@ def from_chains(chains: Sequence[BackboneChain], ids: Sequence[str] | None = Non
 def read_protein_input(source: str | os.PathLike, limit: int | None = None) -> ProteinInput:
     """Backbones from a folder of PDB/mmCIF files or one file (see the module docstring)."""
     path = Path(source).expanduser()
-    if path.is_dir():
-        files = structure_files(path)
+    single = not path.is_dir()
+    if not single:
+        files = structure_files(path, special=True)
         if not files:
             raise InputError(f"{path}: no PDB/mmCIF files in this folder (suffixes {', '.join(FORMATS)}, "
                              "optionally .gz)")
-    elif path.is_file():
+    elif os.path.lexists(path):
+        problem = file_problem(path)
+        if problem is not None:
+            raise InputError(f"{path} is {problem}")
         files = [path]
     else:
         raise InputError(f"input not found: {str(source)!r} is neither a folder of PDB/mmCIF files nor a file")
     files = files[:limit] if limit else files
-    ids, chains, problems, blobs = [], [], [], []
-    for f in files:
-        ident = f.name.split(".")[0]
-        try:
-            ident.encode("utf-8")
-        except UnicodeEncodeError:
-            ident = os.fsencode(ident).decode("utf-8", "backslashreplace")
-        chain, problem = None, None
-        try:
-            blobs.append(f.read_bytes())
-            chain = read_chain(f)
-            problem = chain_problem(chain)
-        except (StructureFileError, OSError, UnicodeError) as exc:
-            if len(blobs) < len(ids) + 1:
-                blobs.append(b"")
-            problem = f"unreadable: {str(exc).replace(str(f) + ': ', '')[:200]}"
-        ids.append(ident)
-        chains.append(chain if problem is None else None)
-        problems.append(problem)
+    ids = [safe_id(f.name.split(".")[0]) for f in files]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise InputError(f"{path}: two structure files share the id {dup!r} (file name before the first dot); "
                          "rename one")
+    chains, problems, blobs = [], [], []
+    for f in files:
+        chain, problem, blob = _read_one(f)
+        if single and problem is not None:
+            raise InputError(f"{f}: {problem}")
+        chains.append(chain if problem is None else None)
+        problems.append(problem)
+        blobs.append(blob)
     return ProteinInput(ids, chains, str(path), problems, fingerprint([ids, blobs]))
+
+
+def _read_one(f: Path) -> tuple[BackboneChain | None, str | None, bytes]:
+    """The first chain of one structure file, why it cannot be used (or None), and the file's bytes (b"" when
+    it is not a regular file: such a file is never opened). Modified residues read as their parent are warned."""
+    problem, blob = file_problem(f), b""
+    if problem is not None:
+        return None, f"unreadable: {problem}", blob
+    try:
+        blob = f.read_bytes()
+        chain = read_chain(f)
+    except (StructureFileError, OSError, UnicodeError) as exc:
+        return None, f"unreadable: {str(exc).replace(str(f) + ': ', '')[:200]}", blob
+    problem = chain_problem(chain)
+    if problem is None:
+        warn_notes(str(f), check_chain(chain).notes)
+    return chain, problem, blob
 
 
 def as_protein_input(backbones: Any, limit: int | None = None, argument: str = "backbones") -> ProteinInput:

@@ -33,6 +33,7 @@ def score_backbones(backbones: Any, config: ProteinScoreConfig, *, out_dir: str 
     if not inp.usable():
         raise InputError(f"backbones: {inp.source}: none of the {len(inp)} backbones can be scored "
                          f"(e.g. {inp.ids[0]}: {inp.problems[0]})")
+    config.check_resources([len(inp.chains[i].sequence) for i in inp.usable()])  # scheduler, memory
     compute = config.compute(progress)
     worker_threads = (threads or 1) if config.workers > 1 else None
     if out_dir is None:

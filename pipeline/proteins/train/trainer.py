@@ -43,6 +43,7 @@ from pipeline.proteins.train.interpolant import Interpolant, InterpolantConfig, 
 from pipeline.proteins.train.losses import LossWeights, protein_losses
 from structures.cache import file_sha256
 from structures.errors import InputError
+from structures.validate import check_float
 
 VAL_TERMS = ("trans", "rots", "aux", "aatypes")
 
@@ -224,8 +225,26 @@ def _init_network(cfg: ProteinTrainConfig) -> tuple[ProteinNetwork | None, dict[
                  "config": next((k for k, v in CONFIGS.items() if v == net.cfg), "custom")}
 
 
+def check_training_memory(cfg: ProteinTrainConfig, data: ProteinDataModule, net_cfg: ProteinNetworkConfig,
+                          hardware: DeviceSettings, max_memory_gb: float | None) -> None:
+    """Refuse (:class:`InputError`) a run whose heaviest batch would not fit in memory: B x L^2 pairs at the longest
+    (cropped) chain under ``max_residues`` / ``max_batch_size``, with the activations a backward pass keeps
+    (:func:`pipeline.proteins.memory.network_bytes`), once per process on a CPU."""
+    from pipeline.proteins.memory import check_fits, network_bytes
+
+    longest = int(max(max(data.train_set.lengths), max(data.val_set.lengths)))
+    longest = min(longest, cfg.crop) if cfg.crop is not None else longest
+    pairs = max(longest ** 2, min(cfg.max_batch_size * longest ** 2, cfg.max_residues * longest))
+    gpu = hardware.accelerator == "gpu" or (hardware.accelerator == "auto" and torch.cuda.is_available())
+    procs = 1 if gpu else hardware.devices
+    check_fits(network_bytes(net_cfg, pairs, training=True) * procs, max_memory_gb, "cuda" if gpu else "cpu",
+               f"train: batches of chains up to {longest} residues" + (f" in {procs} processes" if procs > 1 else ""),
+               "lower --max-length, --crop or --max-residues")
+
+
 def train_proteins(cfg: ProteinTrainConfig, out_dir: str | os.PathLike, *, hardware: DeviceSettings | None = None,
-                   restart: bool = False, progress: bool = True, snapshots: bool = False) -> TrainedModel:
+                   restart: bool = False, progress: bool = True, snapshots: bool = False,
+                   max_memory_gb: float | None = None) -> TrainedModel:
     """Train (or resume training of) the protein model; returns the paths of the safetensors models.
 
     ``out_dir`` is a run folder keyed by the config (all but ``max_steps``: a resume may train longer), the
@@ -233,6 +252,8 @@ def train_proteins(cfg: ProteinTrainConfig, out_dir: str | os.PathLike, *, hardw
     state are refused (:class:`InputError`) before the folder is created or changed. ``hardware``: accelerator,
     devices and nodes (:class:`DeviceSettings`; default one CPU process); ``snapshots``: keep every validated
     model. Torch threads are the caller's (:func:`workflows.proteins.train` sets them for the call).
+    ``max_memory_gb``: the memory a training step may need (None: what is available now); a run estimated to
+    need more is refused before the folder is touched (:func:`check_training_memory`).
     """
     hardware = DeviceSettings.of(hardware, "train_proteins(hardware=...)")
     settings = {k: v for k, v in asdict(cfg).items() if k != "max_steps"}
@@ -241,6 +262,11 @@ def train_proteins(cfg: ProteinTrainConfig, out_dir: str | os.PathLike, *, hardw
                          ".safetensors file")
     inputs = fingerprint([*dataset_files(cfg.dataset), *([Path(cfg.init)] if cfg.init else [])])
     data, init = (None, (None, None)) if is_ddp_worker() else (ProteinDataModule(cfg), _init_network(cfg))
+    if data is not None:
+        if max_memory_gb is not None:
+            check_float("train_proteins(max_memory_gb=...)", max_memory_gb, 0.0, strict_minimum=True)
+        check_training_memory(cfg, data, init[0].cfg if init[0] is not None else cfg.network_config(), hardware,
+                              max_memory_gb)
     with training_run(out_dir, "train-proteins", settings, inputs, asdict(cfg), restart) as out:
         quiet_lightning(progress)
         L.seed_everything(cfg.seed, workers=True, verbose=False)

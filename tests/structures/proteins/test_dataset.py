@@ -142,7 +142,7 @@ def test_directory_dataset_filters_and_split(tmp_path, monkeypatch):
     names = set(ds.names)
     assert names == {"a1_A", "a2_A", "a2_B", "cis_A", "noo_A", "a1_copy_A"}, ds.rejected
     assert "length 20" in ds.rejected["short_A"] and "chain break" in ds.rejected["gap_A"]
-    assert "MSE" in ds.rejected["mse_A"] and "lacks N, CA or C" in ds.rejected["noca_A"]
+    assert "MSE" in ds.rejected["mse_A"] and "misses CA atoms" in ds.rejected["noca_A"]
     assert "broken.pdb" in ds.rejected
     k = ds.names.index("noo_A")
     ex = ds[k]
