@@ -219,9 +219,16 @@ def _read_csv(path: Path, limit: int | None) -> CrystalInput:
     import pandas as pd
 
     try:
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: the file is empty; give a CDVAE-format CSV (a 'cif' column)")
         df = pd.read_csv(path, nrows=limit)
+    except InputError:
+        raise
+    except pd.errors.EmptyDataError:  # e.g. an empty compressed file
+        raise InputError(f"{path}: the CSV holds no header and no rows; give a CDVAE-format CSV") from None
     except Exception as exc:  # noqa: BLE001 - pandas raises many types for broken files
-        raise InputError(f"{path}: not a readable CSV ({type(exc).__name__}); give a CDVAE-format CSV") from None
+        why = " ".join(str(exc).split())[:120]
+        raise InputError(f"{path}: not a readable CSV ({type(exc).__name__}: {why}); give a CDVAE-format CSV") from None
     if "cif" not in df.columns:
         raise InputError(f"{path}: no 'cif' column (columns: {', '.join(map(str, df.columns))[:200]}); "
                          "expected the CDVAE format")

@@ -5,8 +5,10 @@ adds where). They never raise on bad input: a batch records the reason per struc
 
 * :func:`cif_text_problem`: the raw CIF text — finite, positive cell lengths and angles in
   (0, 180) as written (pymatgen silently takes ``|a|`` of a negative length), and, when the file
-  states ``_chemical_formula_sum``, the parsed sites must add up to it (a truncated file loses
-  its last atoms without a parse error).
+  states its formula, the parsed sites must add up to it (a file cut after a whole atom row loses
+  its last atoms without a parse error): ``_chemical_formula_sum``, else ``_chemical_formula_structural``
+  times ``_cell_formula_units_Z`` (or only its proportions without Z). A CIF that states neither
+  cannot be told from a whole one when it is cut between rows.
 * :func:`structure_problem`: a parsed structure — at least one site, a finite lattice with
   positive volume, finite coordinates, ordered sites of real elements, optionally Z <= ``max_z``.
 """
@@ -18,10 +20,13 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pymatgen.core import Structure
+    from pymatgen.core import Composition, Structure
 
 _CELL = re.compile(r"^\s*_cell_(length_[abc]|angle_(?:alpha|beta|gamma))\s+(\S+)", re.MULTILINE)
 _FORMULA_SUM = re.compile(r"^\s*_chemical_formula_sum\s+(?:'([^']*)'|\"([^\"]*)\"|(\S+))", re.MULTILINE)
+_FORMULA_STRUCTURAL = re.compile(r"^\s*_chemical_formula_structural\s+(?:'([^']*)'|\"([^\"]*)\"|(\S+))",
+                                 re.MULTILINE)
+_FORMULA_UNITS = re.compile(r"^\s*_cell_formula_units_Z\s+(\S+)", re.MULTILINE)
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -49,19 +54,43 @@ def cif_text_problem(text: str) -> str | None:
     return None
 
 
-def formula_problem(text: str, structure: "Structure") -> str | None:
-    """When the CIF states ``_chemical_formula_sum``, does the parsed structure match it (per cell)?"""
+def _stated_formula(text: str) -> tuple[str, "Composition", bool] | None:
+    """The formula a CIF states for its cell: (as written, composition, whether it counts the whole cell);
+    ``_chemical_formula_sum`` first, else ``_chemical_formula_structural`` (times ``_cell_formula_units_Z``
+    when given). None when it states none that pymatgen can read (a formula is only a comment, not our input)."""
     from pymatgen.core import Composition
 
     m = _FORMULA_SUM.search(text)
+    units = None
     if not m:
-        return None
+        m = _FORMULA_STRUCTURAL.search(text)
+        z = _FORMULA_UNITS.search(text)
+        units = _cif_float(z.group(1)) if z else float("nan")
+        if not m:
+            return None
     stated = next(g for g in m.groups() if g is not None)
     try:
         want = Composition(stated)
-    except Exception:  # noqa: BLE001 - an unparseable formula is only a comment, not our input
+    except Exception:  # noqa: BLE001 - an unparseable formula is only a comment
         return None
+    if units is None:
+        return stated, want, True
+    whole = math.isfinite(units) and units >= 1 and float(units).is_integer()
+    return (f"{stated} x Z={int(units)}" if whole else stated), (want * int(units) if whole else want), whole
+
+
+def formula_problem(text: str, structure: "Structure") -> str | None:
+    """When the CIF states its formula (:func:`_stated_formula`), does the parsed structure match it?"""
+    stated_formula = _stated_formula(text)
+    if stated_formula is None:
+        return None
+    stated, want, whole = stated_formula
     have = structure.composition
+    if not whole:  # proportions only
+        if want.reduced_composition != have.reduced_composition:
+            return (f"the CIF states {stated!r} but its atom sites give {have.formula!r} "
+                    "(truncated or incomplete file)")
+        return None
     if want.reduced_composition != have.reduced_composition or have.num_atoms + 1e-6 < want.num_atoms:
         return (f"the CIF states {stated!r} but its atom sites give {have.formula!r} "
                 "(truncated or incomplete file)")
@@ -84,9 +113,11 @@ def structure_problem(structure: "Structure", max_z: int | None = None) -> str |
         return "non-finite atom coordinates"
     if not structure.is_ordered:
         return "partially occupied (disordered) sites; give an ordered structure"
+    from pymatgen.core.periodic_table import DummySpecies
+
     for sp in structure.species:
         z = getattr(sp, "Z", None)
-        if not isinstance(z, int) or z < 1:
+        if isinstance(sp, DummySpecies) or not isinstance(z, int) or not 1 <= z <= 118:  # DummySpecies.Z: a hash
             return f"species {sp} is not a chemical element"
         if max_z is not None and z > max_z:
             return f"element {sp} (Z = {z}) is beyond what the model covers (Z <= {max_z})"

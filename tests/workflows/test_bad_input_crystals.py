@@ -15,6 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared corpus module, imported by its plain name
 from bad_input_conditions import CONDITION_ERRORS  # noqa: E402
+from bad_input_gaps import GAP_ERRORS, last_gaps  # noqa: E402
 from bad_input_corpus import (GEN, NON_UTF8, RELAX0, SCORE, TRAIN, C, Case, Corpus, check_refusal,  # noqa: E402
                               cli, copy_of, crystal_corpus, evil_pickle, evil_resume_state, hold_lock,
                               leftover_start, snapshot, stale, write_csv)
@@ -22,7 +23,8 @@ from bad_input_corpus import (GEN, NON_UTF8, RELAX0, SCORE, TRAIN, C, Case, Corp
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    return crystal_corpus(tmp_path_factory)
+    return last_gaps(crystal_corpus(tmp_path_factory))
+
 
 E = "{OUT}"
 ERRORS: dict[str, Case] = {  # name -> case
@@ -193,6 +195,7 @@ ERRORS: dict[str, Case] = {  # name -> case
 }
 
 ERRORS.update(CONDITION_ERRORS)  # generate crystals with conditions (issue 23): bad_input_conditions.py
+ERRORS.update(GAP_ERRORS)  # issue 25's crystal leftovers: bad_input_gaps.py
 
 
 @pytest.mark.parametrize("name", list(ERRORS))
@@ -217,6 +220,8 @@ ROWS = {  # folder -> (id of the bad item, what its reason says)
     "mix_not_utf8_text": ("bad_not_utf8_text", "bad input: not a UTF-8 text file"),
     "mix_empty_file": ("bad_empty_file", "bad input: no _cell_length_a"),
     "mix_non_utf8_name": ("caf\\xe9", "bad input: the file name is not valid UTF-8"),
+    "mix_unknown_element": ("bad_unknown_element", "bad input: species Xx0+ is not a chemical element"),
+    "mix_cut_rows": ("bad_cut_rows", "bad input: the CIF states 'TlRuO2F x Z=1' but its atom sites give"),
 }
 
 
@@ -239,7 +244,8 @@ def test_relax_records_a_bad_item_as_a_failed_row(folder: str, corpus: Corpus, t
     assert not list(out.rglob(".*.tmp"))
 
 
-@pytest.mark.parametrize("folder", ["mix_garbage", "mix_cut_lines", "mix_non_utf8_name"])
+@pytest.mark.parametrize("folder", ["mix_garbage", "mix_cut_lines", "mix_non_utf8_name", "mix_unknown_element",
+                                    "mix_cut_rows"])
 def test_score_records_a_bad_item_as_an_unusable_row(folder: str, corpus: Corpus, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"

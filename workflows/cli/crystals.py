@@ -91,6 +91,9 @@ def _score(args: argparse.Namespace) -> int:
 
     dataset = args.dataset or (args.reference.split(":")[0] if ":" in args.reference else None)
     if dataset is None and (args.struc_cutoff is None or args.comp_cutoff is None):
+        from pipeline.common.io import read_crystal_input
+
+        read_crystal_input(args.reference, limit=args.reference_limit)  # a missing or broken file says so first
         raise UsageError("genmatch score crystals: the reference is not a named data set; give --dataset "
                          "(perov_5, carbon_24, mp_20) or both --struc-cutoff and --comp-cutoff")
     config = CrystalScoreConfig(

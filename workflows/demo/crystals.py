@@ -194,8 +194,8 @@ def format_crystals(g: dict[str, Any], r: dict[str, Any], s: DemoScores, raw: Sc
         lines.append(f"{'hull coverage':30s} {'':>13s} {_pct(st.hull_coverage):>10s}")
         lines.append(upper.strip() + (" " if upper else "") + stability_label(st)
                      + f": {st.n_hull_covered} of {st.n_hull_coverable} "
-                     "samples have a hull compound in their chemical system; the others' E_hull is the formation "
-                     "energy from the elements (a lower bound)")
+                     "samples are covered (each element in a hull compound beneath the sample); the others' E_hull "
+                     "is partly a formation energy from the elements (a lower bound)")
     lines.append(f"COV-R: share of the {s.n_reference} test crystals matched by one of the {g['n']} samples "
                  "(grows with the number of samples)")
     lines.append(f"hull: {s.hull_name} - {s.hull_note}")

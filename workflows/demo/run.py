@@ -25,7 +25,7 @@ Stages (each timed, each with a tqdm bar; all writes atomic):
    (``pipeline/score/reference_data``, made by ``tools/make_reference_data.py``), so a cold run
    computes only the samples'. COV-R depends on the number of samples (200 samples against
    3,785 test crystals cover fewer than 1,000 would). Every stability number comes with the hull's
-   coverage (share of samples whose chemical system holds a non-elemental reference); below
+   coverage (share of samples with every element in a hull compound beneath them); below
    100 % the stable rate is reported as an upper bound.
 
    The hull: ``hull="default"`` (default) is the MP elemental references plus the CHGNet-relaxed

@@ -22,6 +22,7 @@ import gzip
 import itertools
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -64,18 +65,27 @@ def load_entries_json(path: str | os.PathLike) -> list["ComputedEntry"]:
     try:
         with _open_text(path) as f:
             data = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable JSON file of entries ({exc})") from exc
+    except (OSError, ValueError, EOFError, zlib.error) as exc:  # UnicodeDecodeError, gzip.BadGzipFile included
+        why = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise ValueError(f"{path}: not a readable JSON file of entries ({why})") from None
     items = list(data.values()) if isinstance(data, dict) and "@class" not in data else data
     if isinstance(items, dict):
         items = [items]
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: holds a JSON {type(data).__name__}, not a list or dict of pymatgen ComputedEntry "
+                         "dicts")
     entries = []
     for i, d in enumerate(items):
         try:
+            if not isinstance(d, dict):
+                raise TypeError(f"a JSON {type(d).__name__}")
             cls = ComputedStructureEntry if "structure" in d else ComputedEntry
             entries.append(cls.from_dict(d))
-        except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"{path}: item {i} is not a pymatgen ComputedEntry dict ({exc})") from exc
+            if not np.isfinite(entries[-1].energy):
+                raise ValueError(f"energy {entries[-1].energy}")
+        except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for a bad entry dict
+            why = " ".join(str(exc).split())[:120] or type(exc).__name__
+            raise ValueError(f"{path}: item {i} is not a pymatgen ComputedEntry dict ({why})") from None
     if not entries:
         raise ValueError(f"{path}: no entries")
     return entries
@@ -155,28 +165,48 @@ class ReferenceHull:
         return cls(entries=entries, name=f"default:{name}+mp_elemental_refs")
 
     # -- queries ----------------------------------------------------------------------------
-    def compound_systems(self) -> frozenset[frozenset[str]]:
-        """Chemical systems of the hull's non-elemental entries (at least 2 elements)."""
-        if not hasattr(self, "_compound_systems"):
+    def facet(self, composition: "Composition") -> list["Composition"] | None:
+        """The compositions of the hull phases that ``composition`` decomposes into (the vertices of the hull
+        facet beneath it, with a non-zero share), None where the hull has no phase diagram for it."""
+        try:
             if self.ppd is not None:
-                entries = getattr(self.ppd, "all_entries", None) or getattr(self.ppd, "entries", [])
-                systems = {_chemsys(e.composition) for e in entries}
+                decomp = self.ppd.get_decomposition(composition)
             else:
-                systems = set(self._by_chemsys)
-            self._compound_systems = frozenset(q for q in systems if len(q) >= 2)
-        return self._compound_systems
+                pd = self._phase_diagram(_chemsys(composition))
+                if isinstance(pd, Exception):
+                    return None
+                decomp = pd.get_decomposition(composition)
+        except Exception:  # noqa: BLE001 - outside the hull (e.g. an element it lacks)
+            return None
+        return [e.composition for e, amount in decomp.items() if amount > 1e-8]
+
+    def coverage_gap(self, composition: "Composition") -> str | None:
+        """None where the hull covers ``composition``, else why not (a phrase for ``e_hull_note``).
+
+        Covered means the facet of the hull beneath the composition (:meth:`facet`) holds, for each element of
+        the composition, a non-elemental compound containing that element; a single element is covered by its
+        own reference. A compound of the sample's exact chemical system on the facet covers every element at
+        once; two binaries can cover a ternary (NaCl + KCl under Na-K-Cl). Where some element meets the facet
+        only as the pure element, the hull there is built from that element's reference alone, E_hull is a
+        formation energy in that direction and only a lower bound (a compound the hull lacks could lower the
+        hull), e.g. a ternary sample whose system holds one binary compound and no ternary one."""
+        els = sorted(_chemsys(composition))
+        phases = self.facet(composition)
+        if phases is None:
+            return "not covered: no hull for this chemical system"
+        if len(els) == 1:
+            return None
+        bare = [el for el in els if not any(len(c.elements) >= 2 and el in _chemsys(c) for c in phases)]
+        if not bare:
+            return None
+        if len(bare) == len(els):
+            return "not covered: the hull has no compound under this composition (E_hull is a lower bound)"
+        return (f"not covered: the hull has no compound with {', '.join(bare)} under this composition "
+                "(E_hull is a lower bound)")
 
     def covers(self, compositions: Sequence["Composition"]) -> np.ndarray:
-        """[N] bool: the hull holds at least one non-elemental entry inside the composition's chemical
-        system. Where it does not, E_hull is the formation energy from the elements: a lower bound on
-        the true E_hull (a compound the hull lacks could only lower the hull there)."""
-        compounds = self.compound_systems()
-        out = np.zeros(len(compositions), dtype=bool)
-        for i, comp in enumerate(compositions):
-            els = sorted(_chemsys(comp))
-            out[i] = any(frozenset(c) in compounds for k in range(2, len(els) + 1)
-                         for c in itertools.combinations(els, k))
-        return out
+        """[N] bool: the hull covers each composition (:meth:`coverage_gap` is None)."""
+        return np.array([self.coverage_gap(c) is None for c in compositions], dtype=bool)
 
     def _phase_diagram(self, chemsys: frozenset[str]) -> Any:
         if chemsys not in self._pd_cache:
@@ -214,6 +244,28 @@ class ReferenceHull:
             except Exception as exc:  # noqa: BLE001 - one composition outside the hull
                 why[i] = f"hull: {exc}"
         return out, why
+
+
+def read_hull_file(config: "CrystalScoreConfig") -> ReferenceHull | None:
+    """The hull of a ``config.hull`` that names a file, read now (before a run folder is made); None for a
+    named hull or a :class:`ReferenceHull`. A file that cannot be read as a hull raises
+    :class:`~structures.errors.InputError` saying why."""
+    from pipeline.crystals.names import NAMED_HULLS
+    from structures.errors import InputError
+
+    h = config.hull
+    if h is None or isinstance(h, ReferenceHull) or str(h) in NAMED_HULLS:
+        return None
+    p = Path(str(h)).expanduser()
+    try:
+        if p.name.endswith((".pkl", ".pkl.gz", ".pickle")):
+            return ReferenceHull.from_ppd_pickle(p, trusted=config.trust_pickle)
+        return ReferenceHull.from_entries_json(p)
+    except Exception as exc:  # noqa: BLE001 - a trusted pickle can raise anything; the messages name the file
+        why = " ".join(str(exc).split())[:300] or type(exc).__name__
+        where = "--hull: " if str(p) in why else f"--hull {p}: "
+        raise InputError(f"{where}{why}; give a .json[.gz] list of pymatgen ComputedEntry dicts or a "
+                         "PatchedPhaseDiagram pickle") from None
 
 
 def build_hull(config: "CrystalScoreConfig", reference: "CrystalInput | None", compute: "ComputeConfig",

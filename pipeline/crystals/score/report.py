@@ -82,8 +82,8 @@ def plot_scores(scores: ScoredCrystals, out_dir: str | os.PathLike) -> list[Path
         ok = np.isfinite(eh)
         covered = t["hull_covered"].to_numpy(dtype=bool) if "hull_covered" in t.columns else np.ones(len(t), bool)
         bins = np.linspace(-1, 2, 61)
-        parts = [(np.clip(eh[ok & covered], -1, 2), "hull has a compound in the chemical system"),
-                 (np.clip(eh[ok & ~covered], -1, 2), "elemental refs only (formation energy: a lower bound)")]
+        parts = [(np.clip(eh[ok & covered], -1, 2), "covered: each element in a hull compound beneath"),
+                 (np.clip(eh[ok & ~covered], -1, 2), "not covered (an element meets only its reference)")]
         parts = [(x, lab) for x, lab in parts if len(x)]
         if parts:
             ax.hist([x for x, _ in parts], bins=bins, stacked=True, label=[lab for _, lab in parts])

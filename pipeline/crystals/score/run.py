@@ -37,7 +37,7 @@ def score_crystals(structures: Any, config: CrystalScoreConfig, out_dir: str | o
     :class:`RelaxedCrystals` brings its CHGNet energies along when ``config.energies`` is not given and the
     CHGNet versions agree. Without ``out_dir`` nothing is written.
     """
-    from pipeline.crystals.score.hull import build_hull
+    from pipeline.crystals.score.hull import build_hull, read_hull_file
     from pipeline.crystals.score.report import write_scores
     from pipeline.crystals.score.score import score_structures
 
@@ -56,11 +56,13 @@ def score_crystals(structures: Any, config: CrystalScoreConfig, out_dir: str | o
     hull_ref = (as_crystal_input(config.hull_reference, "CrystalScoreConfig.hull_reference")
                 if config.hull_reference is not None else None)
     compute = config.compute(progress)
+    hull_file = read_hull_file(config)  # a hull file is read before the run folder: a bad one changes nothing
 
     def run() -> ScoredCrystals:
         usable = [s for s, p in zip(inp.structures, inp.problems) if p is None]
-        hull = build_hull(config, hull_ref if str(config.hull) == "default" else None, compute,
-                          queries=[s.composition for s in usable])
+        hull = hull_file if hull_file is not None else build_hull(
+            config, hull_ref if str(config.hull) == "default" else None, compute,
+            queries=[s.composition for s in usable])
         return score_structures(inp, ref, config, hull=hull, energies=energies, compute=compute,
                                 training=None if train is None else [s for s in train.structures if s is not None])
 

@@ -166,9 +166,12 @@ def _with_unusable(table: "pd.DataFrame", inp: CrystalInput) -> "pd.DataFrame":
 def _stability(structures: Sequence["Structure"], table: "pd.DataFrame", hull: "ReferenceHull",
                energies: Sequence[float] | None, config: CrystalScoreConfig, training: Sequence["Structure"] | None,
                compute: ComputeConfig) -> StabilitySummary:
-    """E_hull, stable / unique (/ novel, S.U.N. with ``training``) columns added to ``table``; their summary."""
+    """E_hull, stable, hull coverage and unique (/ novel, S.U.N. with ``training``) columns added to ``table``;
+    their summary. Uniqueness and novelty are computed for every row, stable or not (stability is a column to
+    filter on); S.U.N. keeps the protocol's uniqueness among the stable rows. ``e_hull_note`` says why E_hull is
+    missing and, for every row the hull does not cover, that it is not covered."""
     from pipeline.crystals.score.energies import chgnet_energies
-    from pipeline.crystals.score.stability import hull_coverage, novel_mask, stable_mask, unique_mask
+    from pipeline.crystals.score.stability import first_of_class, hull_coverage, match_classes, novel_mask, stable_mask
 
     progress, threshold = compute.progress, config.e_hull_threshold
     if energies is None:
@@ -180,19 +183,24 @@ def _stability(structures: Sequence["Structure"], table: "pd.DataFrame", hull: "
         if len(e) != len(structures):
             raise InputError(f"CrystalScoreConfig.energies: {len(e)} energies for {len(structures)} structures")
         source = "given"
-    e_hull, why = hull.e_above_hull([s.composition for s in structures], e)
+    comps = [s.composition for s in structures]
+    e_hull, why = hull.e_above_hull(comps, e)
     invalid = ~table["struct_valid"].to_numpy(dtype=bool)  # atoms too close: no energy is meaningful
     e_hull = np.where(invalid, np.nan, e_hull)
-    why = np.where(invalid, "structurally invalid (atoms < 0.5 A apart): no E_hull", np.asarray(why, dtype=object))
+    why = ["structurally invalid (atoms < 0.5 A apart): no E_hull" if bad else w for w, bad in zip(why, invalid)]
+    gaps = [hull.coverage_gap(c) for c in comps]
+    covered = np.array([g is None for g in gaps], dtype=bool)
     stable = stable_mask(e_hull, table["n_elements"].to_numpy(), threshold)
-    unique = unique_mask(structures, stable, progress=progress)
+    every = np.ones(len(structures), dtype=bool)
+    classes = match_classes(structures, every, progress=progress)
+    unique = first_of_class(classes, every)
+    unique_stable = first_of_class(classes, stable)
     table["energy_per_atom"] = e
     table["e_hull"] = e_hull
-    table["e_hull_note"] = why
+    table["e_hull_note"] = ["; ".join(x for x in (w, g) if x) for w, g in zip(why, gaps)]
     table["stable"] = stable
-    table["unique"] = unique
-    covered = hull.covers([s.composition for s in structures])
-    table["hull_covered"] = covered  # a compound of the hull lies in the chemical system (else E_hull is a lower bound)
+    table["unique"] = unique  # among every scored row
+    table["hull_covered"] = covered  # every element meets a hull compound beneath the sample (else a lower bound)
     n = len(structures)
     finite = e_hull[np.isfinite(e_hull)]
     cov = hull_coverage(covered, table["n_elements"].to_numpy())
@@ -203,17 +211,19 @@ def _stability(structures: Sequence["Structure"], table: "pd.DataFrame", hull: "
         if len(finite) else {},
         stable_rate=float(stable.sum() / n) if n else float("nan"),
         n_stable=int(stable.sum()),
-        unique_among_stable=float(unique.sum() / stable.sum()) if stable.any() else float("nan"),
+        unique_among_stable=float(unique_stable.sum() / stable.sum()) if stable.any() else float("nan"),
         hull_coverage=float(cov["hull_coverage"]), n_hull_covered=int(cov["n_hull_covered"]),
         n_hull_coverable=int(cov["n_hull_coverable"]),
         stable_rate_is_upper_bound=bool(cov["stable_rate_is_upper_bound"]),
         n_stable_hull_covered=int((stable & covered).sum()),
+        unique_rate=float(unique.sum() / n) if n else float("nan"),
     )
     if training is not None:
-        novel = novel_mask(structures, training, stable & unique, progress=progress)
-        sun = stable & unique & novel
+        novel = novel_mask(structures, training, every, progress=progress)
+        sun = stable & unique_stable & novel
         table["novel"] = novel
         table["sun"] = sun
         summary.sun_rate = float(sun.sum() / n) if n else float("nan")
         summary.n_sun = int(sun.sum())
+        summary.novel_rate = float(novel.sum() / n) if n else float("nan")
     return summary

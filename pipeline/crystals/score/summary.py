@@ -45,8 +45,9 @@ def _flat(rec: Any) -> dict[str, Any]:
 @dataclass
 class StabilitySummary(JsonRecord):
     """E_hull against ``hull`` (stable: E_hull <= ``e_hull_threshold`` and >= 2 elements), uniqueness among
-    the stable ones, the hull's coverage of the samples (below 100 % ``stable_rate`` is an upper bound,
-    :func:`pipeline.crystals.score.stability.hull_coverage`) and S.U.N. (None without a training set)."""
+    the stable ones and among all (``unique_rate``), the hull's coverage of the samples (below 100 %
+    ``stable_rate`` is an upper bound, :func:`pipeline.crystals.score.stability.hull_coverage`), S.U.N. and
+    ``novel_rate`` (None without a training set)."""
 
     hull: str
     energy_source: str  # "given" or "CHGNet <version> static (given geometries)"
@@ -63,6 +64,8 @@ class StabilitySummary(JsonRecord):
     n_stable_hull_covered: int
     sun_rate: float | None = None
     n_sun: int | None = None
+    unique_rate: float | None = None  # share of the scored samples that are unique (stable or not)
+    novel_rate: float | None = None  # share of the scored samples that are novel (with a training set)
 
     def to_dict(self) -> dict[str, Any]:
         return _flat(self)

@@ -1,5 +1,6 @@
-"""Hull coverage: the share of samples whose chemical system holds a non-elemental reference entry; below
-100 % the stable rate is an upper bound (summary keys, text label, E_hull plot)."""
+"""Hull coverage: a sample is covered when every one of its elements meets a non-elemental compound on the hull
+facet beneath it; the share of covered samples, below 100 % the stable rate is an upper bound (summary keys,
+text label, E_hull plot); every uncovered row says so in e_hull_note."""
 
 from __future__ import annotations
 
@@ -31,14 +32,34 @@ def tiny_hull() -> ReferenceHull:
 def test_hull_coverage_on_a_tiny_hand_made_hull(tiny_hull: ReferenceHull) -> None:
     comps = [Composition(f) for f in ("NaCl", "Na3Cl", "KCl", "NaClO3", "K2O", "Na")]
     covered = tiny_hull.covers(comps)
-    # NaCl lies in Na-Cl and in Na-Cl-O; K-Cl and K-O hold no compound; Na is elemental
-    assert covered.tolist() == [True, True, False, True, False, False]
+    # NaCl and Na3Cl (Na + NaCl) sit on facets with NaCl; K-Cl and K-O hold no compound; NaClO3 lies over
+    # NaCl + O, where O meets no compound (a formation energy towards O); Na is its own reference
+    assert covered.tolist() == [True, True, False, False, False, True]
+    assert "with O " in tiny_hull.coverage_gap(Composition("NaClO3"))
     n_el = np.array([len(c.elements) for c in comps])
     cov = hull_coverage(covered, n_el)
-    assert cov["n_hull_coverable"] == 5 and cov["n_hull_covered"] == 3  # the elemental sample cannot be stable
-    assert cov["hull_coverage"] == pytest.approx(0.6) and cov["stable_rate_is_upper_bound"] is True
-    full = hull_coverage(covered[[0, 1, 3]], n_el[[0, 1, 3]])
+    assert cov["n_hull_coverable"] == 5 and cov["n_hull_covered"] == 2  # the elemental sample cannot be stable
+    assert cov["hull_coverage"] == pytest.approx(0.4) and cov["stable_rate_is_upper_bound"] is True
+    full = hull_coverage(covered[[0, 1]], n_el[[0, 1]])
     assert full["hull_coverage"] == 1.0 and full["stable_rate_is_upper_bound"] is False
+
+
+def test_a_binary_compound_does_not_cover_a_ternary_sample_it_leaves_an_element_out_of() -> None:
+    """The demo's case: a ternary system holding one binary compound and no ternary one. Every facet of the
+    Ba-Ti-O triangle then holds BaO, but Ti meets only its elemental reference: not covered. Two binaries that
+    between them hold every element cover it (NaCl + KCl beneath Na-K-Cl), so does a ternary compound."""
+    hull = ReferenceHull(entries=[_entry("Ba", -1.9), _entry("Ti", -7.8), _entry("O", -4.9), _entry("BaO", -6.0),
+                                  _entry("Na", -1.3), _entry("K", -1.1), _entry("Cl", -1.8), _entry("NaCl", -3.4),
+                                  _entry("KCl", -3.4)], name="binaries")
+    gap = hull.coverage_gap(Composition("BaTiO3"))
+    assert gap is not None and "with Ti " in gap and "lower bound" in gap
+    assert hull.coverage_gap(Composition("Ba2O")) is None  # Ba + BaO: both elements meet BaO
+    assert hull.coverage_gap(Composition("NaKCl2")) is None
+    assert hull.coverage_gap(Composition("TiO2")) is not None  # no Ti-O compound at all
+    assert "no hull" in hull.coverage_gap(Composition("FeO"))  # no Fe reference
+    with_ternary = ReferenceHull(entries=hull.entries + [_entry("BaTiO3", -8.2)], name="ternary")
+    assert with_ternary.coverage_gap(Composition("BaTiO3")) is None
+    assert with_ternary.coverage_gap(Composition("Ba2TiO4")) is None  # beneath it: BaO + BaTiO3
 
 
 def test_stability_summary_reports_coverage_and_upper_bound(tiny_hull: ReferenceHull, tmp_path: Path) -> None:
@@ -57,11 +78,13 @@ def test_stability_summary_reports_coverage_and_upper_bound(tiny_hull: Reference
     table = pd.DataFrame({"n_elements": [2, 2, 2, 3], "struct_valid": [True] * 4})
     compute = ComputeConfig(cache_dir=False, progress=False)
     st = _stability(sts, table, tiny_hull, e, CrystalScoreConfig(), None, compute)
-    assert table["hull_covered"].tolist() == [True, False, False, True]
+    assert table["hull_covered"].tolist() == [True, False, False, False]
     assert table["stable"].tolist() == [True, True, True, False]
-    assert st.stable_rate == 0.75 and st.hull_coverage == 0.5
+    notes = table["e_hull_note"].tolist()
+    assert notes[0] == "" and all(n.startswith("not covered: ") for n in notes[1:]), notes  # every uncovered row
+    assert st.stable_rate == 0.75 and st.hull_coverage == 0.25
     assert st.stable_rate_is_upper_bound is True and st.n_stable_hull_covered == 1
-    assert stability_label(st) == "stable 75.0 % (upper bound: hull covers 50.0 % of samples)"
+    assert stability_label(st) == "stable 75.0 % (upper bound: hull covers 25.0 % of samples)"
     assert stability_label(replace(st, stable_rate=0.25, hull_coverage=1.0, stable_rate_is_upper_bound=False)) \
         == "stable 25.0 %"
     assert stability_label(None) == "stable -"
@@ -72,3 +95,24 @@ def test_stability_summary_reports_coverage_and_upper_bound(tiny_hull: Reference
     scores = ScoredCrystals(table=table.assign(density=[1.0, 2.0, 3.0, 4.0], in_wdist_sample=True), summary=summary,
                             reference={"density": np.array([1.5, 2.5]), "n_elements": np.array([2, 3])})
     assert (tmp_path / "e_hull.png") in plot_scores(scores, tmp_path)
+
+
+def test_uniqueness_and_novelty_are_computed_for_unstable_rows_too(tiny_hull: ReferenceHull) -> None:
+    """Stability is a column to filter on, not a gate: ``unique`` and ``novel`` are set for every row; S.U.N.
+    keeps the protocol's uniqueness among the stable rows."""
+    from pipeline.common.parallel import ComputeConfig
+    from pipeline.crystals.score.config import CrystalScoreConfig
+    from pipeline.crystals.score.score import _stability
+
+    nacl = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    kcl = Structure(Lattice.cubic(5.2), ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    sts = [nacl, nacl.copy(), kcl]
+    table = pd.DataFrame({"n_elements": [2, 2, 2], "struct_valid": [True] * 3})
+    st = _stability(sts, table, tiny_hull, [-1.0, -3.5, -5.0], CrystalScoreConfig(), [kcl],
+                    ComputeConfig(cache_dir=False, progress=False))
+    assert table["stable"].tolist() == [False, True, True]
+    assert table["unique"].tolist() == [True, False, True]  # the unstable first NaCl is unique
+    assert table["novel"].tolist() == [True, True, False]  # novelty of the unstable row too
+    assert table["sun"].tolist() == [False, True, False]  # the first *stable* NaCl counts for S.U.N.
+    assert st.unique_rate == pytest.approx(2 / 3) and st.novel_rate == pytest.approx(2 / 3)
+    assert st.unique_among_stable == 1.0 and st.n_sun == 1
