@@ -15,6 +15,7 @@ def last_gaps(c: Corpus) -> Corpus:
     formula only as ``_chemical_formula_structural`` x Z, broken hull files, an empty reference CSV."""
     import gzip
     import re
+    import socket
 
     good = (c["good"] / "g1.cif").read_text()
     no_sum = re.sub(r"^_chemical_formula_sum.*\n", "", good, flags=re.MULTILINE)
@@ -39,6 +40,9 @@ def last_gaps(c: Corpus) -> Corpus:
         (d / "g0.cif").write_text((c["good"] / "g0.cif").read_text())
         (d / f"bad_{name}.cif").write_text(content)
         c.paths[f"mix_{name}"] = str(d)
+    with socket.socket() as s:  # a local port nothing listens on (bound, then released)
+        s.bind(("127.0.0.1", 0))
+        c.paths["closed"] = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     return c
 
 
@@ -66,6 +70,10 @@ GAP_ERRORS: dict[str, Case] = {
                              sub=True),
     "score-hull-gzip-not-json": C("score", "crystals", "{good}", "--reference", "{ref}", *SCORE, "--hull",
                                   "{hull_gz_text_json_gz}", "--out", E, text="not a readable JSON file of entries"),
+    "score-dask-unreachable": C("score", "crystals", "{good}", "--reference", "{ref}", *SCORE, "--dask-scheduler",
+                                "{closed}", "--out", E, text="no dask scheduler answers"),
+    "score-dask-not-an-address": C("score", "crystals", "{good}", "--reference", "{ref}", *SCORE,
+                                   "--dask-scheduler", "localhost", "--out", E, text="dask"),
     "score-reference-missing-no-dataset": C("score", "crystals", "{good}", "--reference", "{root}/nope.csv",
                                             *SCORE[2:], "--out", E, text="input not found"),
     "score-reference-empty-csv-no-dataset": C("score", "crystals", "{good}", "--reference", "{empty_csv}",

@@ -169,6 +169,14 @@ class CrystalScoreConfig:
         return ComputeConfig(workers=self.workers, dask_scheduler=self.dask_scheduler, backend=self.backend,
                              cache_dir=self.cache_dir, progress=progress)
 
+    def check_resources(self) -> None:
+        """What cannot be checked when the config is made, checked before a run starts (:class:`InputError`,
+        nothing written): the dask scheduler answers (the twin of ``ProteinScoreConfig.check_resources``)."""
+        if self.dask_scheduler is not None:
+            from pipeline.common.parallel import check_scheduler
+
+            check_scheduler(self.dask_scheduler, option="dask_scheduler (--dask-scheduler)")
+
     def run_settings(self) -> dict[str, Any]:
         """The settings a run folder is keyed by (the keys score run folders have always had)."""
         return {"dataset": self.cutoff_dataset(), "struc_cutoff": self.struc_cutoff, "comp_cutoff": self.comp_cutoff,

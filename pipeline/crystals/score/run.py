@@ -57,6 +57,7 @@ def score_crystals(structures: Any, config: CrystalScoreConfig, out_dir: str | o
                 if config.hull_reference is not None else None)
     compute = config.compute(progress)
     hull_file = read_hull_file(config)  # a hull file is read before the run folder: a bad one changes nothing
+    config.check_resources()  # the scheduler answers
 
     def run() -> ScoredCrystals:
         usable = [s for s, p in zip(inp.structures, inp.problems) if p is None]
