@@ -12,6 +12,8 @@ from pipeline.common.run import fingerprint
 from structures.atomic import atomic_path
 from structures.crystals.checks import cif_text_problem, formula_problem, structure_problem
 from structures.errors import InputError
+from structures.ids import safe_id
+from structures.paths import file_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -133,6 +135,8 @@ def read_crystal_input(source: str | os.PathLike, split: str | None = None,
         return CrystalInput(_ids_from_props(ds.properties, len(ds), f"{name}_{split}"), ds.structures,
                             f"{name}:{split}", fingerprint=fingerprint([Path(csv), limit]))
     path = Path(src).expanduser()
+    if os.path.lexists(path) and not path.is_dir() and file_problem(path) is not None:
+        raise InputError(f"{path}: {file_problem(path)}")  # a fifo is never opened
     if path.is_dir():
         return _read_cif_dir(path, limit)
     if path.is_file():
@@ -156,22 +160,12 @@ def _ids_from_props(props: "pd.DataFrame", n: int, prefix: str) -> list[str]:
 
 def _read_cif_dir(path: Path, limit: int | None) -> CrystalInput:
     try:
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".cif" and p.is_file())
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".cif")  # special files become rows
     except OSError as exc:
         raise InputError(f"{path}: cannot list the folder ({exc.strerror})") from None
     if not files:
         raise InputError(f"{path}: no .cif files in this folder")
     return _read_cif_files(files[:limit] if limit else files, str(path))
-
-
-def _safe_id(stem: str) -> tuple[str, str | None]:
-    """A printable UTF-8 id for a file stem, and a problem when the name is not valid UTF-8."""
-    try:
-        stem.encode("utf-8")
-        return stem, None
-    except UnicodeEncodeError:
-        return (os.fsencode(stem).decode("utf-8", "backslashreplace"),
-                "the file name is not valid UTF-8; rename the file")
 
 
 def parse_cif_text(text: str) -> tuple["Structure | None", str | None]:
@@ -196,12 +190,12 @@ def parse_cif_text(text: str) -> tuple["Structure | None", str | None]:
 def _read_cif_files(files: list[Path], source: str) -> CrystalInput:
     ids, structures, problems, blobs = [], [], [], []
     for f in files:
-        ident, problem = _safe_id(f.stem)
-        s = None
+        ident, s = safe_id(f.stem), None  # ids name output files: safe on every file system (structures.ids)
+        problem = file_problem(f)  # a fifo, a dangling link, a folder named x.cif: a row, never opened
         try:
-            blob = f.read_bytes()
+            blob = f.read_bytes() if problem is None else b""
         except OSError as exc:
-            blob, problem = b"", problem or f"cannot read the file ({exc.strerror})"
+            blob, problem = b"", f"cannot read the file ({exc.strerror})"
         if problem is None:
             try:
                 s, problem = parse_cif_text(blob.decode("utf-8"))

@@ -3,8 +3,9 @@
 The one place that decides whether a protein structure can be used; ``generate`` (inverse-folding targets),
 ``score`` and the training data all call it after reading a chain.
 
-* :func:`file_problem`: a path that is not a regular file (missing, dangling link, symlink loop, fifo, socket,
-  device, directory) is refused *without opening it* (opening a fifo would block).
+* :func:`~structures.paths.file_problem` (shared with crystals): a path that is not a regular file (missing,
+  dangling link, symlink loop, fifo, socket, device, directory) is refused *without opening it* (opening a fifo
+  would block).
 * :func:`check_chain` of a :class:`~structures.proteins.io.BackboneChain`:
 
   - coordinates: every present atom finite (no NaN / inf) and within ``|x| <= MAX_COORD`` Angstrom (a PDB
@@ -23,17 +24,14 @@ the strict form for a single input: it raises :class:`~structures.errors.InputEr
 
 from __future__ import annotations
 
-import errno
-import os
-import stat
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from structures.errors import InputError
+from structures.paths import file_problem  # noqa: F401 - re-exported: the protein readers' import
 from structures.proteins.residue_constants import MODIFIED_TO_ONE, RESTYPE_1TO3, RESTYPE_3TO1
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,26 +49,6 @@ class ChainCheck:
 
     problem: str | None
     notes: tuple[str, ...] = ()
-
-
-def file_problem(path: str | os.PathLike) -> str | None:
-    """Why ``path`` cannot be read as an input file (without opening it), or None for a regular file."""
-    p = Path(path)
-    try:
-        st = os.stat(p)  # follows links: a dangling link raises ENOENT, a loop ELOOP
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "a symbolic link loop; point the link at a file"
-        if p.is_symlink():
-            return f"a broken symbolic link ({exc.strerror or type(exc).__name__}); point it at a file"
-        return f"cannot access the file ({exc.strerror or type(exc).__name__})"
-    if stat.S_ISDIR(st.st_mode):
-        return "a folder, not a file"
-    if not stat.S_ISREG(st.st_mode):
-        kind = "a fifo (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) \
-            else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
-        return f"{kind}, not a regular file; give a file"
-    return None
 
 
 def _residue(chain: BackboneChain, i: int) -> str:

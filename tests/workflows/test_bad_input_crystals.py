@@ -219,7 +219,6 @@ ROWS = {  # folder -> (id of the bad item, what its reason says)
     "mix_z95": ("bad_z95", "bad input: element Am (Z = 95) is beyond what the model covers (Z <= 94)"),
     "mix_not_utf8_text": ("bad_not_utf8_text", "bad input: not a UTF-8 text file"),
     "mix_empty_file": ("bad_empty_file", "bad input: no _cell_length_a"),
-    "mix_non_utf8_name": ("caf\\xe9", "bad input: the file name is not valid UTF-8"),
     "mix_unknown_element": ("bad_unknown_element", "bad input: species Xx0+ is not a chemical element"),
     "mix_cut_rows": ("bad_cut_rows", "bad input: the CIF states 'TlRuO2F x Z=1' but its atom sites give"),
 }
@@ -244,7 +243,7 @@ def test_relax_records_a_bad_item_as_a_failed_row(folder: str, corpus: Corpus, t
     assert not list(out.rglob(".*.tmp"))
 
 
-@pytest.mark.parametrize("folder", ["mix_garbage", "mix_cut_lines", "mix_non_utf8_name", "mix_unknown_element",
+@pytest.mark.parametrize("folder", ["mix_garbage", "mix_cut_lines", "mix_unknown_element",
                                     "mix_cut_rows"])
 def test_score_records_a_bad_item_as_an_unusable_row(folder: str, corpus: Corpus, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
@@ -259,6 +258,40 @@ def test_score_records_a_bad_item_as_an_unusable_row(folder: str, corpus: Corpus
     assert dict(zip(t["id"], t["usable"].astype(str))) == {"g0": "True", bad_id: "False"}
     assert t.loc[t["id"] == bad_id, "problem"].item() != ""
     assert json.loads((out / "summary.json").read_text())["n_unusable"] == 1
+
+
+def test_special_entries_are_rows_and_odd_names_get_safe_ids(corpus: Corpus, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A CIF folder holding a fifo, a dangling link, a symlink loop and a folder named x.cif: one failed row each,
+    with its reason, and the fifo is never opened (the run would block); a file whose name is not valid UTF-8 or
+    holds a space is scored under a safe id (structures.ids)."""
+    src = tmp_path / "in"
+    shutil.copytree(corpus["mix_non_utf8_name"], src)  # g0.cif and a non-UTF-8 name
+    shutil.copy(src / "g0.cif", src / "a b.cif")
+    os.mkfifo(src / "fifo.cif")
+    (src / "dangling.cif").symlink_to(src / "nowhere.cif")
+    (src / "loop.cif").symlink_to(src / "loop.cif")
+    (src / "dir.cif").mkdir()
+    out = tmp_path / "out"
+    rc, stdout, err = cli(["score", "crystals", str(src), "--reference", str(corpus["ref"]), *SCORE,
+                           "--out", str(out)], capsys)
+    assert rc == 0 and "Traceback" not in err, err
+    t = pd.read_csv(out / "scores.csv", keep_default_na=False).set_index("id")
+    reasons = {"fifo": "a fifo (named pipe)", "dangling": "broken symbolic link", "loop": "symbolic link loop",
+               "dir": "a folder, not a file"}
+    for ident, reason in reasons.items():
+        assert t.loc[ident, "usable"].astype(str) == "False" and reason in t.loc[ident, "problem"], ident
+    usable = set(t.index[t["usable"].astype(str) == "True"])
+    assert "g0" in usable and len(usable) == 3
+    assert all(i.isascii() and " " not in i for i in usable)
+
+
+def test_a_single_special_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fifo given as the input is refused without opening it, and nothing is written."""
+    os.mkfifo(tmp_path / "x.cif")
+    out = tmp_path / "out"
+    rc, _, err = cli(["relax", "crystals", str(tmp_path / "x.cif"), *RELAX0, "--out", str(out)], capsys)
+    assert rc == 2 and "a fifo (named pipe)" in err and not out.exists(), err
 
 
 def test_score_gives_no_e_hull_to_a_structurally_invalid_crystal(corpus: Corpus, tmp_path: Path,
