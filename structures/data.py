@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -270,6 +271,8 @@ def load_proteins(path: str | os.PathLike | None = None) -> ProteinBackboneSet:
     path = Path(path) if path is not None else resolve_dataset("proteins")
     if not path.is_file():
         raise DataNotFoundError(f"protein npz not found: {path}")
+    if not zipfile.is_zipfile(path):  # else np.load reads it as a pickle, and its error advises allow_pickle
+        raise ValueError(f"{path}: not an npz archive; expected the schema of structures/embedded/proteins/README.md")
     with np.load(path, allow_pickle=False) as z:
         missing = [k for k in _NPZ_KEYS if k not in z.files]
         if missing:

@@ -41,6 +41,7 @@ from pipeline.proteins.network import ProteinNetwork, ProteinNetworkInput
 from pipeline.proteins.flow import ProteinFlow, ProteinFlowConfig, ProteinState, sample_prior
 from pipeline.proteins.names import MODES, PRECISIONS, Mode
 from structures.errors import InputError
+from structures.ids import safe_id
 from structures.proteins.frames import Frames, backbone_from_frames
 from structures.proteins.residue_constants import MASK_INDEX, NUM_TOKENS, sequence_to_indices
 
@@ -257,9 +258,12 @@ class GenerationPlan:
 
 
 def plan_samples(lengths: Sequence[int], per_length: int, targets: Sequence[ProteinTarget] | None) -> GenerationPlan:
-    """The samples of a run: ``length_<L>_<i>`` per length, or ``<target>_<i>`` per target (``per_length`` each)."""
+    """The samples of a run: ``length_<L>_<i>`` per length, or ``<target>_<i>`` per target (``per_length`` each).
+
+    Ids name output files (``pdb/<id>.pdb``), so a target's name (a FASTA header, a dict key or chain name given in
+    Python) enters them as :func:`structures.ids.safe_id` of it: a name holding ``/`` or ``..`` stays inside OUT."""
     ids, sizes, tix = [], [], []
-    for k, (name, length) in enumerate([(t.name, len(t.sequence)) for t in targets] if targets else
+    for k, (name, length) in enumerate([(safe_id(t.name), len(t.sequence)) for t in targets] if targets else
                                        [(f"length_{n}", n) for n in lengths]):
         for i in range(per_length):
             ids.append(f"{name}_{i:04d}")

@@ -20,6 +20,8 @@ from bad_input_corpus import (GEN, NON_UTF8, RELAX0, SCORE, TRAIN, C, Case, Corp
                               cli, copy_of, crystal_corpus, evil_pickle, evil_resume_state, hold_lock,
                               leftover_start, snapshot, stale, write_csv)
 
+pytestmark = pytest.mark.timeout(600)  # a hang fails (with its stack) instead of stalling CI
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:

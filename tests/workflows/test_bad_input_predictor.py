@@ -15,6 +15,8 @@ from bad_input_corpus import C, Case, Corpus, check_refusal, copy_of, evil_pickl
 
 from structures.errors import InputError  # noqa: E402
 
+pytestmark = pytest.mark.timeout(600)  # a hang fails (with its stack) instead of stalling CI
+
 TINY = ["--steps", "2", "--eval-every", "2", "--hidden", "16", "--blocks", "1", "--heads", "2", "--batch-size", "8",
         "--limit", "24", "--holdout", "0.25", "--quiet", "--threads", "1"]
 OK = ["train", "predictor", "perov_5:val", "--property", "heat_ref"]

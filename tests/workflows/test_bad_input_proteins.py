@@ -1,20 +1,33 @@
-"""The bad-input corpus for proteins (issue 11): ``generate / score / train proteins``, every kind of bad input,
-through the real command line. The contract and the shared helpers are in ``bad_input_corpus.py``: exit code
-2, one stderr line naming the problem, no traceback, the output folder and the inputs byte for byte unchanged,
-no malicious pickle executed."""
+"""The bad-input corpus for proteins (issues 11 and 25): ``generate / score / train proteins`` and ``info
+--checkpoint``, every kind of bad input (options, structures, FASTA, lengths, model files, special files, output
+folders, names), through the real command line. The contract and the shared helpers are in ``bad_input_corpus.py``:
+exit code 2, one stderr line naming the problem, no traceback, the output folder and the inputs byte for byte
+unchanged, no malicious pickle executed. The structure / FASTA / special-file cases and their inputs are in
+``bad_input_protein_files.py``; ``test_protein_limits.py`` adds the memory, device, dask and ESMFold refusals.
+The counterparts: a folder mixing good files with each bad kind is scored (one failed row per bad entry), and
+names that are not UTF-8 or not safe become safe ids."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import pickle
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared corpus module, imported by its plain name
 from bad_input_corpus import C, Case, Corpus, check_refusal, evil_pickle, hold_lock, snapshot  # noqa: E402
+from bad_input_protein_files import BAD_STRUCTURES, FILE_ERRORS, SPECIAL, protein_inputs  # noqa: E402
+from protein_files import finishes  # noqa: E402
 
+from structures.ids import safe_id  # noqa: E402
 from workflows.cli import main  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)  # a hang fails the test instead of stalling CI
 
 QUIET = ["--quiet", "--threads", "1"]
 GEN = ["--lengths", "50", "--per-length", "1", "--steps", "2", *QUIET]
@@ -52,7 +65,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     c.paths["evil_zip_ckpt"] = str(inputs / "evil_zip.ckpt")
     c.paths["gen_run"] = str(root / "gen_run")
     assert main(["generate", "proteins", *GEN, "--out", c.paths["gen_run"]]) == 0
-    return c
+    return protein_inputs(c)
 
 
 E = "{OUT}"
@@ -117,6 +130,7 @@ ERRORS: dict[str, Case] = {  # name -> case
                                text="holds a generate-proteins run"),
     "gen-locked-run": C("generate", "proteins", *GEN, "--out", "{gen_run}", text="another genmatch process",
                         prepare=hold_lock("gen_run")),
+    **FILE_ERRORS,
 }
 
 
@@ -143,3 +157,91 @@ def test_the_protein_corpus_pickles_are_live(corpus: Corpus, tmp_path: Path) -> 
     pickle.loads(evil_pickle(marker))
     assert marker.exists()
     assert not Path(corpus.paths["marker"]).exists()
+
+
+def test_corpus_size() -> None:
+    assert len(ERRORS) + len(ROWS) >= 60
+
+
+# ---------------------------------------------------------------- per-item problems: a row, the batch goes on
+
+SCORE = ["--mpnn-sequences", "1", "--reference", "none", "--no-cache", "--no-plots", *QUIET]
+ROWS = {**{name.split(".")[0]: text for name, text in BAD_STRUCTURES.values()}, **SPECIAL}  # id -> its reason
+NOT_UTF8 = safe_id(os.fsdecode(b"caf\xe9"))
+GOOD = ["good_a", "good_b", "mse", NOT_UTF8]
+
+
+@pytest.fixture(scope="module")
+def mixed(corpus: Corpus, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, pd.DataFrame]:
+    """``score proteins`` of the folder that mixes good files with each bad kind: exit code, stderr, scores.csv.
+    It must finish (a fifo opened for reading would block it) and leave the folder unchanged."""
+    out = tmp_path_factory.mktemp("mixed") / "out"
+    before = snapshot(corpus["mix"])
+    err, stdout = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(stdout):
+        rc = finishes(lambda: main(["score", "proteins", str(corpus["mix"]), *SCORE, "--out", str(out)]), 240)
+    assert snapshot(corpus["mix"]) == before
+    return rc, err.getvalue(), pd.read_csv(out / "scores.csv", keep_default_na=False)
+
+
+@pytest.mark.parametrize("ident", list(ROWS))
+def test_a_bad_entry_in_a_folder_is_one_failed_row(ident: str, mixed: tuple[int, str, pd.DataFrame]) -> None:
+    rc, err, table = mixed
+    assert rc == 0, err
+    row = table[table["id"] == ident]
+    assert len(row) == 1 and row["status"].iloc[0] == "failed", table[["id", "status"]]
+    assert ROWS[ident] in row["problem"].iloc[0], row["problem"].iloc[0]
+
+
+def test_the_good_entries_of_a_mixed_folder_are_scored(mixed: tuple[int, str, pd.DataFrame]) -> None:
+    """The good files (one with MSE, read as MET and warned as one line; one with a non-UTF-8 name) are scored,
+    and the table holds exactly one row per entry."""
+    rc, err, table = mixed
+    assert rc == 0 and "Traceback" not in err, err
+    assert sorted(table["id"]) == sorted([*ROWS, *GOOD])
+    assert set(table.loc[table["status"] == "scored", "id"]) == set(GOOD)
+    assert table.loc[table["status"] == "scored", "length"].astype(float).eq(45).all()
+    assert all(line.startswith("genmatch: warning: ") for line in err.strip().splitlines()), err
+    assert any("mse.pdb: chain A: MSE read as MET (1 residue)" in line for line in err.splitlines()), err
+
+
+# --------------------------------------------------------------------------------------------- names
+
+def test_unsafe_and_non_utf8_names_become_safe_ids(corpus: Corpus, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Inverse folding of a folder holding a non-UTF-8 file name, and folding of a FASTA record named 'a/b c':
+    the runs finish with their CSV and FASTA, every output named by a safe id inside OUT."""
+    src = tmp_path / "in"
+    src.mkdir()
+    good = corpus["good_pdb"].read_bytes()
+    (src / "plain.pdb").write_bytes(good)
+    with open(os.path.join(os.fsencode(src), b"caf\xe9.pdb"), "wb") as f:
+        f.write(good)
+    out = tmp_path / "inverse"
+    assert main(["generate", "proteins", "--mode", "inverse-folding", "--structure-in", str(src), *GEN,
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    ids = [safe_id(os.fsdecode(b"caf\xe9") + "_A") + "_0000", "plain_A_0000"]
+    assert sorted(pd.read_csv(out / "manifest.csv")["id"]) == ids
+    assert sorted(p.name for p in (out / "pdb").iterdir()) == [f"{i}.pdb" for i in ids]
+    assert (out / "samples.fasta").read_text().count(">") == 2
+    (tmp_path / "named.fasta").write_text(">a/b c\nMKVLAAGIVALLLAAGCSS\n>../up\nMKVLAAGIVA\n")
+    out = tmp_path / "folding"
+    assert main(["generate", "proteins", "--mode", "forward-folding", "--sequence-in", str(tmp_path / "named.fasta"),
+                 *GEN, "--out", str(out)]) == 0, capsys.readouterr().err
+    names = sorted(p.name for p in (out / "pdb").iterdir())
+    assert names == sorted(f"{safe_id(n)}_0000.pdb" for n in ("a/b", "../up")) and not (tmp_path / "up_0000.pdb").exists()
+    assert all(n.isascii() and "/" not in n and not n.startswith(".") for n in names)
+
+
+def test_names_given_in_python_become_safe_ids(tmp_path: Path) -> None:
+    """Dict keys and chain names passed to workflows.proteins.generate name output files through safe_id: a key
+    holding '/' or '..' cannot write outside OUT; a safe key is kept as it is."""
+    from workflows import proteins
+
+    seqs = {"../../escape": "MKVLAAGIVA", "dir/name": "GGSAAKLLVE", "plain": "MKVLAAGIVA"}
+    config = proteins.ProteinGenerateConfig(sequence_in=seqs, per_length=1, steps=2)
+    with pytest.warns(UserWarning, match="length 10 is outside"):
+        gen = proteins.generate(config, out_dir=tmp_path / "out", threads=1, progress=False)
+    assert sorted(gen.ids) == sorted(f"{safe_id(k)}_0000" for k in seqs) and "plain_0000" in gen.ids
+    assert sorted(p.name for p in (tmp_path / "out" / "pdb").iterdir()) == sorted(f"{i}.pdb" for i in gen.ids)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

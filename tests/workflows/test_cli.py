@@ -14,6 +14,8 @@ from helpers import REPO_ROOT
 
 from workflows.cli import main
 
+pytestmark = pytest.mark.timeout(600)  # a hang fails (with its stack) instead of stalling CI
+
 ROOT = REPO_ROOT
 
 

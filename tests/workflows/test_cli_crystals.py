@@ -10,6 +10,8 @@ import pytest
 
 from workflows.cli import main
 
+pytestmark = pytest.mark.timeout(600)  # a hang fails (with its stack) instead of stalling CI
+
 
 @pytest.fixture(scope="module")
 def cif_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -19,6 +19,8 @@ from helpers import fixture_path
 from structures.proteins.io import read_chain
 from workflows.cli import main
 
+pytestmark = pytest.mark.timeout(300)  # a hang fails the test instead of stalling CI
+
 BASE = ["generate", "proteins", "--lengths", "7,11", "--per-length", "2", "--steps", "5", "--quiet",
         "--residue-budget", "25", "--threads", "1"]
 

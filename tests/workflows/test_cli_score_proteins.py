@@ -11,6 +11,8 @@ import pytest
 
 from workflows.cli import main
 
+pytestmark = pytest.mark.timeout(300)  # a hang fails the test instead of stalling CI
+
 FAST = ["--mpnn-sequences", "2", "--reference-limit", "20", "--quiet", "--threads", "1"]
 
 

@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared corpus module, imported by its plain name
 from bad_input_corpus import C, Case, Corpus, check_refusal, evil_pickle  # noqa: E402
+from bad_input_protein_files import with_nan  # noqa: E402
 
 from pipeline.common.model_file import ModelFile, load_model_file, save_model_file  # noqa: E402
 from structures.errors import InputError  # noqa: E402
@@ -27,6 +28,8 @@ from structures.errors import InputError  # noqa: E402
 QUIET = ["--quiet", "--threads", "1"]
 GEN = ["--per-length", "1", "--steps", "2", *QUIET]
 SCORE = ["--mpnn-sequences", "1", "--reference", "none", "--no-cache", "--no-plots", *QUIET]
+
+pytestmark = pytest.mark.timeout(300)  # a hang fails the test instead of stalling CI
 
 
 def _tiny_esmfold(path: Path) -> Path:
@@ -43,16 +46,6 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _with_nan(source: Path, out: Path) -> Path:
-    ck = load_model_file(source)
-    state = dict(ck.state_dict)
-    name = sorted(state)[0]
-    bad = state[name].clone()
-    bad.view(-1)[0] = float("nan")
-    state[name] = bad
-    return save_model_file(out, ModelFile(state, {k: v for k, v in ck.record.items() if k != "format_version"}))
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +70,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
             write_structure(d / f"{chain.name}.pdb",
                             BackboneChain.from_coords(chain.coords[:45], chain.sequence[:45], name=chain.name))
         c.paths[name] = str(d)
-    c.paths["nan_protein"] = str(_with_nan(SHIPPED_PROTEIN_MODEL, root / "nan_protein.safetensors"))
-    c.paths["nan_crystal"] = str(_with_nan(resolve_model_path("perov_5"), root / "nan_crystal.safetensors"))
+    c.paths["nan_protein"] = str(with_nan(SHIPPED_PROTEIN_MODEL, root / "nan_protein.safetensors"))
+    c.paths["nan_crystal"] = str(with_nan(resolve_model_path("perov_5"), root / "nan_crystal.safetensors"))
     good = _tiny_esmfold(root / "esm_good")
     c.paths["esm_good"] = str(good)
     config = (good / "config.json").read_text()

@@ -8,8 +8,10 @@ torch-free modules and the handlers import the rest when they run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import warnings
+from collections.abc import Iterator
 
 from manifolds.discrete.names import SCHEDULER_NAMES
 from pipeline.proteins.names import MODE_SPELLINGS, MPNN_MODELS, PRECISIONS, ROTATIONS, SEQUENCES
@@ -22,6 +24,16 @@ def _one_line_warning(message: Warning | str, *args: object, **kwargs: object) -
     """``warnings.showwarning`` of a command: a warning (e.g. lengths outside the model's training range) as one
     line on stderr, when it is raised."""
     print(printable(f"genmatch: warning: {message}"), file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Within the block, every UserWarning (e.g. "MSE read as MET", lengths outside the training range) is printed
+    as one line on stderr, each time it is raised."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = _one_line_warning
+        yield
 
 
 # ------------------------------------------------------------------------------------------ generate proteins
@@ -75,9 +87,7 @@ def _generate(args: argparse.Namespace) -> int:
         mode=args.mode, sequence_in=args.sequence_in, structure_in=args.structure_in, seed=args.seed,
         device=args.device, precision=args.precision, multiflow_exact=args.multiflow_exact,
         residue_budget=args.residue_budget, trajectory=args.trajectory, max_memory_gb=args.max_memory_gb)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", UserWarning)
-        warnings.showwarning = _one_line_warning
+    with _warnings_as_lines():
         gen = proteins.generate(config, out_dir=args.out, threads=args.threads, restart=args.restart,
                                 progress=not args.quiet)
     s = gen.summary
@@ -131,8 +141,9 @@ def _score(args: argparse.Namespace) -> int:
         diversity=not args.no_diversity, limit=args.limit, workers=args.workers, dask_scheduler=args.dask_scheduler,
         backend=args.backend, cache_dir=False if args.no_cache else args.cache_dir, plots=not args.no_plots,
         max_memory_gb=args.max_memory_gb)
-    scores = proteins.score(args.input, config, out_dir=args.out, threads=args.threads, restart=args.restart,
-                            progress=not args.quiet)
+    with _warnings_as_lines():
+        scores = proteins.score(args.input, config, out_dir=args.out, threads=args.threads, restart=args.restart,
+                                progress=not args.quiet)
     print(format_summary(scores))
     print(printable(f"-> {args.out}"))
     return 0

@@ -10,6 +10,7 @@ chain's centroid, AF2 Gram-Schmidt frames, amino acids.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -21,8 +22,10 @@ from torch.utils.data import DataLoader, Dataset
 from pipeline.proteins.train.interpolant import ProteinTarget
 from structures.cache import file_sha256
 from structures.errors import InputError
+from structures.proteins.checks import file_problem
 from structures.proteins.frames import frames_from_atoms
 from structures.proteins.dataset import ChainFilter, LengthBucketBatchSampler, ProteinDataset, ProteinExample
+from structures.proteins.inputs import is_structure_name
 from structures.proteins.io import StructureFileError
 
 if TYPE_CHECKING:
@@ -41,9 +44,13 @@ def dataset_files(dataset: str) -> list[Path]:
         if not files:
             raise InputError(f"{path}: empty folder; give a folder of PDB / mmCIF files")
         return files
-    if not path.is_file():
-        raise InputError(f"training data not found: {path}; give 'proteins' (the embedded backbone set), an npz "
+    problem = file_problem(path) if os.path.lexists(path) else "not found"
+    if problem is not None:  # a fifo, a dangling link, ...: never opened
+        raise InputError(f"training data {path}: {problem}; give 'proteins' (the embedded backbone set), an npz "
                          "of its schema or a folder of PDB / mmCIF files")
+    if is_structure_name(path):
+        raise InputError(f"training data {path}: one structure file; put it (and the others) in a folder and give "
+                         "the folder")
     return [path]
 
 
