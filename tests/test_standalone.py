@@ -30,7 +30,8 @@ PACKAGE_DATA = ["structures/embedded/crystals/perov_5/val.csv.xz", "structures/e
                 "structures/embedded/crystals/carbon_24/val.csv.xz",
                 "structures/embedded/crystals/carbon_24/test.csv.xz",
                 "structures/embedded/mp/2023-02-07-mp-elemental-reference-entries.json.gz",
-                "structures/embedded/proteins/promod3_backbones.npz"]
+                "structures/embedded/proteins/promod3_backbones.npz",
+                "structures/embedded/proteins/rfdiffusion_benchmark.json"]
 MODELS = ["perov_5_small", "carbon_24_small", "protein_small", "perov_5_predictor", "perov_5_judge"]
 
 
