@@ -15,6 +15,10 @@ Modes (:data:`MODES`):
 * ``folding`` - forward folding: the sequence is given (cat_t = 1 - min_t, self-conditioned on its one-hot);
 * ``inverse_folding`` - the structure is given (so3_t = r3_t = 1 - min_t); the sequence is generated.
 
+Per-residue conditions (fixed amino acids, fixed frames, allowed amino acids) and refinement from a start time t0
+are :class:`~pipeline.proteins.conditioning.Conditioning` and ``SamplerConfig.start_time``
+(:mod:`pipeline.proteins.conditioning` says what is exact).
+
 MultiFlow-exact mode (``ProteinFlowConfig.multiflow_exact``) reproduces MultiFlow's ``Interpolant.sample`` with its
 quirks: the final call is made at the previous call's time and sees the sequence from before the last sequence
 step (a misspelt batch key); the rotation step may overshoot the prediction. The default fixes these: the final
@@ -38,6 +42,8 @@ from torch import Tensor
 
 from manifolds.samplers import time_grid
 from pipeline.proteins.network import ProteinNetwork, ProteinNetworkInput
+from pipeline.proteins.conditioning import (Conditioning, check_start_time, given_state, refinement_state,
+                                           refinement_steps)
 from pipeline.proteins.flow import ProteinFlow, ProteinFlowConfig, ProteinState, sample_prior
 from pipeline.proteins.names import MODES, PRECISIONS, Mode
 from structures.errors import InputError
@@ -59,6 +65,7 @@ class SamplerConfig:
     mode: Mode = "codesign"
     self_condition: bool = True
     precision: str = "fp32"  # "bf16": network calls under bfloat16 autocast (frames, IPA attention, outputs fp32)
+    start_time: float | None = None  # refinement: start at t0 from the given structure noised to t0 (None: min_t)
 
     def validate(self) -> None:
         if self.precision not in PRECISIONS:
@@ -67,28 +74,17 @@ class SamplerConfig:
             raise ValueError(f"steps must be >= 2 (time points from min_t to 1), got {self.steps}")
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.start_time is not None:
+            check_start_time(self.start_time)
         self.flow.validate()
 
     def grid(self) -> list[float]:
-        """The ``steps`` time points linspace(min_t, 1, steps) (float64, the last exactly 1)."""
-        return time_grid(self.steps - 1, self.flow.min_t, 1.0)
-
-
-@dataclass
-class Conditioning:
-    """What a batch is given: the residue mask, and the sequence (folding) or the structure (inverse folding)."""
-
-    res_mask: Tensor  # [B, N] bool
-    sequence: Tensor | None = None  # [B, N] long, folding
-    trans: Tensor | None = None  # [B, N, 3] Angstrom, centred, inverse folding
-    rotmats: Tensor | None = None  # [B, N, 3, 3], inverse folding
-
-    def fixed(self, mode: str) -> tuple[Tensor, Tensor]:
-        """(structure fixed, sequence fixed), each ``[B, N]`` bool: padding, plus what the mode holds."""
-        pad = ~self.res_mask
-        structure = pad | (mode == "inverse_folding")
-        sequence = pad | (mode in ("folding", "structure"))
-        return structure, sequence
+        """The ``steps`` time points linspace(min_t, 1, steps) (float64, the last exactly 1); from ``start_time``
+        t0, :func:`~pipeline.proteins.conditioning.refinement_steps` points on [t0, 1] (a full run's step size)."""
+        if self.start_time is None:
+            return time_grid(self.steps - 1, self.flow.min_t, 1.0)
+        n = refinement_steps(self.steps, self.start_time, self.flow.min_t)
+        return time_grid(n - 1, self.start_time, 1.0)
 
 
 @dataclass
@@ -167,14 +163,16 @@ def _cpu(state: ProteinState) -> ProteinState:
 
 def integrate(flow: ProteinFlow, predict: Predictor, state: ProteinState, cond: Conditioning, config: SamplerConfig,
               rng: torch.Generator | None = None, trajectory: bool = False) -> SampleResult:
-    """Run the sampler loop from ``state`` (x at grid[0]) and land on the final prediction (module docstring)."""
+    """Run the sampler loop from ``state`` (x at grid[0]) and land on the final prediction (module docstring).
+    The sequence logits are restricted to ``cond.allowed`` at every step and at the landing draw."""
     grid = config.grid()
+    cond.check(config.mode, config.start_time is not None)
     fixed_structure, fixed_sequence = cond.fixed(config.mode)
     traj = [_cpu(state)] if trajectory else None
     before_last = state.aatypes
     for k in range(len(grid) - 1):
         t, h = grid[k], grid[k + 1] - grid[k]
-        pred = predict(state, t)
+        pred = _restricted(predict(state, t), cond)
         before_last = state.aatypes
         state = flow.step(state, t, h, pred, rng).keep(state, fixed_structure, fixed_sequence)
         if traj is not None:
@@ -183,6 +181,7 @@ def integrate(flow: ProteinFlow, predict: Predictor, state: ProteinState, cond: 
         pred = predict(replace(state, aatypes=before_last), grid[-2])
     else:
         pred = predict(state, grid[-1])
+    pred = _restricted(pred, cond)
     if config.mode == "structure":
         seq = pred.logits[..., :MASK_INDEX].argmax(-1)
     else:
@@ -194,21 +193,28 @@ def integrate(flow: ProteinFlow, predict: Predictor, state: ProteinState, cond: 
     return SampleResult(landed, cond.res_mask, traj)
 
 
-def initial_state(cond: Conditioning, config: SamplerConfig, rng: torch.Generator | None,
-                  dtype: torch.dtype) -> ProteinState:
-    """x_0 for the mode: the prior, with the given sequence (folding) or structure (inverse folding)."""
-    state = sample_prior(cond.res_mask, config.flow, rng, dtype)
-    if config.mode == "folding":
-        if cond.sequence is None:
-            raise ValueError("forward folding needs the sequence")
-        state.aatypes = torch.where(cond.res_mask, cond.sequence.to(state.aatypes.device), state.aatypes)
-    if config.mode == "inverse_folding":
-        if cond.trans is None or cond.rotmats is None:
-            raise ValueError("inverse folding needs the structure (trans and rotmats)")
-        m = cond.res_mask
-        state.trans = torch.where(m[..., None], cond.trans.to(state.trans), state.trans)
-        state.rotmats = torch.where(m[..., None, None], cond.rotmats.to(state.rotmats), state.rotmats)
-    return state
+def _restricted(pred: Prediction, cond: Conditioning) -> Prediction:
+    """The prediction with its sequence logits restricted to the allowed amino acids (unchanged without a set)."""
+    return pred if cond.allowed is None else Prediction(pred.trans, pred.rotmats, cond.restrict(pred.logits))
+
+
+def initial_state(cond: Conditioning, config: SamplerConfig, rng: torch.Generator | None, dtype: torch.dtype,
+                  flow: ProteinFlow | None = None) -> ProteinState:
+    """x at the grid's first time: the prior (or, refining from ``config.start_time`` t0, the given structure and
+    sequence noised to t0 along ``flow``'s paths, :func:`~pipeline.proteins.conditioning.refinement_state`), with
+    the given values written at the given residues (the whole sequence for folding, the whole structure for inverse
+    folding, the residues fixed one by one)."""
+    config.validate()
+    refine = config.start_time is not None
+    cond.check(config.mode, refine)
+    if refine:
+        flow = flow if flow is not None else ProteinFlow.build(config.flow)
+        given = given_state(cond)
+        given = ProteinState(given.trans.to(dtype), given.rotmats.to(dtype), given.aatypes)
+        state = refinement_state(flow, given, cond.res_mask, float(config.start_time), rng)
+    else:
+        state = sample_prior(cond.res_mask, config.flow, rng, dtype)
+    return cond.hold(state, config.mode)
 
 
 def sample_proteins(net: ProteinNetwork, cond: Conditioning, config: SamplerConfig = SamplerConfig(),
@@ -217,10 +223,9 @@ def sample_proteins(net: ProteinNetwork, cond: Conditioning, config: SamplerConf
     """Sample one batch with the network (in its dtype, on its device). ``prior`` replaces the draw of x_0."""
     config.validate()
     flow = ProteinFlow.build(config.flow)
-    cond = Conditioning(*(x.to(net.device) if x is not None else None for x in
-                          (cond.res_mask.bool(), cond.sequence, cond.trans, cond.rotmats)))
+    cond = cond.to(net.device)
     dtype = torch.promote_types(net.dtype, torch.float32)
-    state = prior if prior is not None else initial_state(cond, config, rng, dtype)
+    state = prior if prior is not None else initial_state(cond, config, rng, dtype, flow)
     predictor = NetworkPredictor(net, cond, config, flow)
     return integrate(flow, predictor, state, cond, config, rng, trajectory)
 

@@ -17,6 +17,13 @@ where a continuous component takes its z_hat.
 
 ``land(logits)``: the sequence the final step lands on (no MASK for any generator): purity = MultiFlow's argmax over
 the 20 amino acids; KO = a draw from pi.
+
+Sequence constraints (:mod:`pipeline.proteins.conditioning`) reach both generators through their inputs: fixed amino
+acids are revealed tokens the sampler holds, allowed sets are logits at -inf (pi = 0) outside the set at every step.
+KO: with an exact posterior, revealed tokens give the exact conditional law, allowed sets the exact restricted law
+when the data factorise over the restricted positions. Purity: no forbidden amino acid is ever drawn and the
+restricted pi also orders the unmasking, but no law is exact (the confidence order is a heuristic, and the re-mask
+noise acts on free positions only, since the sampler restores the revealed ones).
 """
 
 from __future__ import annotations

@@ -217,23 +217,23 @@ class Oracle:
     the log posterior marginals of every position as logits (the KO step draws a_1 from them, KO section 3), and a
     posterior draw of the rotations (their conditional steps average to the marginal one to first order)."""
 
-    def __init__(self, paths, data, rng):
-        self.paths, self.data, self.rng = paths, data, rng
+    def __init__(self, paths, data, rng, prior=PRIOR):
+        self.paths, self.data, self.rng, self.prior = paths, data, rng, prior
 
     def posterior(self, state: ProteinState, t: float) -> torch.Tensor:
         t = min(t, 1.0 - 1e-3)  # p_1 is a point mass: the final call looks just before t = 1
-        b, m = state.trans.shape[0], PRIOR.shape[0]
+        b, m = state.trans.shape[0], self.prior.shape[0]
         parts = []
         for path, x, z in zip(self.paths, state.as_tuple(), self.data):
             xe = x.unsqueeze(1).expand((b, m) + x.shape[1:]).reshape((b * m,) + x.shape[1:])
             ze = z.unsqueeze(0).expand((b, m) + z.shape[1:]).reshape((b * m,) + z.shape[1:])
             parts.append(path.log_prob(xe, ze, t).reshape(b, m))
-        logp = torch.log(PRIOR) + sum(parts)
+        logp = torch.log(self.prior) + sum(parts)
         # a state of zero density under every z_m: a rotation off the (shrinking) support of the geodesic path next
         # to its edge, or tokens of two data points unmasked in one step (an O(h^2) event of the factorised step);
         # attach it by its translations alone (ExactOracle attaches by distance)
         dead = ~torch.isfinite(logp.amax(1))
-        logp[dead] = (torch.log(PRIOR) + parts[0])[dead]
+        logp[dead] = (torch.log(self.prior) + parts[0])[dead]
         return torch.softmax(logp, dim=1)
 
     def __call__(self, state: ProteinState, t: float) -> Prediction:
