@@ -234,6 +234,17 @@ def open_run(out_dir: str | os.PathLike, kind: str, settings: dict[str, Any], in
         raise
     try:
         yield run
+    except InputError:  # bad input found late (e.g. a model's weights): a new run leaves nothing behind
+        if not run.resumed and is_empty_run(path):
+            run.close()
+            remove_temporaries(path)
+            (path / RUN_FILE).unlink(missing_ok=True)
+            if not lock_existed:
+                (path / LOCK_FILE).unlink(missing_ok=True)
+            if not existed:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+        raise
     finally:
         run.close()
 

@@ -55,6 +55,25 @@ def test_failed_start_is_taken_over(tmp_path: Path) -> None:
         assert not run.resumed
 
 
+def test_bad_input_found_inside_a_new_run_leaves_nothing(tmp_path: Path) -> None:
+    """An InputError raised after the folder was opened (e.g. NaN in a model's weights, read only when it loads)
+    removes what the new run made: the folder it created, or the bookkeeping in an empty folder it was given."""
+    out = tmp_path / "run"
+    with pytest.raises(InputError), open_run(out, "k", {"a": 1}, "x"):
+        (out / ".scores.csv.1234.tmp").write_text("half")
+        raise InputError("bad weights")
+    assert not out.exists()
+    out.mkdir()
+    with pytest.raises(InputError), open_run(out, "k", {"a": 1}, "x"):
+        raise InputError("bad weights")
+    assert out.is_dir() and list(out.iterdir()) == []
+    with open_run(out, "k", {"a": 1}, "x"):  # a run with a result keeps it when a later error comes
+        (out / "result.txt").write_text("done")
+    with pytest.raises(InputError), open_run(out, "k", {"a": 1}, "x"):
+        raise InputError("late")
+    assert (out / RUN_FILE).is_file() and (out / "result.txt").is_file()
+
+
 def test_foreign_folder_refused_even_with_restart(tmp_path: Path) -> None:
     (tmp_path / "mine.txt").write_text("keep")
     for restart in (False, True):
