@@ -15,7 +15,12 @@ raise :class:`~structures.errors.InputError` naming the argument. The work is do
 Generation samples the product space R^3N x SO(3)^N x [21]^N (GM Prop. 4) with a MultiFlow-compatible network
 (see :mod:`pipeline.proteins.sampler`); folding takes sequences (``sequence_in``: a sequence, a list or dict of
 them, or a FASTA file), inverse folding takes backbones (``structure_in``: BackboneChains, data set ProteinChains,
-a previous result, or a PDB / mmCIF file or folder).
+a previous result, or a PDB / mmCIF file or folder). Design conditions (``conditions=``, a
+:class:`ProteinConditions` or a dict of its fields) scaffold a motif, refine a chain, fix or forbid amino acids:
+
+    gen = proteins.generate(conditions=proteins.ProteinConditions(
+        motif="motif.pdb", contig="10-40/A3-22/10-40", length="60-100", motif_sequence=True, forbid="C"),
+        per_length=8, steps=50)
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from pipeline.proteins.conditions import ProteinConditions
 from pipeline.proteins.generate import GeneratedProteins, ProteinGenerateConfig, generate_proteins
 from pipeline.proteins.score.config import MpnnConfig, ProteinScoreConfig
 from pipeline.proteins.score.run import score_backbones
@@ -34,7 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from pipeline.common.training import DeviceSettings, TrainedModel
     from pipeline.proteins.train.trainer import ProteinTrainConfig
 
-__all__ = ["DeviceSettings", "GeneratedProteins", "MpnnConfig", "ProteinGenerateConfig", "ProteinScoreConfig",
+__all__ = ["DeviceSettings", "GeneratedProteins", "MpnnConfig", "ProteinConditions", "ProteinGenerateConfig",
+           "ProteinScoreConfig",
            "ProteinTrainConfig", "ScoredProteins", "TrainedModel", "generate", "score", "train"]
 
 
@@ -59,7 +66,8 @@ def generate(config: ProteinGenerateConfig | None = None, *, out_dir: str | os.P
 
     Without ``out_dir`` the chains and sequences stay in memory; with it they are also written to a resumable run
     folder (``pdb/<id>.pdb``, ``samples.fasta``, ``manifest.csv/.json``, ``run.json``) and returned as written.
-    Lengths outside those the model was trained on give one :class:`UserWarning`.
+    Lengths outside those the model was trained on give one :class:`UserWarning`. ``conditions``: a
+    :class:`ProteinConditions` (motif scaffolding, refinement, fixed / forbidden amino acids; module docstring).
     """
     config = make_config(ProteinGenerateConfig, config, fields, "generate")
     check_run_args("generate", out_dir, restart, progress)

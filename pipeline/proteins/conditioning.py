@@ -17,6 +17,11 @@
   factorised approximation of guidance by the indicator. With the purity sampler the restricted pi also sets its
   confidence order; nothing about the purity sampler is exact (its unmasking order is a heuristic and it
   re-masks), but no forbidden amino acid is ever drawn and revealed tokens are never re-masked.
+* ``motif`` (:class:`~pipeline.proteins.replacement.MotifCondition`): motif frames centred on the motif's own CA
+  centroid, a motif mask and a method: ``replacement`` puts the motif residues on their conditional path at every
+  step (GM Prop. 1) at the offset the prediction gives them and re-centres the chain; ``hold`` writes them clean
+  from the start. Approximate for any model (:mod:`pipeline.proteins.replacement`); the final motif is exact up to
+  a translation.
 * Refinement (``SamplerConfig.start_time`` t0, RFdiffusion's partial diffusion): x_t0 is drawn from the path's
   conditional p_t0(. | x_1 = given) factor by factor (:func:`refinement_state`), the fixed residues are put back,
   and the sampler runs from t0 to 1; with the exact posterior it samples sum_x p_t0(x | given) p(x_1 | x_t0 = x).
@@ -32,6 +37,7 @@ from torch import Tensor
 
 from pipeline.proteins.flow import ProteinFlow, ProteinState, centred_gaussian
 from pipeline.proteins.names import Mode
+from pipeline.proteins.replacement import MotifCondition
 from pipeline.proteins.sequence import NUM_AA
 from structures.errors import InputError
 from structures.proteins.residue_constants import MASK_INDEX
@@ -52,6 +58,7 @@ class Conditioning:
     fixed_sequence: Tensor | None = None  # [B, N] bool: revealed amino acids
     fixed_structure: Tensor | None = None  # [B, N] bool: held frames
     allowed: Tensor | None = None  # [B or 1, N, 20] bool
+    motif: MotifCondition | None = None  # motif frames on their path (replacement) or held clean
 
     def fixed(self, mode: str) -> tuple[Tensor, Tensor]:
         """(structure fixed, sequence fixed), each ``[B, N]`` bool: padding, what the mode holds, and the residues
@@ -73,7 +80,7 @@ class Conditioning:
     def to(self, device: torch.device) -> Conditioning:
         """The same conditioning on ``device`` (the residue mask as bool)."""
         moved = {f.name: (getattr(self, f.name).to(device) if getattr(self, f.name) is not None else None)
-                 for f in fields(self)}
+                 for f in fields(self)}  # MotifCondition has .to(device) too
         moved["res_mask"] = moved["res_mask"].bool()
         return Conditioning(**moved)
 
@@ -85,6 +92,11 @@ class Conditioning:
             if mask is not None and (mask.shape != (b, n) or mask.dtype != torch.bool):
                 raise InputError(f"{name} must be a [B, N] = [{b}, {n}] bool mask, got {tuple(mask.shape)} "
                                  f"{mask.dtype}; build it like res_mask")
+        if self.motif is not None:
+            self.motif.check(self.res_mask)
+            if mode == "inverse_folding" or self.fixed_structure is not None:
+                raise InputError("a motif with every frame given (inverse folding) or with fixed_structure; give the "
+                                 "held frames as the motif (method 'hold') or drop the motif")
         structure, sequence = self.given(mode)
         if self.fixed_sequence is not None and mode == "structure":
             raise InputError("fixed amino acids with mode 'structure' (the sequence is not generated); "

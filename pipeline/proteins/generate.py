@@ -12,7 +12,9 @@ Without ``out_dir`` the chains stay in memory. With it, per sample: ``OUT/pdb/<i
 from the sequence) and, with ``trajectory``, ``OUT/traj/<id>.pdb`` (one model per step); at the end
 ``OUT/samples.fasta``, ``OUT/manifest.csv`` and ``OUT/manifest.json`` (length, seed, batch, sequence, settings; wall
 times in the JSON only, so every other file is byte-identical between an interrupted and an uninterrupted run), and
-the returned chains are those of the files. A batch is done when ``OUT/batches/<k>.json`` exists.
+the returned chains are those of the files. A batch is done when ``OUT/batches/<k>.json`` exists. ``conditions``
+(:class:`~pipeline.proteins.conditions.ProteinConditions`: motif scaffolding, refinement, fixed / forbidden amino
+acids) are recorded in the settings, and each sample's contig draw and motif placement in its manifest row.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ from manifolds.discrete.names import SCHEDULER_NAMES
 from pipeline.common.device import check_device
 from pipeline.common.records import JsonRecord
 from pipeline.common.run import fingerprint, open_run
+from pipeline.proteins.conditions import ProteinConditions, SampleInputs, plan_inputs
 from pipeline.proteins.flow import ProteinFlowConfig, RotationConfig, SequenceConfig
 from pipeline.proteins.memory import check_fits, network_bytes, pair_load
 from pipeline.proteins.names import MODE_SPELLINGS, PRECISIONS, ROTATIONS, SEQUENCES
 from pipeline.proteins.network import ProteinNetwork
 from pipeline.proteins.network.checkpoint import LoadedProteinModel, load_protein_model
-from pipeline.proteins.sampler import (GenerationPlan, ProteinTarget, SamplerConfig, backbone_atoms,
-                                       batch_conditioning, batch_seed, plan_samples, sample_proteins)
+from pipeline.proteins.sampler import (GenerationPlan, ProteinTarget, SamplerConfig, backbone_atoms, batch_seed,
+                                       plan_samples, sample_proteins)
 from structures.atomic import atomic_open
 from structures.data import ProteinChain
 from structures.errors import InputError
@@ -55,6 +58,7 @@ __all__ = ["GeneratedProteins", "GenerationPlan", "ProteinGenerateConfig", "Prot
            "ProteinTarget", "generate_proteins", "plan_samples"]
 
 DEFAULT_STEPS = 500  # MultiFlow's inference num_timesteps, for a model whose record sets none
+DEFAULT_LENGTHS = (70, 100, 200, 300)
 _INPUT_KINDS = (str, os.PathLike, list, tuple, dict)
 
 
@@ -71,11 +75,13 @@ class ProteinGenerateConfig:
     for (BackboneChains or data set ProteinChains, a list / dict of them, a previous :class:`GeneratedProteins`, or a
     PDB / mmCIF file or folder). ``precision`` "bf16": network calls under bfloat16 autocast. ``max_memory_gb``: the
 memory a batch may need (None: what is available now on ``device``); a run whose heaviest batch is estimated to need
-more is refused before it starts (:mod:`pipeline.proteins.memory`).
+more is refused before it starts (:mod:`pipeline.proteins.memory`). ``conditions``: a
+:class:`~pipeline.proteins.conditions.ProteinConditions` (or a dict of its fields); with a motif or a refined
+chain, ``per_length`` samples are made and their lengths come from the contig draws / the chain.
     """
 
     model: "str | os.PathLike | ProteinNetwork | None" = None
-    lengths: tuple[int, ...] = (70, 100, 200, 300)
+    lengths: tuple[int, ...] = DEFAULT_LENGTHS
     per_length: int = 100
     rotations: str = "flow"
     jump_weight: float = 0.5
@@ -92,6 +98,7 @@ more is refused before it starts (:mod:`pipeline.proteins.memory`).
     residue_budget: int = 2000  # B x N_max per batch
     trajectory: bool = False
     max_memory_gb: float | None = None  # None: the memory available now (pipeline.proteins.memory)
+    conditions: ProteinConditions | None = None
     #: the mode this config runs in: ``mode`` in its canonical spelling, or the one inferred from the inputs
     resolved_mode: str = field(init=False, repr=False, compare=False, default="codesign")
 
@@ -120,6 +127,14 @@ more is refused before it starts (:mod:`pipeline.proteins.memory`).
             put(self, "max_memory_gb", check_float(f"{name}.max_memory_gb", self.max_memory_gb, 0.0,
                                                    strict_minimum=True))
         self._check_inputs(name)
+        if self.conditions is not None:
+            if isinstance(self.conditions, dict):
+                put(self, "conditions", ProteinConditions(**self.conditions))
+            if not isinstance(self.conditions, ProteinConditions):
+                raise InputError(f"{name}.conditions must be a ProteinConditions or a dict of its fields, got "
+                                 f"{type(self.conditions).__name__}")
+            inputs = next((k for k in ("sequence_in", "structure_in") if getattr(self, k) is not None), None)
+            self.conditions.check_run(self.resolved_mode, inputs, self.lengths != DEFAULT_LENGTHS)
 
     def _check_inputs(self, name: str) -> None:
         given = {k: getattr(self, k) for k in ("sequence_in", "structure_in") if getattr(self, k) is not None}
@@ -151,12 +166,13 @@ more is refused before it starts (:mod:`pipeline.proteins.memory`).
     def sampler(self, steps: int) -> SamplerConfig:
         """The sampler's settings with ``steps`` time points (``self.steps`` or the model's default)."""
         return SamplerConfig(steps=steps, flow=self.flow(), mode=self.resolved_mode,  # type: ignore[arg-type]
-                             precision=self.precision)
+                             precision=self.precision, start_time=self.conditions and self.conditions.start_time)
 
     def plan_settings(self) -> dict[str, Any]:
         """The ``generation`` part of the run settings (what the run folder is keyed by, with the sampler's)."""
-        return {"lengths": self.lengths, "per_length": self.per_length, "seed": self.seed,
-                "residue_budget": self.residue_budget, "trajectory": self.trajectory}
+        out = {"lengths": self.lengths, "per_length": self.per_length, "seed": self.seed,
+               "residue_budget": self.residue_budget, "trajectory": self.trajectory}
+        return out if self.conditions is None else {**out, "conditions": self.conditions.record()}
 
 
 @dataclass
@@ -268,12 +284,11 @@ class _Batch:
     wall_s: float
 
 
-def _sample_batch(model: LoadedProteinModel, plan: GenerationPlan, idx: list[int], k: int,
-                  targets: Sequence[ProteinTarget] | None, sampler: SamplerConfig, seed: int,
-                  trajectory: bool) -> _Batch:
+def _sample_batch(model: LoadedProteinModel, plan: GenerationPlan, idx: list[int], k: int, inputs: SampleInputs,
+                  sampler: SamplerConfig, seed: int, trajectory: bool) -> _Batch:
     start, net = time.perf_counter(), model.net
     rng = torch.Generator(device=net.device).manual_seed(batch_seed(seed, k))
-    res = sample_proteins(net, batch_conditioning(plan, idx, targets, sampler.mode, net.device), sampler, rng,
+    res = sample_proteins(net, inputs.conditioning(plan, idx, sampler.mode, net.device), sampler, rng,
                           trajectory=trajectory)
     atoms = backbone_atoms(res.state, res.res_mask)  # [B, N, 4, 3]
     out = _Batch(k, batch_seed(seed, k), [], [], [], 0.0)
@@ -288,7 +303,8 @@ def _sample_batch(model: LoadedProteinModel, plan: GenerationPlan, idx: list[int
             traj = BackboneChain.from_coords(coords, seq, name=ident)
         out.trajectories.append(traj)
         out.rows.append({"id": ident, "index": i, "length": length, "batch": k, "seed": out.seed, "sequence": seq,
-                         "file": f"pdb/{ident}.pdb", "trajectory": f"traj/{ident}.pdb" if traj is not None else None})
+                         "file": f"pdb/{ident}.pdb", "trajectory": f"traj/{ident}.pdb" if traj is not None else None,
+                         **inputs.row(i)})
     out.wall_s = time.perf_counter() - start
     return out
 
@@ -309,7 +325,7 @@ def generate_proteins(config: ProteinGenerateConfig, *, out_dir: str | os.PathLi
         sampler.validate()
     except ValueError as exc:
         raise InputError(f"ProteinGenerateConfig: {exc}") from None
-    plan = plan_samples(config.lengths, config.per_length, targets)
+    plan, inputs = plan_inputs(config.lengths, config.per_length, config.seed, targets, config.conditions)
     batches = plan.batches(config.residue_budget)
     check_memory(config, model, [[plan.lengths[i] for i in idx] for idx in batches])
     settings = {"sampler": asdict(sampler), "generation": config.plan_settings(), "n": len(plan.ids)}
@@ -317,7 +333,7 @@ def generate_proteins(config: ProteinGenerateConfig, *, out_dir: str | os.PathLi
         warn_untrained_lengths(plan.lengths, model)
         bar, done = tqdm(total=len(plan.ids), unit="protein", desc="generating", disable=not progress), []
         for k, idx in enumerate(batches):
-            done.append(_sample_batch(model, plan, idx, k, targets, sampler, config.seed, config.trajectory))
+            done.append(_sample_batch(model, plan, idx, k, inputs, sampler, config.seed, config.trajectory))
             bar.update(len(idx))
         bar.close()
         return _in_memory(done, len(plan.ids), sampler.mode, settings)
@@ -328,7 +344,7 @@ def generate_proteins(config: ProteinGenerateConfig, *, out_dir: str | os.PathLi
         out, bar = run.path, tqdm(total=len(plan.ids), unit="protein", desc="generating", disable=not progress)
         for k, idx in enumerate(batches):
             if not (out / "batches" / f"{k:05d}.json").is_file():
-                batch = _sample_batch(model, plan, idx, k, targets, sampler, config.seed, config.trajectory)
+                batch = _sample_batch(model, plan, idx, k, inputs, sampler, config.seed, config.trajectory)
                 for row, chain, traj in zip(batch.rows, batch.chains, batch.trajectories):
                     write_structure(out / row["file"], chain)
                     if traj is not None:

@@ -15,9 +15,10 @@ Modes (:data:`MODES`):
 * ``folding`` - forward folding: the sequence is given (cat_t = 1 - min_t, self-conditioned on its one-hot);
 * ``inverse_folding`` - the structure is given (so3_t = r3_t = 1 - min_t); the sequence is generated.
 
-Per-residue conditions (fixed amino acids, fixed frames, allowed amino acids) and refinement from a start time t0
-are :class:`~pipeline.proteins.conditioning.Conditioning` and ``SamplerConfig.start_time``
-(:mod:`pipeline.proteins.conditioning` says what is exact).
+Per-residue conditions (fixed amino acids, fixed frames, allowed amino acids, a motif placed by replacement) and
+refinement from a start time t0 are :class:`~pipeline.proteins.conditioning.Conditioning` and
+``SamplerConfig.start_time`` (:mod:`pipeline.proteins.conditioning` says what is exact;
+:mod:`pipeline.proteins.replacement` the motif).
 
 MultiFlow-exact mode (``ProteinFlowConfig.multiflow_exact``) reproduces MultiFlow's ``Interpolant.sample`` with its
 quirks: the final call is made at the previous call's time and sees the sequence from before the last sequence
@@ -46,6 +47,7 @@ from pipeline.proteins.conditioning import (Conditioning, check_start_time, give
                                            refinement_steps)
 from pipeline.proteins.flow import ProteinFlow, ProteinFlowConfig, ProteinState, sample_prior
 from pipeline.proteins.names import MODES, PRECISIONS, Mode
+from pipeline.proteins.replacement import MotifPath
 from structures.errors import InputError
 from structures.ids import safe_id
 from structures.proteins.frames import Frames, backbone_from_frames
@@ -164,10 +166,15 @@ def _cpu(state: ProteinState) -> ProteinState:
 def integrate(flow: ProteinFlow, predict: Predictor, state: ProteinState, cond: Conditioning, config: SamplerConfig,
               rng: torch.Generator | None = None, trajectory: bool = False) -> SampleResult:
     """Run the sampler loop from ``state`` (x at grid[0]) and land on the final prediction (module docstring).
-    The sequence logits are restricted to ``cond.allowed`` at every step and at the landing draw."""
+    The sequence logits are restricted to ``cond.allowed`` at every step and at the landing draw. With
+    ``cond.motif`` the motif residues are placed after every step and at the landing
+    (:class:`~pipeline.proteins.replacement.MotifPath`, from ``state`` as the motif's source at grid[0])."""
     grid = config.grid()
     cond.check(config.mode, config.start_time is not None)
     fixed_structure, fixed_sequence = cond.fixed(config.mode)
+    motif = MotifPath(flow, cond.motif, cond.res_mask, state, grid[0]) if cond.motif is not None else None
+    if motif is not None:
+        state = motif.place(state, grid[0], rng)
     traj = [_cpu(state)] if trajectory else None
     before_last = state.aatypes
     for k in range(len(grid) - 1):
@@ -175,6 +182,9 @@ def integrate(flow: ProteinFlow, predict: Predictor, state: ProteinState, cond: 
         pred = _restricted(predict(state, t), cond)
         before_last = state.aatypes
         state = flow.step(state, t, h, pred, rng).keep(state, fixed_structure, fixed_sequence)
+        if motif is not None:
+            motif.match(pred.trans)
+            state = motif.place(state, grid[k + 1], rng)
         if traj is not None:
             traj.append(_cpu(state))
     if flow.config.multiflow_exact:  # MultiFlow's final call: at the previous time, with the previous sequence
@@ -188,6 +198,9 @@ def integrate(flow: ProteinFlow, predict: Predictor, state: ProteinState, cond: 
         seq = flow.sequence.land(pred.logits, rng)
     keep_sequence = ~cond.res_mask if config.mode == "structure" else fixed_sequence
     landed = ProteinState(pred.trans, pred.rotmats, seq).keep(state, fixed_structure, keep_sequence)
+    if motif is not None:
+        motif.match(pred.trans)
+        landed = motif.place(landed, 1.0, rng)
     if traj is not None:
         traj.append(_cpu(landed))
     return SampleResult(landed, cond.res_mask, traj)

@@ -21,6 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared corpus module, imported by its plain name
 from bad_input_corpus import C, Case, Corpus, check_refusal, evil_pickle, hold_lock, snapshot  # noqa: E402
+from bad_input_protein_conditions import DESIGN_ERRORS  # noqa: E402
 from bad_input_protein_files import BAD_STRUCTURES, FILE_ERRORS, SPECIAL, protein_inputs  # noqa: E402
 from protein_files import finishes  # noqa: E402
 
@@ -131,6 +132,7 @@ ERRORS: dict[str, Case] = {  # name -> case
     "gen-locked-run": C("generate", "proteins", *GEN, "--out", "{gen_run}", text="another genmatch process",
                         prepare=hold_lock("gen_run")),
     **FILE_ERRORS,
+    **DESIGN_ERRORS,  # generate proteins with design conditions (issue 24): bad_input_protein_conditions.py
 }
 
 

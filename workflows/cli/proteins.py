@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 from manifolds.discrete.names import SCHEDULER_NAMES
 from pipeline.proteins.names import MODE_SPELLINGS, MPNN_MODELS, PRECISIONS, ROTATIONS, SEQUENCES
-from workflows.cli.options import (Command, add_memory_option, add_run_options, add_training_options, any_int,
-                                   device, int_list, nonnegative_float, positive_float, positive_int, printable,
-                                   probability, unit_open_float)
+from workflows.cli.options import (Command, UsageError, add_memory_option, add_run_options, add_training_options,
+                                   any_int, device, int_list, nonnegative_float, positive_float, positive_int,
+                                   printable, probability, unit_open_float)
 
 
 def _one_line_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
@@ -45,9 +45,10 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
                    "genmatch .safetensors (default: $GENMATCH_MULTIFLOW_CKPT, else the shipped "
                    "pipeline/models/protein_small.safetensors, 50 steps by default); --checkpoint is the old, "
                    "deprecated name")
-    p.add_argument("--lengths", type=int_list, default=[70, 100, 200, 300], help="chain lengths (70,100,200,300)")
+    p.add_argument("--lengths", type=int_list, default=None, help="chain lengths (70,100,200,300)")
     p.add_argument("--per-length", type=positive_int, default=100,
-                   help="samples per length, or per input sequence / structure (100)")
+                   help="samples per length, or per input sequence / structure; with --motif or --refine, the "
+                   "number of samples (100)")
     p.add_argument("--rotations", default="flow", choices=list(ROTATIONS),
                    help="rotation generator: MultiFlow's geodesic flow, the vMF jump (GM section 9) or both")
     p.add_argument("--jump-weight", type=probability, default=0.5,
@@ -74,19 +75,63 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--multiflow-exact", action="store_true",
                    help="reproduce MultiFlow's sampler with its quirks (final call time and sequence, overshoot)")
     p.add_argument("--trajectory", action="store_true", help="also write OUT/traj/<id>.pdb (one model per step)")
+    _design_args(p.add_argument_group("design (docs/conditioning.md, Proteins)"))
     add_memory_option(p)
     add_run_options(p)
+
+
+def _design_args(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--motif", default=None, metavar="PDB", help="motif scaffolding: the PDB / mmCIF file holding "
+                   "the motif residues that --contig places")
+    g.add_argument("--contig", default=None, help="the designed chain in RFdiffusion's syntax, e.g. "
+                   "'10-40/A3-22/10-40' (free lengths / motif residues of chain A; ':seq' after a motif segment "
+                   "keeps its amino acids); one draw per sample")
+    g.add_argument("--length", default=None, metavar="RANGE", help="total length of the --contig chain, e.g. 60-100")
+    g.add_argument("--motif-sequence", action="store_true", help="keep the amino acids of every motif residue")
+    g.add_argument("--motif-method", choices=("replacement", "hold"), default="replacement",
+                   help="how the motif is kept while sampling: replacement (on its path at every step; default) or "
+                   "hold (clean frames throughout); docs/conditioning.md")
+    g.add_argument("--fix", default=None, help="fixed amino acids: 'A5=W,A9=H' (residues of the --motif / --refine "
+                   "file) or '12=W' (positions of the designed chain, from 1)")
+    g.add_argument("--forbid", default=None, help="amino acids no designed residue may take, e.g. C or C,M")
+    g.add_argument("--allow", default=None, help="amino acids a residue may take: '12=DE,A7=KR' (keys as --fix)")
+    g.add_argument("--refine", default=None, metavar="PDB", help="refinement: a PDB / mmCIF file with one chain, "
+                   "noised to --start-time and sampled again (with its sequence)")
+    g.add_argument("--start-time", type=unit_open_float, default=None,
+                   help="where --refine starts, in (0, 1): near 1 stays close to the chain (0.6 keeps the fold)")
+
+
+def _conditions(args: argparse.Namespace):  # noqa: ANN202 - a ProteinConditions, or None
+    """The design conditions of ``generate proteins`` (None when no design option is given)."""
+    from pipeline.proteins.conditions import ProteinConditions
+
+    given = [f"--{k.replace('_', '-')}" for k in ("motif", "contig", "length", "motif_sequence", "fix", "forbid",
+                                                   "allow", "refine", "start_time") if getattr(args, k)]
+    if args.motif_method != "replacement" and not args.motif:
+        raise UsageError("genmatch generate proteins: --motif-method says how a motif is kept; give --motif and "
+                         "--contig too")
+    if not given:
+        return None
+    if args.lengths is not None and (args.motif or args.refine):
+        raise UsageError(f"genmatch generate proteins: --lengths with {'--motif' if args.motif else '--refine'}: "
+                         "the lengths come from the contig (--length) or the refined chain; drop --lengths")
+    return ProteinConditions(motif=args.motif, contig=args.contig, length=args.length,
+                             motif_sequence=args.motif_sequence, motif_method=args.motif_method, fix=args.fix,
+                             forbid=args.forbid or "", allowed=args.allow, refine=args.refine,
+                             start_time=args.start_time)
 
 
 def _generate(args: argparse.Namespace) -> int:
     from workflows import proteins
 
+    lengths = {} if args.lengths is None else {"lengths": tuple(args.lengths)}
     config = proteins.ProteinGenerateConfig(
-        model=args.model, lengths=tuple(args.lengths), per_length=args.per_length, rotations=args.rotations,
+        model=args.model, **lengths, per_length=args.per_length, rotations=args.rotations,
         jump_weight=args.jump_weight, sequence=args.sequence, scheduler=args.scheduler, steps=args.steps,
         mode=args.mode, sequence_in=args.sequence_in, structure_in=args.structure_in, seed=args.seed,
         device=args.device, precision=args.precision, multiflow_exact=args.multiflow_exact,
-        residue_budget=args.residue_budget, trajectory=args.trajectory, max_memory_gb=args.max_memory_gb)
+        residue_budget=args.residue_budget, trajectory=args.trajectory, max_memory_gb=args.max_memory_gb,
+        conditions=_conditions(args))
     with _warnings_as_lines():
         gen = proteins.generate(config, out_dir=args.out, threads=args.threads, restart=args.restart,
                                 progress=not args.quiet)
@@ -214,7 +259,9 @@ def _train(args: argparse.Namespace) -> int:
 GENERATE_COMMANDS = [
     Command(("generate", "proteins"), "generate protein backbones + sequences (MultiFlow-compatible network)",
             "Sample proteins on R^3N x SO(3)^N x [21]^N with a MultiFlow-style network: co-design, structure only, "
-            "forward or inverse folding; rotations by flow, vMF jump or their superposition; sequence by "
+            "forward or inverse folding, motif scaffolding (--motif, --contig), refinement (--refine, "
+            "--start-time), fixed / forbidden amino acids (--fix, --forbid, --allow); rotations by flow, vMF jump "
+            "or their superposition; sequence by "
             "MultiFlow's purity sampler or the KO mask CTMC. Writes OUT/pdb/<id>.pdb (N, CA, C, O), "
             "OUT/samples.fasta, OUT/manifest.csv/.json and OUT/run.json; an interrupted run resumes. Lengths "
             "outside those the model was trained on are warned about; a batch estimated to need more memory than "
