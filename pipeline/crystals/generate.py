@@ -98,7 +98,7 @@ class CrystalGenerateConfig:
         object.__setattr__(self, "corrector", check_float(f"{name}.corrector", self.corrector, 0.0))
         if self.scheduler is not None:
             object.__setattr__(self, "scheduler", check_choice(f"{name}.scheduler", self.scheduler, SCHEDULER_NAMES))
-        check_int(f"{name}.seed", self.seed)
+        check_int(f"{name}.seed", self.seed, 0)
         check_int(f"{name}.batch_size", self.batch_size, minimum=1)
         if self.conditions is not None:
             conds = (self.conditions,) if isinstance(self.conditions, CrystalConditions) else self.conditions

@@ -96,7 +96,7 @@ class CrystalTrainConfig:
         for field in ("batch_size", "max_steps", "val_every", "val_times"):
             check_int(f"{name}.{field}", getattr(self, field), minimum=1)
         check_int(f"{name}.warmup_steps", self.warmup_steps, minimum=0)
-        check_int(f"{name}.seed", self.seed)
+        check_int(f"{name}.seed", self.seed, 0)
         if self.limit is not None:
             check_int(f"{name}.limit", self.limit, minimum=1)
         for field, low, high, strict in (("lr", 0.0, None, True), ("weight_decay", 0.0, None, False),

@@ -117,7 +117,7 @@ chain, ``per_length`` samples are made and their lengths come from the contig dr
         put(self, "scheduler", check_choice(f"{name}.scheduler", self.scheduler, SCHEDULER_NAMES))
         if self.steps is not None:
             put(self, "steps", check_int(f"{name}.steps", self.steps, minimum=2))
-        put(self, "seed", check_int(f"{name}.seed", self.seed))
+        put(self, "seed", check_int(f"{name}.seed", self.seed, 0))
         put(self, "precision", check_choice(f"{name}.precision", self.precision, PRECISIONS))
         put(self, "multiflow_exact", check_bool(f"{name}.multiflow_exact", self.multiflow_exact))
         put(self, "residue_budget", check_int(f"{name}.residue_budget", self.residue_budget, minimum=1))

@@ -35,6 +35,7 @@ ERRORS: dict[str, Case] = {  # name -> case
     "gen-temperature-nan": C("generate", "crystals", *GEN, "--temperature", "nan", "--out", E, text="--temperature",
                              sub=True),
     "gen-temperature-0": C("generate", "crystals", *GEN, "--temperature", "0", "--out", E, text="--temperature"),
+    "gen-seed-negative": C("generate", "crystals", *GEN, "--seed", "-1", "--out", E, text="--seed"),
     "gen-corrector-nan": C("generate", "crystals", *GEN, "--corrector", "nan", "--out", E, text="--corrector"),
     "gen-corrector-neg": C("generate", "crystals", *GEN, "--corrector", "-1", "--out", E, text="--corrector"),
     "gen-n-0": C("generate", "crystals", "-n", "0", "--out", E, text="-n"),

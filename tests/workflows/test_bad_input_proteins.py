@@ -75,6 +75,7 @@ ERRORS: dict[str, Case] = {  # name -> case
     "gen-lengths-0": C("generate", "proteins", "--lengths", "0", "--out", E, text="--lengths"),
     "gen-lengths-text": C("generate", "proteins", "--lengths", "fifty", "--out", E, text="--lengths"),
     "gen-per-length-0": C("generate", "proteins", "--per-length", "0", "--out", E, text="--per-length"),
+    "gen-seed-negative": C("generate", "proteins", "--seed", "-1", "--out", E, text="--seed"),
     "gen-steps-0": C("generate", "proteins", "--steps", "0", "--out", E, text="--steps"),
     "gen-jump-weight-2": C("generate", "proteins", "--jump-weight", "2", "--out", E, text="--jump-weight"),
     "gen-jump-weight-nan": C("generate", "proteins", "--jump-weight", "nan", "--out", E, text="--jump-weight"),

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from pipeline.crystals.names import CHGNET_MODELS, COORD_PATHS, DEFAULT_CHGNET, LOSSES, SCHEDULER_NAMES
-from workflows.cli.options import (Command, UsageError, add_run_options, add_training_options, any_int, finite_float,
+from workflows.cli.options import (Command, UsageError, add_run_options, add_training_options, finite_float,
                                  int_list, nonnegative_float, nonnegative_int, positive_float, positive_int, printable,
                                  unit_half_open_float, unit_open_float)
 
@@ -63,7 +63,7 @@ def _score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--struc-cutoff", type=positive_float, default=None, help="override structure cutoff")
     p.add_argument("--comp-cutoff", type=positive_float, default=None, help="override composition cutoff")
     p.add_argument("--n-samples", type=positive_int, default=1000, help="valid samples for wdist (1000)")
-    p.add_argument("--seed", type=any_int, default=0, help="seed of the wdist sample")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the wdist sample")
     p.add_argument("--hull", default="none", help="none | default | mp-elements | entries .json[.gz] | "
                    "PatchedPhaseDiagram .pkl[.gz] (needs --trust-pickle)")
     p.add_argument("--trust-pickle", action="store_true", help="allow unpickling the --hull file (runs code "
@@ -125,7 +125,7 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corrector", type=nonnegative_float, default=0.0, help="corrector weight, KO eq. 35 (0)")
     p.add_argument("--scheduler", default=None, choices=SCHEDULER_NAMES,
                    help="kappa_t of the sampler (default: the scheduler the model was trained with)")
-    p.add_argument("--seed", type=any_int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
     p.add_argument("--batch-size", type=positive_int, default=256, help="crystals per batch (256)")
     _condition_args(p.add_argument_group("conditions (docs/conditioning.md; -n crystals per condition)"))
     add_run_options(p)

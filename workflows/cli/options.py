@@ -54,10 +54,6 @@ def nonnegative_int(text: str) -> int:
     return int(_number(text, int, "an integer >= 0", lambda v: v >= 0))
 
 
-def any_int(text: str) -> int:
-    return int(_number(text, int, "an integer", lambda v: True))
-
-
 def positive_float(text: str) -> float:
     return _number(text, float, "a finite positive number", lambda v: v > 0)
 
@@ -142,7 +138,7 @@ def add_training_options(p: argparse.ArgumentParser, lr: float) -> None:
     p.add_argument("--snapshots", action="store_true",
                    help="also keep every validated EMA model as OUT/snapshots/step_<step>.safetensors (to choose "
                         "a model by sample quality, not only by the held-out loss)")
-    p.add_argument("--seed", type=any_int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--devices", type=positive_int, default=1, help="processes/devices per node (DDP if > 1)")
     p.add_argument("--num-nodes", type=positive_int, default=1, help="nodes (DDP)")
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "auto"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from workflows.cli.options import (Command, add_run_options, any_int, nonnegative_float, positive_float, positive_int,
-                                   printable, probability, unit_half_open_float, unit_open_float)
+from workflows.cli.options import (Command, add_run_options, nonnegative_float, nonnegative_int, positive_float,
+                                   positive_int, printable, probability, unit_half_open_float, unit_open_float)
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    "trained, i.e. on the origins its samples have)")
     p.add_argument("--holdout", type=unit_open_float, default=0.1, help="held-out share of the data (0.1)")
     p.add_argument("--eval-every", type=positive_int, default=250, help="held-out NLL + resume state every N steps")
-    p.add_argument("--seed", type=any_int, default=0, help="seed of the split, the initialisation and the batches")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the split, the initialisation and the batches")
     p.add_argument("--limit", type=positive_int, default=None, help="only the first N rows of the data")
     add_run_options(p)
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from manifolds.discrete.names import SCHEDULER_NAMES
 from pipeline.proteins.names import MODE_SPELLINGS, MPNN_MODELS, PRECISIONS, ROTATIONS, SEQUENCES
 from workflows.cli.options import (Command, UsageError, add_memory_option, add_run_options, add_training_options,
-                                   any_int, device, int_list, nonnegative_float, positive_float, positive_int,
+                                   device, int_list, nonnegative_float, nonnegative_int, positive_float, positive_int,
                                    printable, probability, unit_open_float)
 
 
@@ -65,7 +65,7 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sequence-in", default=None, metavar="FASTA", help="sequences to fold (forward folding)")
     p.add_argument("--structure-in", default=None, metavar="PDB",
                    help="backbones to design for (inverse folding): a PDB / mmCIF file or a folder of them")
-    p.add_argument("--seed", type=any_int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="random seed (default 0)")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda[:i] (default cpu)")
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
                    help="network precision: fp32, or bf16 autocast (about 2x faster on CPUs with AVX512-BF16 and "
@@ -156,7 +156,7 @@ def _score_args(p: argparse.ArgumentParser) -> None:
                    help="ProteinMPNN weights (default v_48_020, the protocol)")
     p.add_argument("--mpnn-temperature", type=positive_float, default=0.1, help="sampling temperature (0.1)")
     p.add_argument("--mpnn-sequences", type=positive_int, default=8, help="sequences per backbone (8)")
-    p.add_argument("--seed", type=any_int, default=38, help="ProteinMPNN seed (38, the protocol)")
+    p.add_argument("--seed", type=nonnegative_int, default=38, help="ProteinMPNN seed (38, the protocol)")
     p.add_argument("--scrmsd-threshold", type=positive_float, default=2.0, help="designable below this (2.0 A)")
     p.add_argument("--reference", default="default", help="novelty reference: 'default' (the 3,000 backbones of "
                    "the proteins data set), a folder of PDB/mmCIF files, or 'none'")

@@ -102,7 +102,7 @@ class PredictorTrainConfig:
         for f in ("steps", "batch_size", "hidden", "blocks", "heads", "eval_every", "eval_draws"):
             check_int(f"{name}.{f}", getattr(self, f), minimum=1)
         check_int(f"{name}.warmup_steps", self.warmup_steps, minimum=0)
-        check_int(f"{name}.seed", self.seed)
+        check_int(f"{name}.seed", self.seed, 0)
         if self.limit is not None:
             check_int(f"{name}.limit", self.limit, minimum=4)
         for f, low, high, strict in (("lr", 0.0, None, True), ("weight_decay", 0.0, None, False),

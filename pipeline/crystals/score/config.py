@@ -81,7 +81,7 @@ class CrystalScoreConfig:
                 self._set(field_name, check_float(f"{name}.{field_name}", getattr(self, field_name), 0.0,
                                                   strict_minimum=True))
         check_int(f"{name}.n_samples", self.n_samples, minimum=1)
-        check_int(f"{name}.seed", self.seed)
+        check_int(f"{name}.seed", self.seed, 0)
         self._set("e_hull_threshold", check_float(f"{name}.e_hull_threshold", self.e_hull_threshold))
         self._set("chgnet", check_choice(f"{name}.chgnet", self.chgnet, CHGNET_MODELS))
         for field_name in ("trust_pickle", "hull_relax", "plots"):

@@ -43,7 +43,7 @@ class MpnnConfig:
         put(self, "family", check_choice("MpnnConfig.family", self.family, MPNN_FAMILIES))
         put(self, "temperature", check_float("MpnnConfig.temperature", self.temperature, 0.0, strict_minimum=True))
         put(self, "n_sequences", check_int("MpnnConfig.n_sequences", self.n_sequences, minimum=1))
-        put(self, "seed", check_int("MpnnConfig.seed", self.seed))
+        put(self, "seed", check_int("MpnnConfig.seed", self.seed, 0))
 
 
 #: the fields of :class:`ProteinScoreConfig` that change the scores (a run folder is keyed by them); the others
