@@ -225,28 +225,28 @@ def open_run(out_dir: str | os.PathLike, kind: str, settings: dict[str, Any], in
         _settle(path, want, restart, run)
         _claim(run._lock)
     except BaseException:  # refused: leave the folder exactly as it was
-        run.close()
-        if not lock_existed:
-            (path / LOCK_FILE).unlink(missing_ok=True)
-        if not existed:
-            with contextlib.suppress(OSError):
-                path.rmdir()
+        _undo(run, existed, lock_existed)
         raise
     try:
         yield run
     except InputError:  # bad input found late (e.g. a model's weights): a new run leaves nothing behind
         if not run.resumed and is_empty_run(path):
-            run.close()
             remove_temporaries(path)
             (path / RUN_FILE).unlink(missing_ok=True)
-            if not lock_existed:
-                (path / LOCK_FILE).unlink(missing_ok=True)
-            if not existed:
-                with contextlib.suppress(OSError):
-                    path.rmdir()
+            _undo(run, existed, lock_existed)
         raise
     finally:
         run.close()
+
+
+def _undo(run: Run, existed: bool, lock_existed: bool) -> None:
+    """Release the lock and remove the lock file and the folder where this call made them."""
+    run.close()
+    if not lock_existed:
+        (run.path / LOCK_FILE).unlink(missing_ok=True)
+    if not existed:
+        with contextlib.suppress(OSError):
+            run.path.rmdir()
 
 
 def _settle(path: Path, want: RunRecord, restart: bool, run: Run) -> None:

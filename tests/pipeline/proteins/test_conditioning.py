@@ -46,14 +46,7 @@ TOL, STEPS = 0.04, 51
 T_FIRST = 1e-6
 
 
-@pytest.fixture(autouse=True)
-def _float64_one_thread():
-    old, n = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    yield
-    torch.set_default_dtype(old)
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("float64_one_thread")  # tests/conftest.py
 
 
 def _outcomes(state: ProteinState, data, m: int) -> torch.Tensor:

@@ -35,14 +35,7 @@ N, N_WRONG, STEPS = 2000, 500, 51  # samples; 500 for the variants that miss by 
 MOTIF = torch.tensor([True, True, False])  # residues 0 and 1 of the 3-residue oracle chains
 
 
-@pytest.fixture(autouse=True)
-def _float64_one_thread():
-    old, n = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)
-    yield
-    torch.set_default_dtype(old)
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("float64_one_thread")  # tests/conftest.py
 
 
 def _motif_data():
