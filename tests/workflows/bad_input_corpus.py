@@ -22,6 +22,7 @@ import os
 import pickle
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -52,6 +53,13 @@ def snapshot(path: Path) -> dict[str, bytes | None] | None:
         return {".": path.read_bytes()}
     return {p.relative_to(path).as_posix(): (p.read_bytes() if p.is_file() else None)
             for p in sorted(path.rglob("*"))}
+
+
+def closed_scheduler() -> str:
+    """A dask scheduler address on a local port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
 def evil_pickle(marker: Path) -> bytes:

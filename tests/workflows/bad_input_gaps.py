@@ -5,7 +5,7 @@ run with its corpus (extended by :func:`last_gaps`) and contract (``bad_input_co
 
 from __future__ import annotations
 
-from bad_input_corpus import RELAX0, SCORE, C, Case, Corpus
+from bad_input_corpus import RELAX0, SCORE, C, Case, Corpus, closed_scheduler
 
 E = "{OUT}"
 
@@ -15,7 +15,6 @@ def last_gaps(c: Corpus) -> Corpus:
     formula only as ``_chemical_formula_structural`` x Z, broken hull files, an empty reference CSV."""
     import gzip
     import re
-    import socket
 
     good = (c["good"] / "g1.cif").read_text()
     no_sum = re.sub(r"^_chemical_formula_sum.*\n", "", good, flags=re.MULTILINE)
@@ -40,9 +39,7 @@ def last_gaps(c: Corpus) -> Corpus:
         (d / "g0.cif").write_text((c["good"] / "g0.cif").read_text())
         (d / f"bad_{name}.cif").write_text(content)
         c.paths[f"mix_{name}"] = str(d)
-    with socket.socket() as s:  # a local port nothing listens on (bound, then released)
-        s.bind(("127.0.0.1", 0))
-        c.paths["closed"] = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    c.paths["closed"] = closed_scheduler()
     return c
 
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared corpus module, imported by its plain name
-from bad_input_corpus import C, Case, Corpus, check_refusal, evil_pickle  # noqa: E402
+from bad_input_corpus import C, Case, Corpus, check_refusal, closed_scheduler, evil_pickle  # noqa: E402
 from bad_input_protein_files import with_nan  # noqa: E402
 
 from pipeline.common.model_file import ModelFile, load_model_file, save_model_file  # noqa: E402
@@ -39,13 +39,6 @@ def _tiny_esmfold(path: Path) -> Path:
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module.tiny_esmfold(path)
-
-
-def _closed_port() -> int:
-    """A local TCP port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +79,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
         for fname, blob in files.items():
             (d / fname).write_bytes(blob)
         c.paths[name] = str(d)
-    c.paths["closed"] = f"tcp://127.0.0.1:{_closed_port()}"
+    c.paths["closed"] = closed_scheduler()
     return c
 
 
