@@ -31,6 +31,12 @@ free residues as usual and, after every step, writes the motif residues with :cl
   Before the first prediction o = 0.
 * **Hold** (``method="hold"``): the motif written clean (f = 1) from the first step, at the same rigid motion: the frames
   are right but the network sees clean residues at a noisy time. A baseline, and the "wrong time" of the oracle test.
+* **Amortised** (``method="amortised"``, issue 24 item 2 (a); FrameFlow's motif scaffolding, Yim et al. 2024) is not
+  replacement and does not use :class:`MotifPath`: the motif is held clean where it is given (its CA centroid at the
+  origin), the free residues start from N(0, s^2 I) around it, and a network trained with motif masks
+  (``motif_input``, :mod:`pipeline.proteins.train.interpolant`) is told which residues are the motif. With the
+  exact conditional posterior as the predictor this samples p(free | motif) exactly (oracle test); it needs a model
+  trained for it.
 
 Replacement is an approximation: the free residues follow the unconditional posterior given a state whose motif part
 is a draw of p_t(. | motif), not the conditional posterior p(free | motif) (the motif's noise is not the one the
@@ -53,8 +59,8 @@ from structures.errors import InputError
 
 __all__ = ["MOTIF_METHODS", "MotifCondition", "MotifMethod", "MotifPath", "path_fraction"]
 
-MotifMethod = Literal["replacement", "hold"]
-MOTIF_METHODS: tuple[str, ...] = ("replacement", "hold")
+MotifMethod = Literal["replacement", "hold", "amortised"]
+MOTIF_METHODS: tuple[str, ...] = ("replacement", "hold", "amortised")
 
 
 @dataclass
@@ -65,6 +71,11 @@ class MotifCondition:
     rotmats: Tensor  # [B, N, 3, 3]
     mask: Tensor  # [B, N] bool: motif residues
     method: MotifMethod = "replacement"
+
+    @property
+    def amortised(self) -> bool:
+        """True for the amortised method (the motif held clean at its own centroid; the network is told)."""
+        return self.method == "amortised"
 
     def to(self, device: torch.device) -> MotifCondition:
         """The same motif on ``device``."""

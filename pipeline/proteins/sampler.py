@@ -132,14 +132,16 @@ class NetworkPredictor:
     @torch.no_grad()
     def __call__(self, state: ProteinState, t: float) -> Prediction:
         so3_t, r3_t, cat_t = self.times(t, state.trans)
+        motif = self.cond.motif
         inp = ProteinNetworkInput(trans=state.trans, rotmats=state.rotmats, aatypes=state.aatypes,
                                   res_mask=self.cond.res_mask, so3_t=so3_t, r3_t=r3_t, cat_t=cat_t,
-                                  trans_sc=self.trans_sc, aatypes_sc=self.aatypes_sc)
+                                  trans_sc=self.trans_sc, aatypes_sc=self.aatypes_sc,
+                                  motif_mask=motif.mask if motif is not None and motif.amortised else None)
         out = self.net.predict(inp, bf16=self.config.precision == "bf16")
         dtype = state.trans.dtype
         pred = Prediction(out.pred_trans.to(dtype), out.pred_rotmats.to(dtype), out.pred_logits.to(dtype))
         if self.config.self_condition:
-            fixed_structure, _ = self.cond.fixed(self.config.mode)
+            fixed_structure, _ = held(self.cond, self.config.mode)
             self.trans_sc = torch.where(fixed_structure[..., None], state.trans, pred.trans)
             if self.config.mode == "folding":
                 self.aatypes_sc = torch.nn.functional.one_hot(state.aatypes, NUM_TOKENS).to(dtype)
@@ -171,10 +173,15 @@ def integrate(flow: ProteinFlow, predict: Predictor, state: ProteinState, cond: 
     (:class:`~pipeline.proteins.replacement.MotifPath`, from ``state`` as the motif's source at grid[0])."""
     grid = config.grid()
     cond.check(config.mode, config.start_time is not None)
-    fixed_structure, fixed_sequence = cond.fixed(config.mode)
-    motif = MotifPath(flow, cond.motif, cond.res_mask, state, grid[0]) if cond.motif is not None else None
+    fixed_structure, fixed_sequence = held(cond, config.mode)
+    replaced = cond.motif is not None and not cond.motif.amortised
+    motif = MotifPath(flow, cond.motif, cond.res_mask, state, grid[0]) if replaced else None
     if motif is not None:
         state = motif.place(state, grid[0], rng)
+    elif cond.motif is not None:  # amortised: the motif held clean at its own centroid
+        m = cond.motif.mask
+        state = replace(state, trans=torch.where(m[..., None], cond.motif.trans.to(state.trans), state.trans),
+                        rotmats=torch.where(m[..., None, None], cond.motif.rotmats.to(state.rotmats), state.rotmats))
     traj = [_cpu(state)] if trajectory else None
     before_last = state.aatypes
     for k in range(len(grid) - 1):
@@ -206,6 +213,15 @@ def integrate(flow: ProteinFlow, predict: Predictor, state: ProteinState, cond: 
     return SampleResult(landed, cond.res_mask, traj)
 
 
+def held(cond: Conditioning, mode: str) -> tuple[Tensor, Tensor]:
+    """(structure held, sequence held), each ``[B, N]`` bool: :meth:`Conditioning.fixed`, and the motif residues of
+    the amortised method."""
+    structure, sequence = cond.fixed(mode)
+    if cond.motif is not None and cond.motif.amortised:
+        structure = structure | cond.motif.mask
+    return structure, sequence
+
+
 def _restricted(pred: Prediction, cond: Conditioning) -> Prediction:
     """The prediction with its sequence logits restricted to the allowed amino acids (unchanged without a set)."""
     return pred if cond.allowed is None else Prediction(pred.trans, pred.rotmats, cond.restrict(pred.logits))
@@ -227,6 +243,9 @@ def initial_state(cond: Conditioning, config: SamplerConfig, rng: torch.Generato
         state = refinement_state(flow, given, cond.res_mask, float(config.start_time), rng)
     else:
         state = sample_prior(cond.res_mask, config.flow, rng, dtype)
+        if cond.motif is not None and cond.motif.amortised:  # the free residues' source: N(0, s^2 I), not centred
+            noise = torch.randn(state.trans.shape, generator=rng, device=state.trans.device, dtype=dtype)
+            state = replace(state, trans=noise * config.flow.trans_scale * cond.res_mask[..., None].to(dtype))
     return cond.hold(state, config.mode)
 
 
@@ -235,6 +254,9 @@ def sample_proteins(net: ProteinNetwork, cond: Conditioning, config: SamplerConf
                     trajectory: bool = False) -> SampleResult:
     """Sample one batch with the network (in its dtype, on its device). ``prior`` replaces the draw of x_0."""
     config.validate()
+    if cond.motif is not None and cond.motif.amortised and not net.cfg.motif_input:
+        raise InputError("motif method 'amortised' needs a model trained with motif masks (a motif input; "
+                         "'genmatch train proteins --motif-prob'); this model has none: use method 'replacement'")
     flow = ProteinFlow.build(config.flow)
     cond = cond.to(net.device)
     dtype = torch.promote_types(net.dtype, torch.float32)

@@ -222,6 +222,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inverse-fold-prob", type=probability, default=0.1,
                    help="share of inverse-folding examples (0.1)")
     p.add_argument("--self-condition-prob", type=probability, default=0.5, help="self-conditioning share (0.5)")
+    p.add_argument("--motif-prob", type=probability, default=0.0,
+                   help="share of motif examples (random motif masks; the network gains a zero-initialised motif "
+                   "input for --motif-method amortised; default 0)")
     p.add_argument("--aux-weight", type=nonnegative_float, default=1.0,
                    help="weight of the backbone-atom + pairwise-distance losses (1; MultiFlow's release: 0)")
     p.add_argument("--val-fraction", type=unit_open_float, default=0.05, help="held-out share, grouped (0.05)")
@@ -241,7 +244,8 @@ def _train(args: argparse.Namespace) -> int:
         max_length=args.max_length, crop=args.crop, max_residues=args.max_residues,
         max_batch_size=args.max_batch_size, seq_scheduler=args.seq_scheduler, batch_ot=not args.no_batch_ot,
         forward_fold_prob=args.forward_fold_prob, inverse_fold_prob=args.inverse_fold_prob,
-        self_condition_prob=args.self_condition_prob, aux_weight=args.aux_weight, lr=args.lr,
+        self_condition_prob=args.self_condition_prob, aux_weight=args.aux_weight, motif_prob=args.motif_prob,
+        lr=args.lr,
         lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps, max_steps=args.max_steps,
         grad_clip=args.grad_clip, ema_decay=args.ema_decay, val_fraction=args.val_fraction,
         val_every=args.val_every, val_times=args.val_times, limit=args.limit, seed=args.seed)

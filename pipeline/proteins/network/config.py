@@ -89,6 +89,9 @@ class ProteinNetworkConfig:
     node_features: NodeFeaturesConfig = field(default_factory=NodeFeaturesConfig)
     edge_features: EdgeFeaturesConfig = field(default_factory=EdgeFeaturesConfig)
     ipa: IPAConfig = field(default_factory=IPAConfig)
+    # the motif input of the amortised motif method (issue 24; FrameFlow's motif scaffolding, Yim et al. 2024): absent
+    # in MultiFlow's network (its released checkpoints load unchanged); zero-initialised when added
+    motif_input: bool = False
 
     def __post_init__(self) -> None:
         n, e, i = self.node_features, self.edge_features, self.ipa

@@ -8,6 +8,14 @@ self-conditioning inputs; outputs are the predicted clean frames and the 21 amin
     (s, z, T) <- trunk block b,   b = 0 .. num_blocks - 1                  (see ``trunk.py``)
     pred_trans = 10 t_T,   pred_rotmats = R_T,   pred_logits = MLP(s)       (Linear-ReLU x 2, Linear)
 
+With a motif mask mu (``motif_mask``, the amortised motif method of issue 24, as FrameFlow's motif scaffolding,
+Yim et al. 2024) the motif residues' frames are never updated by the trunk (their clean frames are the input and
+the prediction), and a network with ``motif_input`` adds the motif embeddings
+
+    s0 <- s0 + W_s mu_i,      z0 <- z0 + W_z mu_i mu_j                          (W_s [c_s], W_z [c_z], zero-initialised)
+
+so that a motif network made from an unconditional one predicts exactly as it did until it is fine-tuned.
+
 Parameter names and shapes equal MultiFlow's ``FlowModel`` (``pdb_codesign``): a released
 state dict loads with ``strict=True`` once the ``model.`` prefix is stripped
 (:mod:`pipeline.proteins.network.checkpoint`). Frames are kept in at least float32.
@@ -50,6 +58,7 @@ class ProteinNetworkInput:
     aatypes_sc: Tensor | None = None  # [B, N, 21] self-conditioning logits
     diffuse_mask: Tensor | None = None  # [B, N] 1 = generated, 0 = fixed
     res_idx: Tensor | None = None  # [B, N] residue index for the positional embedding
+    motif_mask: Tensor | None = None  # [B, N] 1 = motif residue (clean frame, held); None: no motif
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "ProteinNetworkInput":
         """Move tensors to ``device``; floating tensors (not ``aatypes``) to ``dtype``."""
@@ -95,6 +104,11 @@ class ProteinNetwork(nn.Module):
             self.aatype_pred_net = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d), nn.ReLU(),
                                                  nn.Linear(d, self.cfg.aatype_pred_num_tokens))
         self.trunk = build_trunk(self.cfg)
+        if self.cfg.motif_input:
+            self.motif_node_embedding = nn.Linear(1, self.cfg.node_embed_size, bias=False)
+            self.motif_edge_embedding = nn.Linear(1, self.cfg.edge_embed_size, bias=False)
+            zero_init_(self.motif_node_embedding)
+            zero_init_(self.motif_edge_embedding)
         if init:
             init_trunk_(self.trunk)
             if self.cfg.aatype_pred:
@@ -116,6 +130,18 @@ class ProteinNetwork(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+    def with_motif_input(self) -> "ProteinNetwork":
+        """This network with the motif input added (zero-initialised, module docstring): the same predictions until
+        it is trained; itself when it has one."""
+        if self.cfg.motif_input:
+            return self
+        from dataclasses import replace
+
+        net = ProteinNetwork(replace(self.cfg, motif_input=True), init=True).to(device=self.device, dtype=self.dtype)
+        missing, unexpected = net.load_state_dict(self.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("motif_") for k in missing), (missing, unexpected)
+        return net.train(self.training)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -150,12 +176,17 @@ class ProteinNetwork(nn.Module):
         aatypes_sc = (node_mask.new_zeros(b, n, NUM_TOKENS) if inp.aatypes_sc is None else inp.aatypes_sc.to(dtype))
         times = tuple(_time(t, b, node_mask) for t in (inp.so3_t, inp.r3_t, inp.cat_t))
 
+        motif = None if inp.motif_mask is None else inp.motif_mask.to(dtype) * node_mask  # [B, N]
         s = self.node_feature_net(res_idx, node_mask, diffuse, times, aatypes, aatypes_sc)  # [B, N, c_s]
+        if motif is not None and cfg.motif_input:
+            s = s + self.motif_node_embedding(motif[..., None])
         z = self.edge_feature_net(s, trans, trans_sc, diffuse, pair_mask)  # [B, N, N, c_z]
+        if motif is not None and cfg.motif_input:
+            z = z + self.motif_edge_embedding((motif[:, :, None] * motif[:, None, :])[..., None])
         s = s * node_mask[..., None]
         z = z * pair_mask[..., None]
         frames = Frames(rots=inp.rotmats.to(frame_dtype), trans=trans * ANG_TO_NM)
-        update_mask = node_mask * diffuse
+        update_mask = node_mask * diffuse if motif is None else node_mask * diffuse * (1 - motif)
         pad = ~inp.res_mask.bool()
         last = cfg.ipa.num_blocks - 1
         for blk in range(cfg.ipa.num_blocks):

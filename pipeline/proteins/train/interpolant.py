@@ -22,6 +22,14 @@ chains x_1 (C-alpha translations, frames R_1, amino acids a_1) a training point 
    x_t = (1 - t) x_0 + t x_1; R_t = R_0 Exp(t Log(R_0^T R_1)); a_t = a_1 with probability kappa(t), else MASK, with
    kappa(t) = t for MultiFlow's linear scheduler, sin^2(pi t / 2) for the kinetic-optimal one (KO eq. 33).
 
+With ``motif_prob`` > 0 (the amortised motif method, issue 24; FrameFlow's motif scaffolding, Yim et al. 2024) that
+share of the training examples are motif examples (:func:`sample_motif_masks`): 1-3 random segments holding 5-40 % of
+the residues form the motif mu. The chain is translated so that the motif's CA centroid is the origin (the sampler
+places a motif there: nothing else fixes where a motif sits in its chain), the motif residues are clean (x_t = x_1,
+R_t = R_1; their amino acids revealed in half of the motif examples, as ``--motif-sequence``) and the free residues'
+translation source is N(0, s^2 I) around that origin, not centred and not OT-coupled (the amortised sampler's
+source). The network is told mu (``ProteinNetworkInput.motif_mask``).
+
 Padded residues hold x = 0, R = I and MASK. Every random draw comes from the generator ``g``, in the order times,
 translation source, rotation source, sequence uniforms.
 """
@@ -42,7 +50,7 @@ from pipeline.proteins.network import ProteinNetworkInput
 from structures.proteins.residue_constants import MASK_INDEX
 
 __all__ = ["Interpolant", "InterpolantConfig", "NoisyProteins", "ProteinTarget", "centred_gaussian",
-           "kabsch_rotation", "ot_coupling", "sample_times"]
+           "kabsch_rotation", "ot_coupling", "sample_motif_masks", "sample_times"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class InterpolantConfig:
     rot_prior_sigma: float = 1.5
     seq_scheduler: SchedulerName = "linear"  # kappa(t) of the masking CTMC
     self_condition_prob: float = 0.5
+    motif_prob: float = 0.0  # share of motif examples (module docstring); 0: MultiFlow's unconditional objective
 
     def validate(self) -> None:
         if not 0.0 <= self.min_t < 0.5:
@@ -71,6 +80,8 @@ class InterpolantConfig:
             raise ValueError(f"unknown scheduler {self.seq_scheduler!r}; choose one of {', '.join(SCHEDULER_NAMES)}")
         if not 0.0 <= self.self_condition_prob <= 1.0:
             raise ValueError(f"self_condition_prob must be in [0, 1], got {self.self_condition_prob}")
+        if not 0.0 <= self.motif_prob <= 1.0:
+            raise ValueError(f"motif_prob must be in [0, 1], got {self.motif_prob}")
 
     def flow_config(self) -> ProteinFlowConfig:
         """The flow whose product path is trained: translation prior scale and t_min from here, and as sequence
@@ -104,12 +115,13 @@ class NoisyProteins:
     r3_t: Tensor  # [B]
     so3_t: Tensor  # [B]
     cat_t: Tensor  # [B]
+    motif_mask: Tensor | None = None  # [B, N] bool: clean motif residues (motif examples only), None: no motif
 
     def network_input(self, trans_sc: Tensor | None = None, aatypes_sc: Tensor | None = None) -> ProteinNetworkInput:
         """The network's input at x_t (residue indices 0 .. N-1, as the sampler)."""
         return ProteinNetworkInput(trans=self.trans_t, rotmats=self.rotmats_t, aatypes=self.aatypes_t,
                                    res_mask=self.target.res_mask, so3_t=self.so3_t, r3_t=self.r3_t, cat_t=self.cat_t,
-                                   trans_sc=trans_sc, aatypes_sc=aatypes_sc)
+                                   trans_sc=trans_sc, aatypes_sc=aatypes_sc, motif_mask=self.motif_mask)
 
 
 def sample_times(b: int, cfg: InterpolantConfig, g: torch.Generator | None = None,
@@ -127,6 +139,33 @@ def sample_times(b: int, cfg: InterpolantConfig, g: torch.Generator | None = Non
     structure_t, cat_t = draw(), draw()
     one = torch.ones(b, device=device)
     return torch.where(inverse_fold, one, structure_t), torch.where(forward_fold, one, cat_t)
+
+
+def sample_motif_masks(res_mask: Tensor, prob: float, g: torch.Generator | None = None,
+                       fraction: tuple[float, float] = (0.05, 0.4), max_segments: int = 3) -> Tensor:
+    """Random motif masks ``[B, N]`` bool: with probability ``prob`` per chain, k ~ U{1..max_segments} segments of
+    about f L / k residues each at uniform starts (they may touch or overlap), f ~ U(fraction), L the chain's
+    length; at least one residue, never all of them. Other chains get an empty mask."""
+    b, n = res_mask.shape
+    dev = res_mask.device
+    lengths = res_mask.sum(-1)  # [B]
+    out = torch.zeros(b, n, dtype=torch.bool, device=dev)
+    use = torch.rand(b, generator=g, device=dev) < prob
+    frac = torch.rand(b, generator=g, device=dev) * (fraction[1] - fraction[0]) + fraction[0]
+    segments = torch.randint(1, max_segments + 1, (b,), generator=g, device=dev)
+    starts = torch.rand(b, max_segments, generator=g, device=dev)  # uniforms for the segment starts
+    idx = torch.arange(n, device=dev)
+    for i in range(b):
+        length, k = int(lengths[i]), int(segments[i])
+        if not bool(use[i]) or length < 2:
+            continue
+        size = max(1, min(length - 1, round(float(frac[i]) * length / k)))
+        for j in range(k):
+            start = int(float(starts[i, j]) * (length - size + 1))
+            out[i] |= (idx >= start) & (idx < start + size)
+        if bool(out[i, :length].all()):
+            out[i, length - 1] = False
+    return out & res_mask.bool()
 
 
 def kabsch_rotation(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
@@ -189,15 +228,41 @@ class Interpolant:
         return ProteinState(trans_0, rot_0, self.path.sequence.sample_source(target.aatypes_1))
 
     def sample(self, target: ProteinTarget, g: torch.Generator | None = None,
-               times: tuple[Tensor, Tensor] | None = None) -> NoisyProteins:
+               times: tuple[Tensor, Tensor] | None = None, motifs: bool = True) -> NoisyProteins:
         """x_t ~ p_t(. | x_0, x_1) at drawn times (module docstring); ``times`` (structure time, sequence time),
-        each [B], replace the drawn ones (validation on a fixed time grid)."""
+        each [B], replace the drawn ones (validation on a fixed time grid); ``motifs=False``: no motif examples
+        (validation measures the unconditional objective)."""
         mask = target.res_mask.bool()  # [B, N]
         structure_t, cat_t = times if times is not None else sample_times(mask.shape[0], self.config, g, mask.device)
-        x_t = self.path.sample_from(self.coupling(target, g), target.state(), structure_t, cat_t, g)
-        trans_t = x_t.trans * mask.to(x_t.trans.dtype)[..., None]
-        eye = torch.eye(3, dtype=x_t.rotmats.dtype, device=mask.device)
-        rot_t = torch.where(mask[..., None, None], x_t.rotmats, eye)
-        aatypes_t = torch.where(mask, x_t.aatypes, torch.full_like(x_t.aatypes, MASK_INDEX))
+        source = self.coupling(target, g)
+        motif = None
+        if motifs and self.config.motif_prob > 0:
+            motif = sample_motif_masks(mask, self.config.motif_prob, g)  # [B, N]
+            target, source = self._motif_frame(target, source, motif, g)
+        x_t = self.path.sample_from(source, target.state(), structure_t, cat_t, g)
+        trans_t, rot_t, aatypes_t = x_t.trans, x_t.rotmats, x_t.aatypes
+        if motif is not None:
+            reveal = motif & (torch.rand(mask.shape[0], 1, generator=g, device=mask.device) < 0.5)  # [B, N]
+            trans_t = torch.where(motif[..., None], target.trans_1, trans_t)
+            rot_t = torch.where(motif[..., None, None], target.rotmats_1, rot_t)
+            aatypes_t = torch.where(reveal, target.aatypes_1, aatypes_t)
+        trans_t = trans_t * mask.to(trans_t.dtype)[..., None]
+        eye = torch.eye(3, dtype=rot_t.dtype, device=mask.device)
+        rot_t = torch.where(mask[..., None, None], rot_t, eye)
+        aatypes_t = torch.where(mask, aatypes_t, torch.full_like(aatypes_t, MASK_INDEX))
         return NoisyProteins(target=target, trans_t=trans_t, rotmats_t=rot_t, aatypes_t=aatypes_t,
-                             r3_t=structure_t, so3_t=structure_t.clone(), cat_t=cat_t)
+                             r3_t=structure_t, so3_t=structure_t.clone(), cat_t=cat_t, motif_mask=motif)
+
+    def _motif_frame(self, target: ProteinTarget, source: ProteinState, motif: Tensor,
+                     g: torch.Generator | None) -> tuple[ProteinTarget, ProteinState]:
+        """Motif chains moved so that their motif's CA centroid is the origin, with the free residues' translation
+        source N(0, s^2 I) (module docstring); chains without a motif unchanged."""
+        has = motif.any(-1)  # [B]
+        m = motif.to(target.trans_1.dtype)[..., None]  # [B, N, 1]
+        centre = (target.trans_1 * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1.0)  # [B, 1, 3]
+        res = target.res_mask.bool()[..., None]
+        trans_1 = torch.where(has[:, None, None] & res, target.trans_1 - centre, target.trans_1)
+        noise = torch.randn(target.trans_1.shape, generator=g, device=motif.device, dtype=target.trans_1.dtype)
+        trans_0 = torch.where(has[:, None, None], noise * self.path.trans.noise_scale * res, source.trans)
+        moved = ProteinTarget(trans_1, target.rotmats_1, target.aatypes_1, target.res_mask)
+        return moved, ProteinState(trans_0, source.rotmats, source.aatypes)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,6 +70,7 @@ class ProteinTrainConfig:
     seq_scheduler: SchedulerName = "linear"
     self_condition_prob: float = 0.5
     aux_weight: float = 1.0
+    motif_prob: float = 0.0  # share of motif examples (amortised motif method; the network gains a motif input)
     # optimisation
     lr: float = 5e-4
     weight_decay: float = 0.0
@@ -89,7 +90,7 @@ class ProteinTrainConfig:
             return ProteinNetworkConfig.from_dict(self.network)
         if self.network not in CONFIGS:
             raise ValueError(f"unknown network preset {self.network!r}; choose one of {', '.join(CONFIGS)}")
-        return CONFIGS[self.network]
+        return replace(CONFIGS[self.network], motif_input=True) if self.motif_prob > 0 else CONFIGS[self.network]
 
     def interpolant(self) -> InterpolantConfig:
         names = {f.name for f in fields(InterpolantConfig)}
@@ -146,6 +147,8 @@ class ProteinFlowModule(TrainingModule):
         self.dataset_info, self.init_info = dataset_info or {}, init_info
         torch.manual_seed(cfg.seed)
         self.net = init.train() if init is not None else ProteinNetwork(cfg.network_config())
+        if cfg.motif_prob > 0:
+            self.net = self.net.with_motif_input()  # zero-initialised: the init network's predictions to start
         self.ema = copy.deepcopy(self.net).requires_grad_(False).eval()
         self.val_terms: list[list[float]] = []  # [step, trans, rots, aux, aatypes]
 
@@ -180,7 +183,7 @@ class ProteinFlowModule(TrainingModule):
         lo, hi = self.icfg.min_t, 1 - self.icfg.min_t
         for j in range(k):
             t = lo + (hi - lo) * (j + torch.rand(b, generator=g, device=target.trans_1.device)) / k  # [B]
-            noisy = self.interpolant.sample(target, g, times=(t, t.clone()))
+            noisy = self.interpolant.sample(target, g, times=(t, t.clone()), motifs=False)
             terms = protein_losses(noisy, self.predict(self.ema, noisy, True), self.weights)
             parts = [terms.total.sum(), torch.tensor(float(b))] + [getattr(terms, n).sum() for n in VAL_TERMS]
             self.val_totals += torch.stack([p.double().cpu() for p in parts]).to(self.val_totals.device) / k
@@ -200,7 +203,8 @@ class ProteinFlowModule(TrainingModule):
     def record(self) -> dict[str, Any]:
         c = self.cfg
         return {"kind": KIND, "config": self.net.cfg.to_dict(),
-                "network_preset": next((k for k, v in CONFIGS.items() if v == self.net.cfg), None),
+                "network_preset": next((k for k, v in CONFIGS.items() if v == replace(self.net.cfg, motif_input=False)),
+                                       None),
                 "flow": {"objective": "MultiFlow (Campbell et al. 2024)", "interpolant": asdict(self.icfg),
                          "losses": asdict(self.weights), "sequence": f"masking CTMC, {c.seq_scheduler} kappa_t",
                          "residue_order": "ARNDCQEGHILKMFPSTWYV (20 = mask)"},
@@ -256,7 +260,8 @@ def train_proteins(cfg: ProteinTrainConfig, out_dir: str | os.PathLike, *, hardw
     need more is refused before the folder is touched (:func:`check_training_memory`).
     """
     hardware = DeviceSettings.of(hardware, "train_proteins(hardware=...)")
-    settings = {k: v for k, v in asdict(cfg).items() if k != "max_steps"}
+    settings = {k: v for k, v in asdict(cfg).items()  # motif_prob only when used: older runs resume
+                if k != "max_steps" and not (k == "motif_prob" and v == 0)}
     if cfg.init is not None and not Path(cfg.init).is_file():
         raise InputError(f"--init checkpoint not found: {cfg.init}; give a MultiFlow .ckpt or a genmatch "
                          ".safetensors file")
