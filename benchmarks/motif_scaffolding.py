@@ -1,5 +1,9 @@
-"""Motif scaffolding with the shipped protein model (issue 24, item 6): 20 motifs, methods ``replacement`` and
-``hold`` (:mod:`pipeline.proteins.replacement`) against unconditional samples of the same model at the same lengths.
+"""Motif scaffolding with the shipped protein model (issue 24, item 6): 20 motifs, methods ``replacement``, ``hold``
+and ``amortised`` (:mod:`pipeline.proteins.replacement`) against unconditional samples of the same model at the same
+lengths. ``--model`` (default: the shipped protein_small) samples replacement, hold and the unconditional baseline;
+``amortised`` (FrameFlow's motif scaffolding, Yim et al. 2024: the network is told the motif) needs a model trained
+with motif masks (``genmatch train proteins --motif-prob P``, a motif input), given as ``--amortised-model PATH``;
+without it the method is skipped and the JSON says so (``skipped``).
 
 Motifs. Cut from chains of the embedded backbone set (``structures.data.load_proteins``) that the shipped
 ``protein_small`` never saw: its record (pipeline/models/protein_small.json, ``dataset``) says it trained on chains
@@ -31,7 +35,8 @@ clashes and CA-CA outliers per sample no more than the unconditional samples'. R
 (10-19 and 20-30 residues). A per-method table goes to stderr, one JSON object is the last line of stdout.
 
 Usage: python benchmarks/motif_scaffolding.py [--n 8] [--steps 50] [--seed 0] [--motifs 20]
-       [--methods replacement,hold] [--mpnn] [--esmfold PATH] [--threads 1] [--out FILE.json]
+       [--methods replacement,hold,amortised] [--model PATH] [--amortised-model PATH] [--mpnn] [--esmfold PATH]
+       [--threads 1] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -54,7 +59,9 @@ MODEL_RECORD = Path(__file__).resolve().parents[1] / "pipeline" / "models" / "pr
 N_MOTIFS = 20
 MOTIF_SIZE = (10, 30)
 SCAFFOLD_LENGTH = (60, 120)
-METHODS = ("replacement", "hold")
+METHODS = ("replacement", "hold", "amortised")
+NO_AMORTISED_MODEL = ("skipped: no --amortised-model PATH given (a model trained with 'genmatch train proteins "
+                      "--motif-prob', which has a motif input)")
 SIZE_BINS = ((10, 19), (20, 30))
 
 
@@ -171,7 +178,8 @@ def run_motif(problem: MotifProblem, pdb: Path, args: argparse.Namespace) -> tup
         cond = ProteinConditions(motif=pdb, contig=problem.contig, length=problem.length, motif_method=method)
         motif = read_motif(pdb, parse_contig(problem.contig, problem.length))
         placements = plan_inputs((), args.n, args.seed, None, cond)[1].placements
-        out = proteins.generate(conditions=cond, per_length=args.n, steps=args.steps, seed=args.seed,
+        model = args.amortised_model if method == "amortised" else args.model
+        out = proteins.generate(conditions=cond, model=model, per_length=args.n, steps=args.steps, seed=args.seed,
                                 progress=False)
         by_id = dict(zip(out.ids, zip(out.chains, out.sequences)))
         rows[method] = []
@@ -199,7 +207,7 @@ def unconditional(jobs: list[tuple[str, Any]], args: argparse.Namespace) -> list
     rows = []
     for count, lengths in sorted(groups.items()):
         out = proteins.generate(lengths=tuple(sorted(lengths)), per_length=count, steps=args.steps, seed=args.seed,
-                                progress=False)
+                                model=args.model, progress=False)
         seen: dict[int, int] = defaultdict(int)
         for chain, seq in zip(out.chains, out.sequences):
             x = np.asarray(chain.coords if chain.coords.ndim == 3 else chain.coords[0])
@@ -228,6 +236,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--motifs", type=int, default=N_MOTIFS, help=f"run the first N of the {N_MOTIFS} motifs")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--model", default=None, help="model of replacement, hold and the unconditional baseline (a "
+                    "shipped name or a file; default: the shipped protein_small)")
+    ap.add_argument("--amortised-model", default=None, metavar="PATH",
+                    help="model of method amortised: trained with 'genmatch train proteins --motif-prob' (a motif "
+                    "input); without it amortised is skipped")
     ap.add_argument("--mpnn", action="store_true", help="ProteinMPNN log-likelihoods (slower)")
     ap.add_argument("--esmfold", default=None, help="local ESMFold folder: also designability")
     ap.add_argument("--threads", type=int, default=1)
@@ -242,6 +255,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     bad = [m for m in args.methods if m not in METHODS]
     if bad or not args.methods:
         ap.error(f"--methods: {bad[0] if bad else 'none'} is not one of {', '.join(METHODS)}")
+    check_models(ap, args)
     if args.esmfold is not None:
         from pipeline.proteins.score.folding import check_esmfold_folder
         from structures.errors import InputError
@@ -256,6 +270,34 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.out is not None and (args.out.is_dir() or not args.out.parent.is_dir()):
         ap.error(f"--out: {args.out} must be a file in an existing folder")
     return args
+
+
+def check_models(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Both models load, and the amortised one has a motif input (else exit 2, before anything runs or is written);
+    without ``--amortised-model`` the method amortised is dropped from ``args.methods`` and noted in
+    ``args.skipped``."""
+    from pipeline.proteins.network.checkpoint import load_protein_model
+    from structures.errors import InputError
+
+    args.skipped, args.sources = {}, {}  # method -> why it is skipped; flag -> the model file
+    if args.amortised_model is None and "amortised" in args.methods:
+        if args.methods == ("amortised",):
+            ap.error("--methods amortised: give --amortised-model PATH (a model trained with --motif-prob)")
+        args.methods = tuple(m for m in args.methods if m != "amortised")
+        args.skipped["amortised"] = NO_AMORTISED_MODEL
+    if args.amortised_model is not None and "amortised" not in args.methods:
+        ap.error("--amortised-model: the model of method amortised; add amortised to --methods")
+    models = {"--model": args.model} | ({} if args.amortised_model is None else
+                                         {"--amortised-model": args.amortised_model})
+    for flag, model in models.items():
+        try:
+            loaded = load_protein_model(model)  # None: the default model
+        except InputError as exc:
+            ap.error(f"{flag}: {exc}")
+        if flag == "--amortised-model" and not loaded.net.cfg.motif_input:
+            ap.error(f"--amortised-model: {model} has no motif input; give a model trained with 'genmatch train "
+                     "proteins --motif-prob'")
+        args.sources[flag] = loaded.source
 
 
 def table(summaries: dict[str, dict[str, Any]]) -> str:
@@ -312,9 +354,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["designability"] = {m: designability(r, args.esmfold) for m, r in (rows | {"unconditional": base}).items()}
     else:
         result["designability"] = "skipped: no --esmfold PATH given"
+    result["skipped"] = args.skipped  # method -> why it did not run
     result["motifs"] = per_motif
     result["settings"] = {"n": args.n, "steps": args.steps, "seed": args.seed, "motifs": len(problems),
                           "methods": list(args.methods), "mpnn": args.mpnn, "threads": args.threads,
+                          "model": args.sources["--model"], "amortised_model": args.sources.get("--amortised-model"),
                           "scaffold_length": list(SCAFFOLD_LENGTH), "motif_size": list(MOTIF_SIZE),
                           "source_chains": f"longer than {trained_length_range()[1]} residues, PDB entry not trained on"}
     result["wall_s"] = round(time.perf_counter() - t0, 1)

@@ -21,6 +21,9 @@ a previous result, or a PDB / mmCIF file or folder). Design conditions (``condit
     gen = proteins.generate(conditions=proteins.ProteinConditions(
         motif="motif.pdb", contig="10-40/A3-22/10-40", length="60-100", motif_sequence=True, forbid="C"),
         per_length=8, steps=50)
+
+``motif_method``: "replacement" (default, any model), "hold", or "amortised" (FrameFlow's motif scaffolding, Yim
+et al. 2024: the network is told the motif; a model trained with ``train(..., motif_prob=0.5)``, ``model=`` its file).
 """
 
 from __future__ import annotations
@@ -67,7 +70,9 @@ def generate(config: ProteinGenerateConfig | None = None, *, out_dir: str | os.P
     Without ``out_dir`` the chains and sequences stay in memory; with it they are also written to a resumable run
     folder (``pdb/<id>.pdb``, ``samples.fasta``, ``manifest.csv/.json``, ``run.json``) and returned as written.
     Lengths outside those the model was trained on give one :class:`UserWarning`. ``conditions``: a
-    :class:`ProteinConditions` (motif scaffolding, refinement, fixed / forbidden amino acids; module docstring).
+    :class:`ProteinConditions` (motif scaffolding, refinement, fixed / forbidden amino acids; module docstring);
+    its ``motif_method="amortised"`` needs a model trained with motif masks (``train(motif_prob=...)``, a motif
+    input), else :class:`~structures.errors.InputError` naming ``ProteinConditions.motif_method``, before any file.
     """
     config = make_config(ProteinGenerateConfig, config, fields, "generate")
     check_run_args("generate", out_dir, restart, progress)

@@ -20,8 +20,8 @@
 Checks that need no model run when a :class:`ProteinConditions` is made (the files are read then);
 :meth:`ProteinConditions.check_run` adds those against the run (mode, other inputs); positions against the sample
 lengths are checked when the run is planned (:func:`plan_inputs`), before anything is written. Every failure is
-an :class:`~structures.errors.InputError` naming the field. The motif is held with fixed frames (``hold``) for
-now: :func:`motif_conditioning` is the one place that turns placements into the sampler's conditioning.
+an :class:`~structures.errors.InputError` naming the field; the model's motif input (``amortised``) is checked by
+:mod:`pipeline.proteins.model_checks`. :func:`motif_conditioning` turns placements into the sampler's conditioning.
 """
 
 from __future__ import annotations

@@ -24,10 +24,9 @@ import io
 import json
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +39,7 @@ from pipeline.common.run import fingerprint, open_run
 from pipeline.proteins.conditions import ProteinConditions, SampleInputs, plan_inputs
 from pipeline.proteins.flow import ProteinFlowConfig, RotationConfig, SequenceConfig
 from pipeline.proteins.memory import check_fits, network_bytes, pair_load
+from pipeline.proteins.model_checks import check_motif_input, warn_untrained_lengths
 from pipeline.proteins.names import MODE_SPELLINGS, PRECISIONS, ROTATIONS, SEQUENCES
 from pipeline.proteins.network import ProteinNetwork
 from pipeline.proteins.network.checkpoint import LoadedProteinModel, load_protein_model
@@ -248,20 +248,6 @@ def load_targets(config: ProteinGenerateConfig) -> list[ProteinTarget] | None:
     return None
 
 
-def warn_untrained_lengths(lengths: Sequence[int], model: LoadedProteinModel) -> None:
-    """One :class:`UserWarning` naming the lengths outside the range ``model`` was trained on (if it is known)."""
-    trained = model.trained_lengths()
-    if trained is None:
-        return
-    lo, hi = trained
-    out = sorted({n for n in lengths if n < lo or (hi is not None and n > hi)})
-    if out:
-        span = f"{lo} or more" if hi is None else f"{lo}" if hi == lo else f"{lo}-{hi}"
-        which = f"lengths {', '.join(map(str, out))} are" if len(out) > 1 else f"length {out[0]} is"
-        warnings.warn(f"{which} outside the {span} residues the model was trained on ({model.source}); expect "
-                      "poorer samples there", UserWarning, stacklevel=4)  # the caller of workflows.proteins.generate
-
-
 def check_memory(config: ProteinGenerateConfig, model: LoadedProteinModel, batches: list[list[int]]) -> None:
     """Refuse (:class:`InputError`) a run whose heaviest batch (chain lengths per batch) would not fit in memory
     (:func:`pipeline.proteins.memory.check_fits`), before any sampling or file."""
@@ -317,9 +303,11 @@ def _write_json(path: Path, obj: Any) -> None:
 def generate_proteins(config: ProteinGenerateConfig, *, out_dir: str | os.PathLike | None = None,
                       restart: bool = False, progress: bool = True) -> GeneratedProteins:
     """Generate the proteins of ``config``, in memory or into the run folder ``out_dir`` (module docstring). Bad
-    inputs raise :class:`InputError` before the folder is touched."""
+    inputs raise :class:`InputError` before the folder is touched (a model without the motif input that the
+    amortised motif method needs too: :mod:`pipeline.proteins.model_checks`)."""
     targets = load_targets(config)
     model = load_protein_model(config.model, config.device)
+    check_motif_input(config.conditions, model)  # amortised motif method: a model with a motif input
     sampler = config.sampler(config.steps or model.default_steps(DEFAULT_STEPS))
     try:
         sampler.validate()

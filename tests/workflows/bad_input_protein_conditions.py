@@ -1,6 +1,7 @@
 """The bad-input cases of protein design (issue 24): every design option of ``generate proteins`` (motif,
 contig, length range, motif sequence, fixed / forbidden / allowed amino acids, refinement, start time) and the
-combinations that cannot hold, each refused with exit 2 before anything is written. The twin of
+combinations that cannot hold, each refused with exit 2 before anything is written (the amortised motif method
+with a model that has no motif input too, and ``train proteins --motif-prob`` outside [0, 1]). The twin of
 ``bad_input_conditions.py`` (crystals); the cases join ``ERRORS`` of ``test_bad_input_proteins.py`` and run with its
 corpus (``{good_pdb}``: 45 residues of chain A, numbered 1-45) and contract (``bad_input_corpus.py``)."""
 
@@ -14,6 +15,7 @@ GP = ("generate", "proteins", *RUN)
 MOTIF = ["--motif", "{good_pdb}"]
 SCAFFOLD = [*MOTIF, "--contig", "5-10/A5-14/5-10"]
 REFINE = ["--refine", "{good_pdb}", "--start-time", "0.6"]
+AMORTISED = "'amortised' needs a model trained with motif masks ('genmatch train proteins --motif-prob P'"
 DESIGN_ERRORS: dict[str, Case] = {  # name -> case
     # ---- the motif and its contig
     "design-motif-residues-missing": C(*GP, *MOTIF, "--contig", "5/A40-50/5", "--out", E,
@@ -30,6 +32,16 @@ DESIGN_ERRORS: dict[str, Case] = {  # name -> case
                                            text="--motif-method says how a motif is kept"),
     "design-motif-method-unknown": C(*GP, *SCAFFOLD, "--motif-method", "glue", "--out", E,
                                      text="invalid choice"),
+    # amortised needs a model with a motif input (the shipped protein_small has none): refused once the model is
+    # read, before the run folder is opened (into an existing run: this message, not "holds a ... run")
+    "design-motif-amortised-without-motif-input": C(*GP, *SCAFFOLD, "--motif-method", "amortised", "--out", E,
+                                                    text=AMORTISED),
+    "design-motif-amortised-into-gen-run": C(*GP, *SCAFFOLD, "--motif-method", "amortised", "--out", "{gen_run}",
+                                             text=AMORTISED),
+    "design-train-motif-prob-above-1": C("train", "proteins", "--motif-prob", "1.5", "--out", E,
+                                         text="--motif-prob"),
+    "design-train-motif-prob-negative": C("train", "proteins", "--motif-prob", "-0.1", "--out", E,
+                                          text="--motif-prob"),
     "design-contig-syntax": C(*GP, *MOTIF, "--contig", "10-40/A3-", "--out", E,
                               text="expected a number after '-'"),
     "design-contig-several-chains": C(*GP, *MOTIF, "--contig", "A5-14/0 10-20", "--out", E,

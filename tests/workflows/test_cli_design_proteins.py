@@ -2,8 +2,9 @@
 thread: motif scaffolding of a 10-residue motif cut from a real chain (the motif's amino acids kept, cysteine
 forbidden, each sample's contig draw and motif placement in the manifest), the same run through the Python API,
 reproducible per-sample draws, refinement of a real chain from t0 = 0.9, and sequence constraints in inverse
-folding. The refusals are
-``bad_input_protein_conditions.py``."""
+folding; the amortised motif method (issue 24) with a motif-capable model made here (the shipped network with its
+zero-initialised motif input, :meth:`ProteinNetwork.with_motif_input`) and its refusal for a model without one.
+The other refusals are ``bad_input_protein_conditions.py``."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ import pytest
 import torch
 
 from pipeline.proteins.conditions import ProteinConditions, plan_inputs
+from pipeline.proteins.network.checkpoint import load_protein_model, save_protein_checkpoint
+from pipeline.proteins.replacement import MOTIF_METHODS
 from pipeline.proteins.score.folding import kabsch_rmsd
 from structures.data import load_proteins
+from structures.errors import InputError
+from structures.proteins.frames import backbone_from_frames, frames_from_atoms
 from structures.proteins.io import BackboneChain, read_chain, write_structure
 from workflows import proteins
 from workflows.cli import main
@@ -125,3 +130,63 @@ def test_inverse_folding_with_fixed_and_forbidden_amino_acids(files: dict[str, P
     for seq in gen.sequences:
         assert len(seq) == 64 and seq[0] == "W" and seq[-1] == "Y" and seq[1] in "DE"
         assert not set(seq) & set("CAL")
+
+
+# ------------------------------------------------------------------------------------------ amortised (issue 24)
+
+
+@pytest.fixture(scope="module")
+def motif_model(files: dict[str, Path]) -> Path:
+    """The shipped protein_small network with a zero-initialised motif input (it predicts as protein_small does),
+    saved with protein_small's record (steps, trained lengths) as a genmatch .safetensors that ``--model`` reads."""
+    shipped = load_protein_model("protein_small")
+    path = files["root"] / "motif_small.safetensors"
+    save_protein_checkpoint(path, shipped.net.with_motif_input(), shipped.info)
+    return path
+
+
+def test_amortised_scaffolds_hold_the_motif_exactly(files: dict[str, Path], motif_model: Path) -> None:
+    """With ``--motif-method amortised`` the motif residues are held clean from the first step: their backbone is
+    the motif's (idealised from its frames, as every written backbone is) up to a rigid motion, to < 1e-3 A."""
+    out = files["root"] / "amortised"
+    assert main(["generate", "proteins", "--model", str(motif_model), "--motif", str(files["motif"]), "--contig",
+                 CONTIG, "--length", LENGTH, "--motif-method", "amortised", "--per-length", "2", "--steps", "5",
+                 "--threads", "1", "--quiet", "--out", str(out)]) == 0
+    motif = np.asarray(read_chain(files["motif"]).coords)  # [10, 4, 3]
+    ideal = backbone_from_frames(frames_from_atoms(torch.from_numpy(motif))).numpy()  # [10, 4, 3]: N, CA, C, O
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["summary"]["settings"]["generation"]["conditions"]["motif_method"] == "amortised"
+    assert '"motif_method": "amortised"' in (out / "run.json").read_text()
+    assert len(manifest["rows"]) == 2
+    for row in manifest["rows"]:
+        x = np.asarray(read_chain(out / row["file"]).coords)
+        at = [p["position"] - 1 for p in row["motif_placement"]]
+        assert len(x) == row["length"] and 60 <= len(x) <= 70 and len(at) == 10
+        assert kabsch_rmsd(x[at, 1], motif[:, 1]) < 1e-3  # CA
+        assert kabsch_rmsd(x[at, :3].reshape(-1, 3), ideal[:, :3].reshape(-1, 3)) < 1e-3  # N, CA, C
+
+
+def test_amortised_needs_a_model_with_a_motif_input(files: dict[str, Path], tmp_path: Path) -> None:
+    """From Python too: the shipped model has no motif input; refused naming the argument, before any folder."""
+    cond = ProteinConditions(motif=files["motif"], contig=CONTIG, length=LENGTH, motif_method="amortised")
+    for out_dir in (tmp_path / "run", None):
+        with pytest.raises(InputError, match=r"ProteinConditions\.motif_method .*'amortised' needs a model trained "
+                           r"with motif masks .*--motif-prob.*protein_small.* 'replacement', which works with any"):
+            proteins.generate(conditions=cond, per_length=1, steps=3, threads=1, progress=False, out_dir=out_dir)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_motif_methods_of_the_command_line_are_the_samplers(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--motif-method`` takes exactly MOTIF_METHODS (checked when parsed; the help imports no torch) and its help
+    names each, with what amortised needs."""
+    import argparse
+
+    from workflows.cli.proteins import motif_method
+
+    assert [motif_method(m) for m in MOTIF_METHODS] == list(MOTIF_METHODS) and "amortised" in MOTIF_METHODS
+    with pytest.raises(argparse.ArgumentTypeError, match="invalid choice: 'glue' .*'amortised'"):
+        motif_method("glue")
+    assert main(["generate", "proteins", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(m in text for m in MOTIF_METHODS)
+    assert "works with any model" in text and "--motif-prob" in text

@@ -39,6 +39,17 @@ def _warnings_as_lines() -> Iterator[None]:
 # ------------------------------------------------------------------------------------------ generate proteins
 
 
+def motif_method(text: str) -> str:
+    """``--motif-method``: one of :data:`pipeline.proteins.replacement.MOTIF_METHODS`, checked when a command is
+    parsed; not argparse ``choices``, which the help would list by importing that module (it imports torch)."""
+    from pipeline.proteins.replacement import MOTIF_METHODS
+
+    if text not in MOTIF_METHODS:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from "
+                                         f"{', '.join(map(repr, MOTIF_METHODS))})")
+    return text
+
+
 def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "--checkpoint", dest="model", default=None, metavar="PATH",
                    help="a shipped model's name (protein_small), a MultiFlow .ckpt (config.yaml beside it) or a "
@@ -88,9 +99,11 @@ def _design_args(g: argparse._ArgumentGroup) -> None:
                    "keeps its amino acids); one draw per sample")
     g.add_argument("--length", default=None, metavar="RANGE", help="total length of the --contig chain, e.g. 60-100")
     g.add_argument("--motif-sequence", action="store_true", help="keep the amino acids of every motif residue")
-    g.add_argument("--motif-method", choices=("replacement", "hold"), default="replacement",
-                   help="how the motif is kept while sampling: replacement (on its path at every step; default) or "
-                   "hold (clean frames throughout); docs/conditioning.md")
+    g.add_argument("--motif-method", type=motif_method, default="replacement", metavar="METHOD",
+                   help="how the motif is kept while sampling: replacement (on its path at every step; works with "
+                   "any model; default), hold (clean frames throughout) or amortised (the network is told the "
+                   "motif: needs a model trained with 'genmatch train proteins --motif-prob', i.e. with a motif "
+                   "input); docs/conditioning.md")
     g.add_argument("--fix", default=None, help="fixed amino acids: 'A5=W,A9=H' (residues of the --motif / --refine "
                    "file) or '12=W' (positions of the designed chain, from 1)")
     g.add_argument("--forbid", default=None, help="amino acids no designed residue may take, e.g. C or C,M")
