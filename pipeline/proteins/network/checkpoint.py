@@ -33,7 +33,7 @@ import yaml
 
 from pipeline.common.model_file import (MODELS_DIR, ModelFile, NonFiniteWeightsError, check_finite, load_model_file,
                                        save_model_file, state_dict_mismatch)
-from pipeline.proteins.network.config import CONFIGS, ProteinNetworkConfig
+from pipeline.proteins.network.config import CONFIGS, ProteinNetworkConfig, preset_name
 from pipeline.proteins.network.model import ProteinNetwork
 from pipeline.proteins.network.safe_pickle import CheckpointError, UnsafeCheckpointError, plain, read_torch_zip
 
@@ -203,7 +203,7 @@ def read_protein_checkpoint(path: str | os.PathLike, device: str | torch.device 
 
 def _summary(cfg: ProteinNetworkConfig) -> str:
     i = cfg.ipa
-    name = next((k for k, v in CONFIGS.items() if v == cfg), "custom")
+    name = preset_name(cfg) or "custom"
     return (f"{name} (node {cfg.node_embed_size}, edge {cfg.edge_embed_size}, {i.num_blocks} blocks, "
             f"{i.no_heads} heads, c_hidden {i.c_hidden}, points {i.no_qk_points}/{i.no_v_points}, "
             f"seq transformer {i.seq_tfmr_num_layers}x{i.seq_tfmr_num_heads})")
@@ -245,7 +245,7 @@ def describe_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return {
         "path": str(ck.path),
         "format": ck.format,
-        "config": next((k for k, v in CONFIGS.items() if v == cfg), "custom"),
+        "config": preset_name(cfg) or "custom",
         "config_source": ck.config_source,
         "sizes": {"node_embed_size": cfg.node_embed_size, "edge_embed_size": cfg.edge_embed_size,
                   "num_blocks": cfg.ipa.num_blocks, "ipa_heads": cfg.ipa.no_heads, "c_hidden": cfg.ipa.c_hidden,

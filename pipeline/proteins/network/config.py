@@ -167,3 +167,11 @@ CONFIGS: dict[str, ProteinNetworkConfig] = {
                            ipa=IPAConfig(c_hidden=16, no_heads=4, no_qk_points=4, no_v_points=8,
                                          seq_tfmr_num_heads=4, seq_tfmr_num_layers=1, num_blocks=4)),
 }
+
+
+def preset_name(cfg: ProteinNetworkConfig) -> str | None:
+    """The preset of :data:`CONFIGS` that ``cfg`` is, ``"<preset>+motif"`` with a motif input, else None."""
+    plain = replace(cfg, motif_input=False)
+    name = next((k for k, v in CONFIGS.items() if v == plain), None)
+    return None if name is None else name + ("+motif" if cfg.motif_input else "")
+

@@ -36,6 +36,7 @@ from pipeline.common.model_file import ModelFile
 from pipeline.common.run import fingerprint
 from pipeline.proteins.network import CONFIGS, ProteinNetwork, ProteinNetworkConfig, ProteinNetworkOutput
 from pipeline.proteins.network.checkpoint import KIND, load_protein_network
+from pipeline.proteins.network.config import preset_name
 from pipeline.common.training import (DeviceSettings, OptimSettings, TrainingModule, TrainedModel, fit, is_ddp_worker,
                                    quiet_lightning, training_run)
 from pipeline.proteins.train.data import ProteinDataModule, dataset_files
@@ -203,8 +204,7 @@ class ProteinFlowModule(TrainingModule):
     def record(self) -> dict[str, Any]:
         c = self.cfg
         return {"kind": KIND, "config": self.net.cfg.to_dict(),
-                "network_preset": next((k for k, v in CONFIGS.items() if v == replace(self.net.cfg, motif_input=False)),
-                                       None),
+                "network_preset": preset_name(replace(self.net.cfg, motif_input=False)),
                 "flow": {"objective": "MultiFlow (Campbell et al. 2024)", "interpolant": asdict(self.icfg),
                          "losses": asdict(self.weights), "sequence": f"masking CTMC, {c.seq_scheduler} kappa_t",
                          "residue_order": "ARNDCQEGHILKMFPSTWYV (20 = mask)"},
@@ -226,7 +226,7 @@ def _init_network(cfg: ProteinTrainConfig) -> tuple[ProteinNetwork | None, dict[
     path = Path(cfg.init)
     net = load_protein_network(path)  # CheckpointError (exit 2) names what is wrong
     return net, {"path": str(path), "file": path.name, "sha256": file_sha256(path),
-                 "config": next((k for k, v in CONFIGS.items() if v == net.cfg), "custom")}
+                 "config": preset_name(net.cfg) or "custom"}
 
 
 def check_training_memory(cfg: ProteinTrainConfig, data: ProteinDataModule, net_cfg: ProteinNetworkConfig,
