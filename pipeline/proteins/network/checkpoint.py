@@ -33,7 +33,7 @@ import yaml
 
 from pipeline.common.model_file import (MODELS_DIR, ModelFile, NonFiniteWeightsError, check_finite, load_model_file,
                                        save_model_file, state_dict_mismatch)
-from pipeline.proteins.network.config import CONFIGS, ProteinNetworkConfig, preset_name
+from pipeline.proteins.network.config import ProteinNetworkConfig, preset_name
 from pipeline.proteins.network.model import ProteinNetwork
 from pipeline.proteins.network.safe_pickle import CheckpointError, UnsafeCheckpointError, plain, read_torch_zip
 
