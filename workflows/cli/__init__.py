@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 
 from workflows.cli.crystals import COMMANDS as CRYSTAL_COMMANDS
+from workflows.cli.design import COMMANDS as DESIGN_COMMANDS
 from workflows.cli.predictor import COMMANDS as PREDICTOR_COMMANDS
 from workflows.cli.proteins import GENERATE_COMMANDS as PROTEIN_COMMANDS
 from workflows.cli.proteins import SCORE_COMMANDS as SCORE_PROTEIN_COMMANDS
@@ -116,6 +117,7 @@ COMMANDS: list[Command] = [
     *SCORE_PROTEIN_COMMANDS,
     *PROTEIN_COMMANDS,
     *TRAIN_PROTEIN_COMMANDS,
+    *DESIGN_COMMANDS,
 ]
 
 GROUP_HELP = {"generate": "generate crystals (KO-DFM) or proteins", "relax": "relax crystals with CHGNet",

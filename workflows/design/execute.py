@@ -1,0 +1,221 @@
+"""Run a campaign serially, in this process: each stage into its run folder (:mod:`workflows.design.plan`).
+
+generate, relax and score call the Python API (:mod:`workflows.crystals`, :mod:`workflows.proteins`) with the
+stage folder as ``out_dir``, so an interrupted stage resumes as its verb does. Between stages everything goes
+through files, the same whether a stage ran now or is reused: the structures' folder (``cifs/`` or ``pdb/`` of
+generate, ``relaxed/`` of relax), relax's ``relax_results.csv`` (the CHGNet energies score takes for E_hull), and
+the table (``scores.parquet`` of score; ``table.parquet`` / ``table.csv`` of filter, deduplicate and rank, in
+:mod:`workflows.design.select` order). export writes ``top.csv``, the top K structures,
+``structures/<id>.<format>``, and ``report.json``: the funnel (structures or rows after each stage) and the top ids. A stage's ``stage.json``, written last, marks it finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from structures.atomic import atomic_open, atomic_path
+from structures.errors import InputError
+from structures.version import genmatch_version
+from workflows.design.plan import CAMPAIGN_FILE, STAGE_FILE, StagePlan, plan
+from workflows.design.spec import CampaignSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["CampaignResult", "run_campaign"]
+
+_STRUCTURE_FOLDERS = {("crystals", "generate"): "cifs", ("proteins", "generate"): "pdb",
+                      ("crystals", "relax"): "relaxed"}
+_SUFFIX = {"crystals": ".cif", "proteins": ".pdb"}
+LOCK_FILE = ".design.lock"
+
+
+@dataclass
+class _State:
+    """What the next stage reads: the structures' folder, relax energies, the current table."""
+
+    structures: Path | None = None
+    energies: Path | None = None
+    table: "pd.DataFrame | None" = None
+    funnel: tuple[tuple[str, int], ...] = ()  # (stage folder, structures or rows after it)
+
+
+@dataclass
+class CampaignResult:
+    """A finished campaign: its folder, the plan it ran, the final table and the exported folder (None without
+    an export stage)."""
+
+    folder: Path
+    plans: list[StagePlan]
+    table: "pd.DataFrame | None" = None
+    export_dir: Path | None = None
+    ran: list[int] = field(default_factory=list)
+
+
+def _write_table(table: "pd.DataFrame", folder: Path, name: str = "table") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / f"{name}.parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+    with atomic_path(folder / f"{name}.csv") as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def _load(material: str, p: StagePlan, state: _State) -> _State:
+    """The state after stage ``p`` from its folder (module docstring)."""
+    import pandas as pd
+
+    kind = p.stage.kind
+    if (material, kind) in _STRUCTURE_FOLDERS:
+        state = dataclasses.replace(state, structures=p.folder / _STRUCTURE_FOLDERS[(material, kind)])
+    if kind == "relax":
+        state = dataclasses.replace(state, energies=p.folder / "relax_results.csv")
+    if kind == "score":
+        state = dataclasses.replace(state, table=pd.read_parquet(p.folder / "scores.parquet"))
+    if kind in ("filter", "deduplicate", "rank"):
+        state = dataclasses.replace(state, table=pd.read_parquet(p.folder / "table.parquet"))
+    if kind == "export":
+        state = dataclasses.replace(state, table=pd.read_parquet(p.folder / "top.parquet"))
+    if kind in ("generate", "relax"):
+        count = len(list(state.structures.glob(f"*{_SUFFIX[material]}"))) if state.structures is not None else 0
+    else:
+        count = len(state.table) if state.table is not None else 0
+    return dataclasses.replace(state, funnel=state.funnel + ((p.folder.name, count),))
+
+
+def _structure_file(material: str, state: _State, ident: str) -> Path | None:
+    f = state.structures / f"{ident}{_SUFFIX[material]}" if state.structures is not None else None
+    return f if f is not None and f.is_file() else None
+
+
+def _verb(material: str, p: StagePlan, state: _State, threads: int | None, progress: bool) -> None:
+    """generate / relax / score through the Python API into the stage folder."""
+    from workflows import crystals, proteins
+
+    api: Any = crystals if material == "crystals" else proteins
+    kind, config, out = p.stage.kind, p.stage.config, p.folder
+    run = dict(out_dir=out, threads=threads, progress=progress)
+    if kind == "generate":
+        api.generate(config, **run)
+    elif kind == "relax":
+        api.relax(str(state.structures), config, **run)
+    else:
+        if material == "crystals" and state.energies is not None and config.energies is None:
+            config = dataclasses.replace(config, energies=str(state.energies))
+        api.score(str(state.structures), config, **run)
+
+
+def _export(material: str, p: StagePlan, state: _State) -> None:
+    """``top.csv`` / ``top.parquet`` and the top K structures in each format (files copied or converted)."""
+    from workflows.design.select import top_rows
+
+    settings = p.stage.config
+    top = top_rows(state.table, settings.top_k)
+    folder = p.folder / "structures"
+    folder.mkdir(parents=True, exist_ok=True)
+    for fmt in settings.formats:
+        names = []
+        for ident in top["id"].astype(str):
+            src = _structure_file(material, state, ident)
+            if src is None:
+                names.append("")
+                continue
+            dst = folder / f"{ident}.{fmt}"
+            with atomic_path(dst) as tmp:
+                if src.suffix == f".{fmt}":
+                    shutil.copyfile(src, tmp)
+                else:  # crystals: CIF -> POSCAR
+                    from pymatgen.core import Structure
+
+                    Structure.from_file(str(src)).to(filename=str(tmp), fmt=fmt)
+            names.append(str(dst.relative_to(p.folder)))
+        top[f"file_{fmt}"] = names
+    _write_table(top, p.folder, "top")
+    report = {"funnel": [{"stage": name, "count": n} for name, n in state.funnel] + [
+        {"stage": p.folder.name, "count": len(top)}], "top": top["id"].astype(str).tolist()}
+    with atomic_open(p.folder / "report.json") as f:
+        f.write(json.dumps(report, indent=1) + "\n")
+
+
+def _execute(material: str, p: StagePlan, state: _State, threads: int | None, progress: bool) -> None:
+    from workflows.design.dedupe import deduplicate
+    from workflows.design.select import filter_rows, rank_rows
+
+    kind, config = p.stage.kind, p.stage.config
+    p.folder.mkdir(parents=True, exist_ok=True)
+    (p.folder / STAGE_FILE).unlink(missing_ok=True)
+    if kind in ("generate", "relax", "score"):
+        _verb(material, p, state, threads, progress)
+    elif kind == "filter":
+        _write_table(filter_rows(state.table, config.expr), p.folder)
+    elif kind == "deduplicate":
+        _write_table(deduplicate(state.table, lambda i: _structure_file(material, state, i), material, config),
+                     p.folder)
+    elif kind == "rank":
+        _write_table(rank_rows(state.table, config), p.folder)
+    else:
+        _export(material, p, state)
+    record = {"key": p.key, "index": p.stage.index, "kind": kind, "settings": p.stage.settings,
+              "genmatch": genmatch_version()}
+    with atomic_open(p.folder / STAGE_FILE) as f:
+        f.write(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def run_campaign(spec: CampaignSpec, campaign_dir: str | os.PathLike, *, threads: int | None = None,
+                 progress: bool = True) -> CampaignResult:
+    """Run (or resume) the campaign ``spec`` in ``campaign_dir``: reused stages are read, the others run in order
+    (module docstring). Returns the final table and where the export went."""
+    d = Path(campaign_dir)
+    plan(spec, d)  # refuses another campaign's folder before anything is written
+    d.mkdir(parents=True, exist_ok=True)
+    if not (d / CAMPAIGN_FILE).exists():
+        with atomic_open(d / CAMPAIGN_FILE) as f:
+            f.write(json.dumps({"name": spec.name, "material": spec.material, "format": 1,
+                                "spec": spec.source}, indent=1) + "\n")
+    with _campaign_lock(d):
+        return _run_stages(spec, d, plan(spec, d), threads, progress)
+
+
+@contextlib.contextmanager
+def _campaign_lock(d: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``CAMPAIGN/.design.lock`` while the campaign runs: a second process is refused."""
+    import fcntl
+
+    with open(d / LOCK_FILE, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise InputError(f"campaign folder {d}: another genmatch design is running in it; wait for it or "
+                             "give another folder") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _run_stages(spec: CampaignSpec, d: Path, plans: list[StagePlan], threads: int | None,
+                progress: bool) -> CampaignResult:
+    state, ran, export_dir = _State(), [], None
+    def say(p: StagePlan, text: str) -> None:
+        if progress:
+            print(f"genmatch design: [{p.stage.index + 1}/{len(plans)}] {p.stage.kind}: {text}", file=sys.stderr,
+                  flush=True)
+
+    for p in plans:
+        if p.status == "run":
+            say(p, f"running ({p.folder.name})")
+            _execute(spec.material, p, state, threads, progress)
+            ran.append(p.stage.index)
+        state = _load(spec.material, p, state)
+        count = f"{state.funnel[-1][1]} {'structures' if p.stage.kind in ('generate', 'relax') else 'rows'}"
+        say(p, f"reused ({p.folder.name}), {count}" if p.status == "reuse" else f"done, {count}")
+        if p.stage.kind == "export":
+            export_dir = p.folder
+    return CampaignResult(d, plans, state.table, export_dir, ran)
