@@ -37,7 +37,7 @@ _WHERE: dict[str, str] = {
     "DataNotFoundError": "structures.data",
     "DemoConfig": "workflows.demo", "run_demo": "workflows.demo",
 }
-_MODULES = ("crystals", "proteins", "demo", "cli")
+_MODULES = ("crystals", "proteins", "design", "demo", "cli")
 __all__ = sorted([*_WHERE, *_MODULES, "__version__"])
 
 
