@@ -1,4 +1,5 @@
-"""The protein verbs of the Python API: :func:`generate`, :func:`score` and :func:`train` (the CLI calls these too).
+"""The protein verbs of the Python API: :func:`generate`, :func:`relax`, :func:`score` and :func:`train` (the CLI
+calls these too).
 
     from workflows import proteins
     gen = proteins.generate(lengths=[60], per_length=10, steps=50)
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.proteins.conditions import ProteinConditions
 from pipeline.proteins.generate import GeneratedProteins, ProteinGenerateConfig, generate_proteins
+from pipeline.proteins.relax.config import ProteinRelaxConfig
 from pipeline.proteins.score.config import MpnnConfig, ProteinScoreConfig
 from pipeline.proteins.score.run import score_backbones
 from pipeline.proteins.score.summary import ScoredProteins
@@ -41,20 +43,26 @@ from workflows.verbs import check_run_args, make_config, torch_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.common.training import DeviceSettings, TrainedModel
+    from pipeline.proteins.relax.result import RelaxedProteins
     from pipeline.proteins.train.trainer import ProteinTrainConfig
 
 __all__ = ["DeviceSettings", "GeneratedProteins", "MpnnConfig", "ProteinConditions", "ProteinGenerateConfig",
-           "ProteinScoreConfig",
-           "ProteinTrainConfig", "ScoredProteins", "TrainedModel", "generate", "score", "train"]
+           "ProteinRelaxConfig", "ProteinScoreConfig", "ProteinTrainConfig", "RelaxedProteins", "ScoredProteins",
+           "TrainedModel", "generate", "relax", "score", "train"]
 
 
 
 def __getattr__(name: str) -> Any:
-    """``ProteinTrainConfig`` and ``TrainedModel`` load on first use (the trainer imports Lightning)."""
+    """``ProteinTrainConfig``, ``TrainedModel`` and ``RelaxedProteins`` load on first use (the trainer imports
+    Lightning)."""
     if name == "ProteinTrainConfig":
         from pipeline.proteins.train.trainer import ProteinTrainConfig
 
         return ProteinTrainConfig
+    if name == "RelaxedProteins":
+        from pipeline.proteins.relax.result import RelaxedProteins
+
+        return RelaxedProteins
     if name in ("TrainedModel", "DeviceSettings"):
         from pipeline.common import training
 
@@ -78,6 +86,27 @@ def generate(config: ProteinGenerateConfig | None = None, *, out_dir: str | os.P
     check_run_args("generate", out_dir, restart, progress)
     with torch_threads("generate", threads):
         return generate_proteins(config, out_dir=out_dir, restart=restart, progress=progress)
+
+
+def relax(backbones: Any, config: ProteinRelaxConfig | None = None, *, out_dir: str | os.PathLike | None = None,
+          threads: int | None = None, restart: bool = False, progress: bool = True,
+          **fields: Any) -> "RelaxedProteins":
+    """Relax proteins all-atom with AlphaFold2's protocol (:class:`ProteinRelaxConfig`; e.g. ``relax(gen,
+    workers=4)``): PDBFixer builds side chains and hydrogens from the sequence, restrained Amber99SB L-BFGS
+    minimisation (heavy atoms, 10 kcal/mol/A^2; tolerance 2.39 kcal/mol), repeated while violations remain.
+
+    ``backbones``: as :func:`score` takes them. The result has one ``table`` row per input, in input order
+    (status relaxed / violations / failed with its reason; energy per residue, clashes and bond violations before
+    and after, backbone RMSD to the input) and the all-atom PDB text of each model. With ``out_dir``:
+    ``relaxed/<id>.pdb``, ``relax_results.csv/.parquet`` and ``relax_summary.json``; an interrupted run resumes.
+    ``threads`` is accepted for symmetry with the other verbs (OpenMM runs one thread per worker).
+    """
+    from pipeline.proteins.relax.run import relax_proteins
+
+    config = make_config(ProteinRelaxConfig, config, fields, "relax")
+    check_run_args("relax", out_dir, restart, progress)
+    with torch_threads("relax", threads):
+        return relax_proteins(backbones, config, out_dir, restart=restart, progress=progress)
 
 
 def score(backbones: Any, config: ProteinScoreConfig | None = None, *, out_dir: str | os.PathLike | None = None,

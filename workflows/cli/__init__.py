@@ -18,6 +18,7 @@ from workflows.cli.crystals import COMMANDS as CRYSTAL_COMMANDS
 from workflows.cli.design import COMMANDS as DESIGN_COMMANDS
 from workflows.cli.predictor import COMMANDS as PREDICTOR_COMMANDS
 from workflows.cli.proteins import GENERATE_COMMANDS as PROTEIN_COMMANDS
+from workflows.cli.proteins import RELAX_COMMANDS as RELAX_PROTEIN_COMMANDS
 from workflows.cli.proteins import SCORE_COMMANDS as SCORE_PROTEIN_COMMANDS
 from workflows.cli.proteins import TRAIN_COMMANDS as TRAIN_PROTEIN_COMMANDS
 from workflows.cli.options import (Command, Parser, UsageError, add_run_options, int_list, nonnegative_int,
@@ -116,12 +117,14 @@ COMMANDS: list[Command] = [
     *PREDICTOR_COMMANDS,
     *SCORE_PROTEIN_COMMANDS,
     *PROTEIN_COMMANDS,
+    *RELAX_PROTEIN_COMMANDS,
     *TRAIN_PROTEIN_COMMANDS,
     *DESIGN_COMMANDS,
 ]
 
-GROUP_HELP = {"generate": "generate crystals (KO-DFM) or proteins", "relax": "relax crystals with CHGNet",
-              "score": "score generated crystals or proteins", "train": "train a generator or a property predictor"}
+GROUP_HELP = {"generate": "generate crystals (KO-DFM) or proteins",
+              "relax": "relax crystals (CHGNet) or proteins (Amber)", "score": "score generated crystals or proteins",
+              "train": "train a generator or a property predictor"}
 
 
 def _needs_target(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:

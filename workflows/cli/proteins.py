@@ -1,4 +1,5 @@
-"""The protein rows of the command table: ``genmatch generate proteins``, ``score proteins`` and ``train proteins``.
+"""The protein rows of the command table: ``genmatch generate proteins``, ``relax proteins``, ``score proteins`` and
+``train proteins``.
 
 Each handler builds the verb's config from the options and calls the same :mod:`workflows.proteins` verb as a Python
 script would. Nothing heavy is imported here at module level (``genmatch --help`` stays fast): the choices come from
@@ -16,8 +17,8 @@ from collections.abc import Iterator
 from manifolds.discrete.names import SCHEDULER_NAMES
 from pipeline.proteins.names import MODE_SPELLINGS, MPNN_MODELS, PRECISIONS, ROTATIONS, SEQUENCES
 from workflows.cli.options import (Command, UsageError, add_memory_option, add_run_options, add_training_options,
-                                   device, int_list, nonnegative_float, nonnegative_int, positive_float, positive_int,
-                                   printable, probability, unit_open_float)
+                                   device, finite_float, int_list, nonnegative_float, nonnegative_int, positive_float,
+                                   positive_int, printable, probability, unit_open_float)
 
 
 def _one_line_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
@@ -151,6 +152,53 @@ def _generate(args: argparse.Namespace) -> int:
     s = gen.summary
     print(printable(f"generated {s.n} proteins ({s.mode}) in {s.batches} batches, {s.samples_per_s:.3g} samples/s "
                     f"-> {args.out}"))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ relax proteins
+
+
+def _ph(text: str) -> float:
+    """``--ph``: a number in [0, 14]."""
+    value = finite_float(text)
+    if not 0.0 <= value <= 14.0:
+        raise argparse.ArgumentTypeError(f"expected a pH in [0, 14], got {text!r}")
+    return value
+
+
+def _relax_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="folder of PDB/mmCIF structures (.pdb, .cif, ... optionally .gz) or one file; "
+                   "residue names give the sequence (generated samples: N, CA, C, O of the co-designed sequence)")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N structure files")
+    p.add_argument("--stiffness", type=nonnegative_float, default=10.0,
+                   help="harmonic restraints on heavy atoms, kcal/mol/A^2 (10, AlphaFold2; 0: unrestrained)")
+    p.add_argument("--tolerance", type=positive_float, default=2.39,
+                   help="L-BFGS tolerance, kcal/mol (2.39 = 10 kJ/mol, AlphaFold2)")
+    p.add_argument("--max-iterations", type=nonnegative_int, default=0,
+                   help="L-BFGS iterations per minimisation (0: no limit, AlphaFold2)")
+    p.add_argument("--max-outer-iterations", type=positive_int, default=3,
+                   help="minimisations at most, repeated while clashes or bond violations remain (3, AlphaFold2)")
+    p.add_argument("--ph", type=_ph, default=7.0, help="pH of the added hydrogens (7)")
+    p.add_argument("--workers", type=positive_int, default=1, help="local worker processes (1)")
+    add_run_options(p, threads=False)
+
+
+def _relax(args: argparse.Namespace) -> int:
+    from pipeline.proteins.score.inputs import read_protein_input
+    from workflows import proteins
+
+    config = proteins.ProteinRelaxConfig(stiffness=args.stiffness, tolerance=args.tolerance,
+                                         max_iterations=args.max_iterations,
+                                         max_outer_iterations=args.max_outer_iterations, ph=args.ph,
+                                         workers=args.workers)
+    with _warnings_as_lines():
+        run = proteins.relax(read_protein_input(args.input, limit=args.limit), config, out_dir=args.out,
+                             restart=args.restart, progress=not args.quiet)
+    s = run.summary
+    bad = f" ({s.n_bad_input} unusable inputs, see relax_results.csv)" if s.n_bad_input else ""
+    print(printable(f"relaxed {s.n} proteins: {s.relaxed} without violations, {s.violations} with violations left, "
+                    f"{s.failed} failed{bad}; backbone RMSD mean {s.mean_backbone_rmsd:.3f} A; heavy-atom clashes "
+                    f"{s.clashes_before} -> {s.clashes_after} -> {args.out}"))
     return 0
 
 
@@ -298,6 +346,16 @@ SCORE_COMMANDS = [
             "needs (--max-memory-gb) are checked before anything is written.",
             _score_args, _score),
 ]
+RELAX_COMMANDS = [
+    Command(("relax", "proteins"), "relax proteins all-atom: PDBFixer + restrained Amber minimisation (AlphaFold2)",
+            "Relax protein structures with AlphaFold2's protocol: PDBFixer builds the side chains and hydrogens "
+            "(pH 7) from the residue names; Amber99SB in vacuum, HBonds constraints, harmonic restraints on heavy "
+            "atoms (--stiffness kcal/mol/A^2), L-BFGS to --tolerance kcal/mol, repeated while heavy-atom clashes or "
+            "bond violations remain (at most --max-outer-iterations). Writes OUT/relaxed/<id>.pdb (all atoms), "
+            "OUT/relax_results.csv/.parquet (status, reason, energy per residue, clashes before/after, backbone "
+            "RMSD to the input) and OUT/relax_summary.json; a structure that cannot be built is one failed row; an "
+            "interrupted run resumes.", _relax_args, _relax),
+]
 TRAIN_COMMANDS = [
     Command(("train", "proteins"), "train the protein co-design model with MultiFlow's objective (Lightning)",
             "Train a protein backbone + sequence model: MultiFlow's interpolant (separate structure / sequence "
@@ -311,4 +369,4 @@ TRAIN_COMMANDS = [
             _train_args, _train),
 ]
 #: every protein row, in the order of the command table
-COMMANDS = [*SCORE_COMMANDS, *GENERATE_COMMANDS, *TRAIN_COMMANDS]
+COMMANDS = [*SCORE_COMMANDS, *GENERATE_COMMANDS, *RELAX_COMMANDS, *TRAIN_COMMANDS]
