@@ -8,7 +8,7 @@ crystals or proteins, each stage a resumable run folder keyed by its settings an
 
 Modules: :mod:`~workflows.design.spec` (the spec), :mod:`~workflows.design.expressions` (safe filter expressions),
 :mod:`~workflows.design.plan` (keys, folders, reuse), :mod:`~workflows.design.select` (filter, rank, Pareto fronts,
-top K), :mod:`~workflows.design.dedupe`, :mod:`~workflows.design.execute` (the serial runner).
+top K), :mod:`~workflows.design.dedupe`, :mod:`~workflows.design.execute` (the runner), :mod:`~workflows.design.distributed` (shards on a dask cluster).
 """
 
 from __future__ import annotations
@@ -29,11 +29,15 @@ __all__ = ["CampaignSpec", "Expression", "Stage", "StagePlan", "format_plan", "l
 
 
 def run(spec: "CampaignSpec | str | os.PathLike", campaign_dir: str | os.PathLike, *, threads: int | None = None,
-        progress: bool = True) -> "CampaignResult":
+        progress: bool = True, workers: int = 1, dask_scheduler: str | None = None) -> "CampaignResult":
     """Run or resume the campaign ``spec`` (a :class:`CampaignSpec` or the path of its TOML file) in
-    ``campaign_dir`` (:func:`workflows.design.execute.run_campaign`)."""
+    ``campaign_dir`` (:func:`workflows.design.execute.run_campaign`): serially in this process, or with the
+    per-item work of generate, relax and score on the dask.distributed cluster at ``dask_scheduler``
+    ("tcp://host:8786"), or for ``workers`` > 1 on a local cluster of that many processes; the files are the
+    same either way."""
     from workflows.design.execute import run_campaign
 
     if not isinstance(spec, CampaignSpec):
         spec = load_spec(Path(spec))
-    return run_campaign(spec, campaign_dir, threads=threads, progress=progress)
+    return run_campaign(spec, campaign_dir, threads=threads, progress=progress, workers=workers,
+                        dask_scheduler=dask_scheduler)

@@ -1,0 +1,226 @@
+"""A campaign's per-item work on a dask.distributed cluster: generate in shards, relax in batches, score by the
+verb's own fan-out (docs/design.md, "On a cluster").
+
+The stage folder stays the verb's run folder (:func:`pipeline.common.run.open_run`), so a stage that ran on a
+cluster and one that ran serially are the same files, and either resumes the other:
+
+- **generate (crystals)**: shard k is batch k of the verb (``batch_size`` crystals, atom counts drawn up front from
+  the run seed), sampled with the verb's own seed for it, ``SeedSequence([seed, k])``
+  (:func:`pipeline.crystals.generate._batch_rng`), so a crystal does not depend on which worker drew it or on how
+  many there are. The campaign process opens the run folder (its ``run.json``, as the verb would write it), the
+  workers write ``batches/<k>.json`` and ``cifs/`` atomically exactly as the verb does, and the verb, called
+  last, finds every batch done and writes the manifest. A shard is done when its batch record exists: a worker or
+  the campaign killed mid-shard loses that shard only, and a rerun (or dask, which reschedules a lost worker's
+  tasks) redoes it.
+- **relax (crystals)**: the usable structures not yet done in contiguous shards, each relaxed by the verb into
+  its own run folder ``shards/relax-<hash of its structures>`` (its checkpoint resumes it); the shards'
+  checkpoint rows and relaxed CIFs are then merged into the stage's run folder, and the verb, called last, finds
+  every structure done and writes ``relax_results`` and the summary. CHGNet's batched forward pass gives each structure the same numbers whatever
+  it is batched with (checked by tests/workflows/design/test_distributed.py), so the shards change no result.
+- **score**: the verb's ``dask_scheduler`` (fingerprints and energies fan out; the scores do not depend on it).
+- **generate (proteins)**: the same, batch k of the verb a shard (:mod:`workflows.design.protein_shards`).
+
+Without an address, ``workers`` > 1 starts a ``LocalCluster`` of that many single-threaded processes for the
+campaign (:func:`campaign_cluster`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from structures.atomic import atomic_open, atomic_path
+
+__all__ = ["campaign_cluster", "fan_out", "generate_crystals_sharded", "relax_crystals_sharded", "relax_shards"]
+
+SHARDS = "shards"
+
+
+@contextlib.contextmanager
+def campaign_cluster(workers: int, dask_scheduler: str | None) -> Iterator[str | None]:
+    """The scheduler address the campaign's stages use: ``dask_scheduler`` itself (checked by the caller), else
+    for ``workers`` > 1 a ``LocalCluster`` of ``workers`` processes with one thread each, closed on exit, else
+    None (serial, in this process)."""
+    if dask_scheduler is not None or workers <= 1:
+        yield dask_scheduler
+        return
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=40)
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+
+
+def fan_out(fn: Callable[[Any], Any], items: Sequence[Any], address: str | None, desc: str,
+             progress: bool) -> list[Any]:
+    """``[fn(x) for x in items]`` on the cluster at ``address``, one task per item, in order (``address`` None:
+    in this process, one after the other; the same files)."""
+    from pipeline.common.parallel import parallel_map
+
+    if address is None:
+        return parallel_map(partial(_each, fn), list(items), workers=1, desc=desc, progress=progress)
+    return parallel_map(partial(_each, fn), list(items), workers=len(items), scheduler=address,
+                        chunks_per_worker=1, desc=desc, progress=progress)
+
+
+def _each(fn: Callable[[Any], Any], chunk: list[Any]) -> list[Any]:
+    """``fn`` of each item of a chunk (parallel_map hands out chunks)."""
+    return [fn(x) for x in chunk]
+
+
+# --------------------------------------------------------------------------------------------- generate (crystals)
+@lru_cache(maxsize=4)
+def _crystal_model(model: Any) -> Any:
+    from pipeline.crystals.generate import load_model
+
+    return load_model(model)
+
+
+def _crystal_plan(config: Any) -> tuple[Any, Any, dict[str, Any], str]:
+    """(model, atom counts [total], run settings, inputs fingerprint): what :func:`generate_crystals` opens its
+    run folder with (the same lines; the verb refuses the folder at the end if they ever differ)."""
+    from pipeline.common.run import fingerprint
+    from pipeline.crystals.conditions import load_guidance_predictor
+    from pipeline.crystals.generate import atom_counts
+
+    model = _crystal_model(config.model)
+    for c in config.conditions or ():
+        c.check_model(model)
+    counts = atom_counts(config, model)
+    parts = [model.path if model.path else repr(model.record), counts]
+    predictors = sorted({c.predictor for c in config.conditions or () if c.predictor})
+    parts += [load_guidance_predictor(p).path or p for p in predictors]
+    return model, counts, config.run_settings(model), fingerprint(parts)
+
+
+def crystal_batch(config: Any, out: str, k: int) -> int:
+    """Shard ``k`` of a crystal generate run in ``out``: batch k, written as :func:`generate_crystals` writes it
+    (its CIFs, then ``batches/<k>.json`` last); nothing when that record exists. Returns the crystals written."""
+    from pipeline.crystals.generate import (
+        _batch_rng,
+        _write_json,
+        _write_sample,
+        sample_tokens,
+    )
+    from structures.crystals.tokens import decode_batch
+
+    folder, bs = Path(out), config.batch_size
+    record = folder / "batches" / f"{k:05d}.json"
+    if record.is_file():
+        return 0
+    model, counts, _, _ = _crystal_plan(config)
+    conds = config.per_sample_conditions() if config.conditions else None
+    start = k * bs
+    part = None if conds is None else conds[start:start + bs]
+    tok = sample_tokens(model, counts[start:start + bs], config, _batch_rng(config.seed, k), conditions=part)
+    decoded = decode_batch(tok.cpu())
+    rows = [_write_sample(folder, decoded.structure(j), start + j, int(counts[start + j]), k)
+            for j in range(len(decoded))]
+    for j, row in enumerate(rows):
+        if part is not None:
+            row.update(condition=part[j].label(), condition_index=(start + j) // config.n)
+    _write_json(record, {"batch": k, "tokens": tok.cpu().tolist(), "rows": rows})
+    return len(rows)
+
+
+def generate_crystals_sharded(config: Any, folder: Path, address: str | None, progress: bool) -> int:
+    """The missing batches of the crystal generate run in ``folder``, one task each on the cluster at
+    ``address`` (module docstring; None: in this process); returns how many shards ran. The caller then calls the
+    verb to finish."""
+    from pipeline.common.run import open_run
+
+    _, counts, settings, inputs = _crystal_plan(config)
+    n_batches = math.ceil(len(counts) / config.batch_size)
+    with open_run(folder, "generate-crystals", settings, inputs):
+        todo = [k for k in range(n_batches) if not (folder / "batches" / f"{k:05d}.json").is_file()]
+        if todo:
+            fan_out(partial(crystal_batch, config, str(folder)), todo, address, "generate shards", progress)
+    return len(todo)
+
+
+# ----------------------------------------------------------------------------------------------- relax (crystals)
+def relax_shards(n_usable: int, workers: int, batch_size: int) -> int:
+    """Structures per relax shard: about four shards per worker, but at least half a CHGNet batch (in-flight
+    batching needs structures to fill its slots) and at least one."""
+    return max(1, math.ceil(batch_size / 2), math.ceil(n_usable / (4 * max(1, workers))))
+
+
+def relax_shard(config: Any, folder: str, name: str, inp: Any) -> int:
+    """Relax one shard (a :class:`~pipeline.common.io.CrystalInput` of usable structures) with the verb into its
+    own run folder ``folder/shards/<name>``; returns its structure count."""
+    from pipeline.crystals.relax.run import relax_crystals
+
+    relax_crystals(inp, config, Path(folder) / SHARDS / name, progress=False)
+    return len(inp)
+
+
+def relax_crystals_sharded(structures: Path, config: Any, folder: Path, address: str | None, workers: int,
+                           progress: bool) -> int:
+    """Relax the crystals of the folder ``structures`` in shards on the cluster at ``address`` (None: in this
+    process) and merge them into the relax run folder ``folder`` (module docstring); returns the number of shards. Structures already in the
+    folder's checkpoint (an interrupted serial run) are kept, not sharded; a shard's folder is named by its
+    content (``shards/relax-<hash>``), so a rerun with other shards never meets a folder of another shard. The
+    caller then calls the verb, which finds every structure done."""
+    from pipeline.common.io import CrystalInput
+    from pipeline.common.run import fingerprint, open_run
+    from pipeline.crystals.inputs import as_crystal_input
+    from pipeline.crystals.relax.run import CHECKPOINT, CHGNET_MAX_Z
+
+    inp = as_crystal_input(str(structures), "relax(structures=...)")
+    inp.require_some_usable()
+    problems = inp.usable(max_z=CHGNET_MAX_Z)
+    with open_run(folder, "relax-crystals", config.run_settings(), fingerprint([inp.fingerprint, inp.ids])):
+        done = _checkpoint_rows(folder / CHECKPOINT)
+        usable = [i for i, p in enumerate(problems) if p is None and inp.ids[i] not in done]
+        size = relax_shards(len(usable), workers, config.batch_size)
+        shards = []
+        for idx in (usable[s:s + size] for s in range(0, len(usable), size)):
+            ids = [inp.ids[i] for i in idx]
+            key = fingerprint([inp.fingerprint, ids])
+            shards.append((f"relax-{key[:16]}", CrystalInput(ids, [inp.structures[i] for i in idx], inp.source,
+                                                            [None] * len(idx), key)))
+        if shards:
+            fan_out(partial(_relax_item, config, str(folder)), shards, address, "relax shards", progress)
+        _merge_relax(folder, done, [name for name, _ in shards], CHECKPOINT)
+    return len(shards)
+
+
+def _relax_item(config: Any, folder: str, item: tuple[str, Any]) -> int:
+    """:func:`relax_shard` of one ``(name, shard)`` item (module-level, so dask can pickle it)."""
+    return relax_shard(config, folder, item[0], item[1])
+
+
+def _checkpoint_rows(path: Path) -> dict[str, str]:
+    """The finished rows of a relax checkpoint, id -> its line (a line cut by an interruption is not a row)."""
+    rows: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rows[json.loads(line)["id"]] = line
+            except (ValueError, KeyError, TypeError):
+                continue
+    return rows
+
+
+def _merge_relax(folder: Path, done: dict[str, str], shards: list[str], checkpoint: str) -> None:
+    """The rows already ``done`` and the shards' finished rows into ``folder``'s checkpoint (one line per
+    structure) and the shards' relaxed CIFs into ``folder/relaxed`` (copied byte for byte), atomically."""
+    lines = dict(done)
+    for name in shards:
+        shard = folder / SHARDS / name
+        for ident, line in _checkpoint_rows(shard / checkpoint).items():
+            src = shard / "relaxed" / f"{ident}.cif"
+            if json.loads(line).get("structure") and src.is_file():
+                with atomic_path(folder / "relaxed" / src.name) as tmp:
+                    shutil.copyfile(src, tmp)
+            lines[ident] = line
+    with atomic_open(folder / checkpoint) as f:
+        f.write("".join(line + "\n" for line in lines.values()))
