@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["CampaignResult", "run_campaign"]
 
 _STRUCTURE_FOLDERS = {("crystals", "generate"): "cifs", ("proteins", "generate"): "pdb",
-                      ("crystals", "relax"): "relaxed"}
+                      ("crystals", "relax"): "relaxed", ("proteins", "relax"): "relaxed"}
 _SUFFIX = {"crystals": ".cif", "proteins": ".pdb"}
 LOCK_FILE = ".design.lock"
 

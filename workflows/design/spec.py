@@ -58,8 +58,7 @@ __all__ = ["KINDS", "MATERIALS", "CampaignSpec", "Stage", "load_spec", "parse_sp
 MATERIALS = ("crystals", "proteins")
 KINDS = ("generate", "relax", "score", "filter", "deduplicate", "rank", "export")
 #: stage kinds that exist for a material but cannot run yet
-NOT_AVAILABLE = {("proteins", "relax"): "protein relaxation (issue 26, item 3) is not yet available; remove the "
-                 "relax stage"}
+NOT_AVAILABLE: dict[tuple[str, str], str] = {}  # (material, kind) of stages not built yet: none now
 #: settings whose string values are files: taken relative to the spec's folder when that file exists
 PATH_KEYS = {"model", "sequence_in", "structure_in", "seed", "predictor", "motif", "refine", "reference", "hull",
              "hull_reference", "training", "esmfold", "energies"}
@@ -158,6 +157,10 @@ def _classes(material: str, kind: str) -> Any:
         from pipeline.proteins.generate import ProteinGenerateConfig
 
         return ProteinGenerateConfig, ProteinConditions
+    if kind == "relax":
+        from pipeline.proteins.relax.config import ProteinRelaxConfig
+
+        return ProteinRelaxConfig, None
     from pipeline.proteins.score.config import ProteinScoreConfig
 
     return ProteinScoreConfig, None

@@ -124,3 +124,24 @@ def test_a_small_protein_campaign(tmp_path: Path) -> None:
     assert ranked["pareto_front"].is_monotonic_increasing
     for f in top["file_pdb"]:
         assert (result.export_dir / f).read_text().startswith(("ATOM", "HEADER", "REMARK", "MODEL", "CRYST1"))
+
+
+@pytest.mark.slow  # OpenMM minimisation of 2 chains: ~30-60 s on a shared core
+def test_a_protein_campaign_with_all_atom_relaxation(tmp_path: Path) -> None:
+    """generate -> relax (AlphaFold2's Amber protocol, issue 26 item 3) -> score -> export: the relax stage's
+    all-atom models are what score reads and export copies (their side chains are in the exported PDB)."""
+    spec_text = PROTEIN_SPEC.replace("per_length = 3", "per_length = 2").replace(
+        '[[stage]]\nkind = "score"', '[[stage]]\nkind = "relax"\n\n[[stage]]\nkind = "score"', 1)
+    spec_file = tmp_path / "proteins.toml"
+    spec_file.write_text(spec_text.replace("CACHE", str(tmp_path / "cache")))
+    spec = load_spec(spec_file)
+    assert [s.kind for s in spec.stages][:3] == ["generate", "relax", "score"]
+    with pytest.warns(UserWarning, match="outside the 60-128 residues"):
+        result = run(spec, tmp_path / "campaign", threads=1, progress=False)
+    relaxed = pd.read_csv(next((tmp_path / "campaign").glob("01-relax-*")) / "relax_results.csv")
+    assert len(relaxed) == 2 and set(relaxed["status"]) <= {"relaxed", "violations"}
+    top = pd.read_csv(result.export_dir / "top.csv")
+    assert len(top) >= 1
+    text = (result.export_dir / top["file_pdb"].iloc[0]).read_text()
+    atoms = {line[12:16].strip() for line in text.splitlines() if line.startswith("ATOM")}
+    assert {"N", "CA", "C", "O", "CB"} <= atoms  # all-atom, not the generated backbone

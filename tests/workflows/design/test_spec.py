@@ -115,7 +115,7 @@ def test_a_protein_spec_and_its_own_errors() -> None:
     bad = {"tm_threshold = 0.6": ("ltol = 0.2  # <-", r"unknown setting 'ltol' of a proteins deduplicate"),
            'expr = "helix > 0.2': ('expr = "e_hull < 1 and helix > 0.2', r"unknown column 'e_hull'"),
            "diversity = true": ("diversity = false\n", None),
-           'kind = "deduplicate"': ('kind = "relax"  # <-', r"protein relaxation .* is not yet available"),
+           'kind = "deduplicate"': ('kind = "relax"  # <-', r"relax after score: .* move relax before score"),
            "n_sequences = 2": ("n_sequences = 0  # <-", r"stage\[1\]\.mpnn\.n_sequences: MpnnConfig\.n_sequences")}
     for old, (new, pattern) in bad.items():
         text = PROTEINS.replace(old, new, 1)
