@@ -300,13 +300,14 @@ def _write_json(path: Path, obj: Any) -> None:
         json.dump(obj, f, indent=1, sort_keys=True)
 
 
-def generate_proteins(config: ProteinGenerateConfig, *, out_dir: str | os.PathLike | None = None,
-                      restart: bool = False, progress: bool = True) -> GeneratedProteins:
-    """Generate the proteins of ``config``, in memory or into the run folder ``out_dir`` (module docstring). Bad
-    inputs raise :class:`InputError` before the folder is touched (a model without the motif input that the
-    amortised motif method needs too: :mod:`pipeline.proteins.model_checks`)."""
+def prepare_generation(config: ProteinGenerateConfig, model: Any = None) -> tuple[Any, SamplerConfig, Any, Any,
+                                                                                list[list[int]], dict[str, Any], str]:
+    """(model, sampler, plan, inputs, batches, run settings, inputs fingerprint) of a run, every input checked
+    (:class:`InputError`) before anything is written; ``model``: ``config.model`` already loaded (a cache), or None.
+    :func:`generate_proteins` and the campaign's generate shards (:mod:`workflows.design.protein_shards`) open the
+    same run folder with these."""
     targets = load_targets(config)
-    model = load_protein_model(config.model, config.device)
+    model = model if model is not None else load_protein_model(config.model, config.device)
     check_motif_input(config.conditions, model)  # amortised motif method: a model with a motif input
     sampler = config.sampler(config.steps or model.default_steps(DEFAULT_STEPS))
     try:
@@ -317,6 +318,15 @@ def generate_proteins(config: ProteinGenerateConfig, *, out_dir: str | os.PathLi
     batches = plan.batches(config.residue_budget)
     check_memory(config, model, [[plan.lengths[i] for i in idx] for idx in batches])
     settings = {"sampler": asdict(sampler), "generation": config.plan_settings(), "n": len(plan.ids)}
+    tgt_fp = [(t.name, t.sequence, t.coords if t.coords is not None else "") for t in (targets or [])]
+    return model, sampler, plan, inputs, batches, settings, fingerprint([list(model.inputs), tgt_fp])
+
+
+def generate_proteins(config: ProteinGenerateConfig, *, out_dir: str | os.PathLike | None = None,
+                      restart: bool = False, progress: bool = True) -> GeneratedProteins:
+    """Generate the proteins of ``config``, in memory or into the run folder ``out_dir`` (module docstring). Bad
+    inputs raise :class:`InputError` before the folder is touched (:func:`prepare_generation`)."""
+    model, sampler, plan, inputs, batches, settings, inputs_fp = prepare_generation(config)
     if out_dir is None:
         warn_untrained_lengths(plan.lengths, model)
         bar, done = tqdm(total=len(plan.ids), unit="protein", desc="generating", disable=not progress), []
@@ -325,9 +335,7 @@ def generate_proteins(config: ProteinGenerateConfig, *, out_dir: str | os.PathLi
             bar.update(len(idx))
         bar.close()
         return _in_memory(done, len(plan.ids), sampler.mode, settings)
-    tgt_fp = [(t.name, t.sequence, t.coords if t.coords is not None else "") for t in (targets or [])]
-    with open_run(out_dir, "generate-proteins", settings, fingerprint([list(model.inputs), tgt_fp]),
-                  restart=restart) as run:
+    with open_run(out_dir, "generate-proteins", settings, inputs_fp, restart=restart) as run:
         warn_untrained_lengths(plan.lengths, model)  # once the inputs and the folder are accepted
         out, bar = run.path, tqdm(total=len(plan.ids), unit="protein", desc="generating", disable=not progress)
         for k, idx in enumerate(batches):

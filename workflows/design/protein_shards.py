@@ -12,7 +12,6 @@ shard is done when its record exists, so a killed worker or campaign loses only 
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
@@ -28,29 +27,12 @@ def _model(model: Any, device: str) -> Any:
 
 
 def _plan(config: Any) -> tuple[Any, Any, Any, Any, list[list[int]], dict[str, Any], str]:
-    """(model, sampler, plan, inputs, batches, run settings, inputs fingerprint): what
-    :func:`generate_proteins` checks and opens its run folder with (the same calls; the verb refuses the folder at
-    the end if they ever differ). InputError on a bad input, before anything is written."""
-    from pipeline.common.run import fingerprint
-    from pipeline.proteins.conditions import plan_inputs
-    from pipeline.proteins.generate import DEFAULT_STEPS, check_memory, load_targets
-    from pipeline.proteins.model_checks import check_motif_input
-    from structures.errors import InputError
+    """(model, sampler, plan, inputs, batches, run settings, inputs fingerprint): what :func:`generate_proteins`
+    checks and opens its run folder with (:func:`pipeline.proteins.generate.prepare_generation`, the model cached
+    per process). InputError on a bad input, before anything is written."""
+    from pipeline.proteins.generate import prepare_generation
 
-    targets = load_targets(config)
-    model = _model(config.model, config.device)
-    check_motif_input(config.conditions, model)
-    sampler = config.sampler(config.steps or model.default_steps(DEFAULT_STEPS))
-    try:
-        sampler.validate()
-    except ValueError as exc:
-        raise InputError(f"ProteinGenerateConfig: {exc}") from None
-    plan, inputs = plan_inputs(config.lengths, config.per_length, config.seed, targets, config.conditions)
-    batches = plan.batches(config.residue_budget)
-    check_memory(config, model, [[plan.lengths[i] for i in idx] for idx in batches])
-    settings = {"sampler": asdict(sampler), "generation": config.plan_settings(), "n": len(plan.ids)}
-    tgt_fp = [(t.name, t.sequence, t.coords if t.coords is not None else "") for t in (targets or [])]
-    return model, sampler, plan, inputs, batches, settings, fingerprint([list(model.inputs), tgt_fp])
+    return prepare_generation(config, _model(config.model, config.device))
 
 
 def protein_batch(config: Any, out: str, k: int) -> int:
