@@ -39,6 +39,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
+def read_checkpoint(path: Path | None) -> dict[str, dict[str, Any]]:
+    """The finished rows of a run's JSON-lines checkpoint by their ``id`` ({} when there is none); a line cut by an
+    interruption is not a row."""
+    rows: dict[str, dict[str, Any]] = {}
+    if path is not None and path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            rows[row["id"]] = row
+    return rows
+
+
 def json_default(o: Any) -> Any:
     import numpy as np
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.common.io import CrystalInput, write_json, write_table, write_text
+from pipeline.common.io import CrystalInput, read_checkpoint, write_json, write_table, write_text
 from pipeline.common.run import fingerprint, open_run
 from pipeline.crystals.relax.model import CHGNET_MODELS, DEFAULT_MODEL
 from pipeline.crystals.relax.result import RelaxResult, RelaxStatus, RelaxSummary, summarize
@@ -89,15 +89,8 @@ class _Recorder:
 
     def __init__(self, ids: list[str], out: Path | None) -> None:
         self.ids, self.out = ids, out
-        self.done: dict[str, dict[str, Any]] = {}
         ckpt = out / CHECKPOINT if out is not None else None
-        if ckpt is not None and ckpt.is_file():
-            for line in ckpt.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except ValueError:  # a line cut by an interruption
-                    continue
-                self.done[row["id"]] = row
+        self.done: dict[str, dict[str, Any]] = read_checkpoint(ckpt)
         self.file: IO[str] | None = open(ckpt, "a") if ckpt is not None else None
 
     def __call__(self, res: RelaxResult, idx: int) -> None:

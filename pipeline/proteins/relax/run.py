@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from tqdm.auto import tqdm
 
-from pipeline.common.io import write_json, write_table, write_text
+from pipeline.common.io import read_checkpoint, write_json, write_table, write_text
 from pipeline.common.run import fingerprint, open_run
 from pipeline.proteins.relax.config import ProteinRelaxConfig
 from pipeline.proteins.relax.result import (COLUMNS, INT_COLUMNS, ProteinRelaxResult, ProteinRelaxStatus,
@@ -64,16 +64,9 @@ class _Recorder:
 
     def __init__(self, out: Path | None) -> None:
         self.out = out
-        self.done: dict[str, dict[str, Any]] = {}
         self.pdbs: dict[str, str | None] = {}
         ckpt = out / CHECKPOINT if out is not None else None
-        if ckpt is not None and ckpt.is_file():
-            for line in ckpt.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except ValueError:  # a line cut by an interruption
-                    continue
-                self.done[row["id"]] = row
+        self.done: dict[str, dict[str, Any]] = read_checkpoint(ckpt)
         self.file: IO[str] | None = open(ckpt, "a") if ckpt is not None else None
 
     def __call__(self, name: str, res: ProteinRelaxResult) -> None:
