@@ -155,6 +155,7 @@ def test_a_bad_argument_exits_2_before_writing(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow  # ~20 s; the amortised method's CLI run (test_cli_design_proteins.py) stays in the default suite
 def test_a_tiny_amortised_run_holds_the_motif(motif_model: Path) -> None:
     """Method amortised with ``--amortised-model``: the motif's frames held exactly (CA RMSD ~1e-6 A; the backbone
     RMSD, ~0.05 A, is the written idealised backbone against the file's atoms, as for replacement and hold)."""

@@ -262,6 +262,7 @@ def test_device_settings_are_checked_once_and_named(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # ~40 s: two processes start Lightning (the default suite keeps under 15 min)
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     """`genmatch train proteins --devices 2`: Lightning DDP (gloo) with 2 CPU processes (~15 s)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
