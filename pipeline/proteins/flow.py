@@ -54,7 +54,7 @@ SEQUENCE_KINDS: tuple[str, ...] = ("purity", "ko")
 
 __all__ = ["ROTATION_KINDS", "SEQUENCE_KINDS", "TRAINING_ROTATION_RATE", "ExpGeodesicFlow", "ProteinFlow",
            "ProteinFlowConfig", "ProteinPath", "ProteinState", "RotationConfig", "SequenceConfig", "centred_gaussian",
-           "sample_prior", "update_config"]
+           "kabsch_rotation", "sample_prior", "update_config"]
 
 #: kappa_t of the rotation path the network is trained on: kappa_t = t (MultiFlow's training schedule "linear")
 TRAINING_ROTATION_RATE = LinearRate()
@@ -270,3 +270,13 @@ def update_config(config: ProteinFlowConfig, **changes: object) -> ProteinFlowCo
     for head, kv in nested.items():
         top[head] = replace(getattr(config, head), **kv)
     return replace(config, **top)
+
+
+def kabsch_rotation(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+    """Rotation R [..., 3, 3] minimising sum_n m_n |x_n R - y_n|^2 for centred x, y [..., N, 3] (row vectors)."""
+    h = (x * mask[..., None]).transpose(-1, -2) @ y  # [..., 3, 3]
+    u, _, vh = torch.linalg.svd(h.double())
+    d = torch.sign(torch.det(u @ vh))
+    d = torch.where(d == 0, torch.ones_like(d), d)
+    fix = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
+    return (u @ fix @ vh).to(x.dtype)

@@ -54,7 +54,7 @@ from torch import Tensor
 
 from manifolds import so3
 from manifolds.paths import GeodesicSO3Path
-from pipeline.proteins.flow import ProteinFlow, ProteinState
+from pipeline.proteins.flow import ProteinFlow, ProteinState, kabsch_rotation
 from structures.errors import InputError
 
 __all__ = ["MOTIF_METHODS", "MotifCondition", "MotifMethod", "MotifPath", "path_fraction"]
@@ -137,11 +137,8 @@ class MotifPath:
         motif = self.motif.trans.to(pred_trans)
         c_motif = (motif * m).sum(1, keepdim=True) / count  # [B, 1, 3]
         c_pred = (pred_trans * m).sum(1, keepdim=True) / count
-        h = ((motif - c_motif) * m).transpose(1, 2) @ (pred_trans - c_pred)  # [B, 3, 3]
-        u, _, vh = torch.linalg.svd(h)
-        d = torch.sign(torch.det(vh.transpose(1, 2) @ u.transpose(1, 2)))  # no reflections
-        fix = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
-        rot = vh.transpose(1, 2) @ fix @ u.transpose(1, 2)  # [B, 3, 3]: pred ~ R motif
+        # pred ~ R motif (columns) <=> pred ~ motif R^T (rows); no reflections
+        rot = kabsch_rotation(motif - c_motif, pred_trans - c_pred, m[..., 0]).transpose(1, 2)  # [B, 3, 3]
         eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
         self.rotation = torch.where((count.reshape(-1) >= 3)[:, None, None], rot, eye)
         self.offset = c_pred - c_motif @ self.rotation.transpose(1, 2)  # [B, 1, 3]

@@ -45,7 +45,7 @@ from torch import Tensor
 from manifolds import so3
 from manifolds.discrete import SCHEDULER_NAMES, SchedulerName
 from pipeline.proteins.flow import (ProteinFlow, ProteinFlowConfig, ProteinPath, ProteinState, SequenceConfig,
-                                    centred_gaussian)
+                                    centred_gaussian, kabsch_rotation)
 from pipeline.proteins.network import ProteinNetworkInput
 from structures.proteins.residue_constants import MASK_INDEX
 
@@ -166,16 +166,6 @@ def sample_motif_masks(res_mask: Tensor, prob: float, g: torch.Generator | None 
         if bool(out[i, :length].all()):
             out[i, length - 1] = False
     return out & res_mask.bool()
-
-
-def kabsch_rotation(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
-    """Rotation R [..., 3, 3] minimising sum_n m_n |x_n R - y_n|^2 for centred x, y [..., N, 3] (row vectors)."""
-    h = (x * mask[..., None]).transpose(-1, -2) @ y  # [..., 3, 3]
-    u, _, vh = torch.linalg.svd(h.double())
-    d = torch.sign(torch.det(u @ vh))
-    d = torch.where(d == 0, torch.ones_like(d), d)
-    fix = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
-    return (u @ fix @ vh).to(x.dtype)
 
 
 def ot_coupling(noise: Tensor, x1: Tensor, res_mask: Tensor) -> Tensor:
