@@ -47,7 +47,7 @@ def log(msg: str) -> None:
 
 def generate(model: Any, n: int, args: argparse.Namespace, conditions: Any) -> tuple[list[Any], torch.Tensor, float]:
     """``n`` samples (structures or DecodeFailures, and their tokens) and the wall time."""
-    from pipeline.crystals.generate import CrystalGenerateConfig, _batch_rng, draw_num_atoms, sample_tokens
+    from pipeline.crystals.generate import CrystalGenerateConfig, batch_rng, draw_num_atoms, sample_tokens
     from structures.crystals.tokens import decode_batch
 
     config = CrystalGenerateConfig(n=n, model=model, steps=args.steps, temperature=args.temperature, seed=args.seed)
@@ -58,7 +58,7 @@ def generate(model: Any, n: int, args: argparse.Namespace, conditions: Any) -> t
     start = time.perf_counter()
     tokens, samples = [], []
     for k, lo in enumerate(range(0, n, args.batch)):
-        tok = sample_tokens(model, counts[lo:lo + args.batch], config, _batch_rng(args.seed, k),
+        tok = sample_tokens(model, counts[lo:lo + args.batch], config, batch_rng(args.seed, k),
                             conditions=None if conds is None else conds[lo:lo + args.batch]).cpu()
         samples.extend(decode_batch(tok).structures())
         tokens.append(tok[:, :6 + 4 * model.max_atoms])

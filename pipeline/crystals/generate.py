@@ -47,11 +47,13 @@ from pipeline.common.run import fingerprint, open_run
 from pipeline.crystals.results import GeneratedCrystals, GenerationSummary
 from structures.atomic import atomic_open
 from structures.errors import InputError
+from structures.crystals.checks import cif_roundtrip_problem, cif_text
 from structures.crystals.tokens import PAD, DecodeFailure, decode_batch
 from structures.validate import check_choice, check_float, check_instance, check_int, check_int_list
 
-__all__ = ["CrystalGenerateConfig", "GeneratedCrystals", "GenerationSummary", "atom_counts", "cif_problem",
-           "draw_num_atoms", "generate_crystals", "load_model", "sample_crystals", "sample_tokens"]
+__all__ = ["CrystalGenerateConfig", "GeneratedCrystals", "GenerationSummary", "PreparedGeneration", "atom_counts",
+           "batch_record", "batch_rng", "draw_num_atoms", "generate_crystals", "load_model", "prepare_generation",
+           "sample_crystals", "sample_tokens", "write_batch"]
 
 
 @dataclass(frozen=True)
@@ -229,14 +231,79 @@ def sample_crystals(model: CrystalModel, counts: np.ndarray, config: CrystalGene
     conds = config.per_sample_conditions() if config.conditions else None
     for k, start in enumerate(range(0, len(counts), config.batch_size)):
         part = None if conds is None else conds[start:start + config.batch_size]
-        tok = sample_tokens(model, counts[start:start + config.batch_size], config, _batch_rng(config.seed, k),
+        tok = sample_tokens(model, counts[start:start + config.batch_size], config, batch_rng(config.seed, k),
                             progress, part)
         out.extend(decode_batch(tok.cpu()).structures())
     return out
 
 
-def _batch_rng(seed: int, k: int) -> torch.Generator:
+def batch_rng(seed: int, k: int) -> torch.Generator:
+    """The generator of batch ``k`` of a run with ``seed``: seeded from ``SeedSequence([seed, k])``."""
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
+
+
+@dataclass(frozen=True)
+class PreparedGeneration:
+    """A crystal generate run with every input checked (the twin of
+    :class:`pipeline.proteins.generate.PreparedGeneration`): the model, the atom counts ``[total]``, each sample's
+    condition (None: unconditional run), and what the run folder is opened with (``settings``, ``inputs``: the
+    fingerprint of the model file, the counts and the guidance predictors). Batch k is samples
+    ``k * batch_size .. (k + 1) * batch_size - 1``, drawn with :func:`batch_rng` (seed, k)."""
+
+    model: CrystalModel
+    counts: np.ndarray
+    conditions: list[CrystalConditions | None] | None
+    settings: dict[str, Any]
+    inputs: str
+    batch_size: int
+
+    @property
+    def n_batches(self) -> int:
+        return -(-len(self.counts) // self.batch_size)
+
+    def batch(self, k: int) -> slice:
+        return slice(k * self.batch_size, min(len(self.counts), (k + 1) * self.batch_size))
+
+
+def prepare_generation(config: CrystalGenerateConfig, model: CrystalModel | None = None) -> PreparedGeneration:
+    """:class:`PreparedGeneration` of ``config`` (InputError on a bad input, before anything is written);
+    ``model``: ``config.model`` already loaded (a cache), or None. :func:`generate_crystals` and the campaign's
+    generate shards (:mod:`workflows.design.distributed`) open the same run folder with it."""
+    model = model if model is not None else load_model(config.model)
+    for c in config.conditions or ():
+        c.check_model(model)
+    counts = atom_counts(config, model)
+    parts = [model.path if model.path else repr(model.record), counts]
+    predictors = sorted({c.predictor for c in config.conditions or () if c.predictor})
+    parts += [load_guidance_predictor(p).path or p for p in predictors]  # a retrained predictor is another run
+    conds = config.per_sample_conditions() if config.conditions else None
+    return PreparedGeneration(model, counts, conds, config.run_settings(model), fingerprint(parts),
+                              config.batch_size)
+
+
+def batch_record(out: str | os.PathLike, k: int) -> Path:
+    """``OUT/batches/<k>.json``: batch k of a generate run is done when it exists (written last)."""
+    return Path(out) / "batches" / f"{k:05d}.json"
+
+
+def write_batch(prepared: PreparedGeneration, config: CrystalGenerateConfig, out: str | os.PathLike, k: int) -> int:
+    """Sample batch ``k`` of the run and write it into the run folder ``out`` (opened by the caller): its CIFs,
+    then :func:`batch_record` last, atomically; nothing when that record exists. Returns the crystals written.
+    The batch depends only on (config, k), not on the process that samples it."""
+    record = batch_record(out, k)
+    if record.is_file():
+        return 0
+    sl = prepared.batch(k)
+    part = None if prepared.conditions is None else prepared.conditions[sl]
+    tok = sample_tokens(prepared.model, prepared.counts[sl], config, batch_rng(config.seed, k), conditions=part)
+    decoded = decode_batch(tok.cpu())
+    rows = [_write_sample(Path(out), decoded.structure(j), sl.start + j, int(prepared.counts[sl.start + j]), k)
+            for j in range(len(decoded))]
+    for j, row in enumerate(rows):
+        if part is not None:
+            row.update(condition=part[j].label(), condition_index=(sl.start + j) // config.n)
+    _write_json(record, {"batch": k, "tokens": tok.cpu().tolist(), "rows": rows})
+    return len(rows)
 
 
 def generate_crystals(config: CrystalGenerateConfig, out_dir: str | os.PathLike | None = None, *,
@@ -251,60 +318,28 @@ def generate_crystals(config: CrystalGenerateConfig, out_dir: str | os.PathLike 
     CIF cannot hold (two atoms on one site: pymatgen cannot read such a file back) gets ``status =
     "not_writable"`` and no CIF; its exact structure stays in the batch record and in the result.
     """
-    model = load_model(config.model)
-    for c in config.conditions or ():
-        c.check_model(model)
-    counts = atom_counts(config, model)
-    settings = config.run_settings(model)
+    prep = prepare_generation(config)
     if out_dir is None:
-        samples = sample_crystals(model, counts, config, progress=progress)
+        samples = sample_crystals(prep.model, prep.counts, config, progress=progress)
         ok = [(i, s) for i, s in enumerate(samples) if s]
         failures = [(i, s) for i, s in enumerate(samples) if not s]
         reasons = Counter(f.reason.value for _, f in failures)
         summary = GenerationSummary(n=len(samples), decoded=len(ok), decode_failed=len(failures),
                                     failures_by_reason=dict(sorted(reasons.items())), not_writable=0,
-                                    decode_rate=len(ok) / max(1, len(samples)), settings=settings)
+                                    decode_rate=len(ok) / max(1, len(samples)), settings=prep.settings)
         return GeneratedCrystals([s for _, s in ok], [f"gen_{i:06d}" for i, _ in ok], failures, summary)
-    parts = [model.path if model.path else repr(model.record), counts]
-    predictors = sorted({c.predictor for c in config.conditions or () if c.predictor})
-    parts += [load_guidance_predictor(p).path or p for p in predictors]  # a retrained predictor is another run
-    inputs = fingerprint(parts)
-    conds = config.per_sample_conditions() if config.conditions else None
-    with open_run(out_dir, "generate-crystals", settings, inputs, restart=restart) as run:
-        out = run.path
-        batch_size = config.batch_size
-        starts = list(range(0, len(counts), batch_size))
-        batches = out / "batches"
-        done = {k for k in range(len(starts)) if (batches / f"{k:05d}.json").is_file()}
-        bar = tqdm(total=len(counts), initial=sum(min(batch_size, len(counts) - starts[k]) for k in done),
-                   unit="crystal", desc="generating", disable=not progress)
-        for k, start in enumerate(starts):
-            if k in done:
-                continue
-            part = None if conds is None else conds[start:start + batch_size]
-            tok = sample_tokens(model, counts[start:start + batch_size], config, _batch_rng(config.seed, k),
-                                conditions=part)
-            decoded = decode_batch(tok.cpu())
-            rows = [_write_sample(out, decoded.structure(j), start + j, int(counts[start + j]), k)
-                    for j in range(len(decoded))]
-            for j, row in enumerate(rows):
-                if part is not None:
-                    row.update(condition=part[j].label(), condition_index=(start + j) // config.n)
-            _write_json(batches / f"{k:05d}.json", {"batch": k, "tokens": tok.cpu().tolist(), "rows": rows})
-            bar.update(len(rows))
+    with open_run(out_dir, "generate-crystals", prep.settings, prep.inputs, restart=restart) as run:
+        bar = tqdm(total=len(prep.counts), unit="crystal", desc="generating", disable=not progress)
+        for k in range(prep.n_batches):
+            write_batch(prep, config, run.path, k)
+            bar.update(prep.batch(k).stop - prep.batch(k).start)
         bar.close()
-        return _finish(out, {**settings, "inputs": inputs}, len(starts))
+        return _finish(run.path, {**prep.settings, "inputs": prep.inputs}, prep.n_batches)
 
 
 def _write_json(path: Path, obj: Any) -> None:
     with atomic_open(path) as f:
         json.dump(obj, f, indent=1, sort_keys=True)
-
-
-def _cif_text(structure: Any) -> str:
-    from pymatgen.io.cif import CifWriter
-
-    return str(CifWriter(structure))
 
 
 def _write_sample(out: Path, s: Any, i: int, num_atoms: int, batch: int) -> dict[str, Any]:
@@ -313,8 +348,8 @@ def _write_sample(out: Path, s: Any, i: int, num_atoms: int, batch: int) -> dict
     if isinstance(s, DecodeFailure):
         row.update(status="decode_failed", reason=s.reason.value, detail=s.detail, file=None, formula=None)
         return row
-    text = _cif_text(s)
-    problem = cif_problem(text, len(s))
+    text = cif_text(s)
+    problem = cif_roundtrip_problem(text, len(s))
     if problem:
         row.update(status="not_writable", reason="cif_unreadable", detail=problem, file=None,
                    formula=s.composition.reduced_formula)
@@ -326,30 +361,13 @@ def _write_sample(out: Path, s: Any, i: int, num_atoms: int, batch: int) -> dict
     return row
 
 
-def cif_problem(text: str, n_sites: int) -> str | None:
-    """Why a CIF text does not read back as the same number of sites (None when it does)."""
-    import warnings
-
-    from pymatgen.core import Structure
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            back = Structure.from_str(text, fmt="cif")
-    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for unreadable CIFs
-        return f"pymatgen cannot read it back ({type(exc).__name__}); e.g. two atoms on one site"
-    if len(back) != n_sites:
-        return f"reads back with {len(back)} of {n_sites} sites (atoms on one site were merged)"
-    return None
-
-
 def _finish(out: Path, settings: dict[str, Any], n_batches: int) -> GeneratedCrystals:
     """The manifest (JSON and CSV) of the finished batches, and the result: the structures decoded from the stored
     tokens (exact, unlike re-reading the CIFs: a CIF cannot hold two atoms on one site, a structurally invalid
     sample that must still be scored)."""
     rows: list[dict[str, Any]] = []
     for k in range(n_batches):
-        rows.extend(json.loads((out / "batches" / f"{k:05d}.json").read_text())["rows"])
+        rows.extend(json.loads(batch_record(out, k).read_text())["rows"])
     failures = Counter(r["reason"] for r in rows if r["status"] == "decode_failed")
     decoded = sum(r["status"] != "decode_failed" for r in rows)
     summary = GenerationSummary(n=len(rows), decoded=decoded, decode_failed=sum(failures.values()),
@@ -371,7 +389,7 @@ def _finish(out: Path, settings: dict[str, Any], n_batches: int) -> GeneratedCry
         f.write(buf.getvalue())
     samples: list[Any] = []
     for k in range(n_batches):
-        tokens = json.loads((out / "batches" / f"{k:05d}.json").read_text())["tokens"]
+        tokens = json.loads(batch_record(out, k).read_text())["tokens"]
         samples.extend(decode_batch(np.asarray(tokens, dtype=np.int64)).structures())
     ok = [(r["id"], s) for r, s in zip(rows, samples) if s]
     failures = [(r["index"], s) for r, s in zip(rows, samples) if not s]

@@ -236,20 +236,24 @@ class ProteinFlow:
 
 
 def centred_gaussian(res_mask: Tensor, scale: float, rng: torch.Generator | None = None,
-                     dtype: torch.dtype = torch.float32) -> Tensor:
-    """scale x (eps - masked mean of eps) over the residues of each chain, zero on padding: ``[B, N, 3]``."""
+                     dtype: torch.dtype = torch.float32, centred: bool = True) -> Tensor:
+    """scale x (eps - masked mean of eps) over the residues of each chain, zero on padding: ``[B, N, 3]``;
+    ``centred`` False: scale x eps, N(0, scale^2 I) per residue (the free residues' source of the amortised motif
+    method, whose frame is the motif's centroid, not the chain's)."""
     m = res_mask.to(dtype)[..., None]  # [B, N, 1]
     eps = torch.randn(res_mask.shape + (3,), generator=rng, dtype=dtype, device=res_mask.device) * m
+    if not centred:
+        return scale * eps
     centre = eps.sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1.0)
     return scale * (eps - centre) * m
 
 
 def sample_prior(res_mask: Tensor, config: ProteinFlowConfig, rng: torch.Generator | None = None,
-                 dtype: torch.dtype = torch.float32) -> ProteinState:
-    """x_0: centred Gaussian translations x ``trans_scale``, Haar rotations, all-MASK sequence (padding: 0,
-    identity, token 0)."""
+                 dtype: torch.dtype = torch.float32, centred: bool = True) -> ProteinState:
+    """x_0: centred (``centred`` False: uncentred, :func:`centred_gaussian`) Gaussian translations x
+    ``trans_scale``, Haar rotations, all-MASK sequence (padding: 0, identity, token 0)."""
     b, n = res_mask.shape
-    trans = centred_gaussian(res_mask, config.trans_scale, rng, dtype)
+    trans = centred_gaussian(res_mask, config.trans_scale, rng, dtype, centred)
     rots = so3.uniform((b, n), rng=rng, dtype=dtype, device=res_mask.device)
     eye = torch.eye(3, dtype=dtype, device=res_mask.device)
     rots = torch.where(res_mask[..., None, None], rots, eye)

@@ -34,15 +34,15 @@ from tqdm.auto import tqdm
 
 from manifolds.discrete.names import SCHEDULER_NAMES
 from pipeline.common.device import check_device
-from pipeline.common.records import JsonRecord
 from pipeline.common.run import fingerprint, open_run
 from pipeline.proteins.conditions import ProteinConditions, SampleInputs, plan_inputs
 from pipeline.proteins.flow import ProteinFlowConfig, RotationConfig, SequenceConfig
-from pipeline.proteins.memory import check_fits, network_bytes, pair_load
+from pipeline.proteins.memory import check_batches_fit
 from pipeline.proteins.model_checks import check_motif_input, warn_untrained_lengths
 from pipeline.proteins.names import MODE_SPELLINGS, PRECISIONS, ROTATIONS, SEQUENCES
 from pipeline.proteins.network import ProteinNetwork
 from pipeline.proteins.network.checkpoint import LoadedProteinModel, load_protein_model
+from pipeline.proteins.results import GeneratedProteins, ProteinGenerationSummary
 from pipeline.proteins.sampler import (GenerationPlan, ProteinTarget, SamplerConfig, backbone_atoms, batch_seed,
                                        plan_samples, sample_proteins)
 from structures.atomic import atomic_open
@@ -54,8 +54,9 @@ from structures.proteins.io import BackboneChain, read_chain, write_structure
 from structures.proteins.residue_constants import indices_to_sequence
 from structures.validate import check_bool, check_choice, check_float, check_int, check_int_list
 
-__all__ = ["GeneratedProteins", "GenerationPlan", "ProteinGenerateConfig", "ProteinGenerationSummary",
-           "ProteinTarget", "generate_proteins", "plan_samples"]
+__all__ = ["GeneratedProteins", "GenerationPlan", "PreparedGeneration", "ProteinGenerateConfig",
+           "ProteinGenerationSummary", "ProteinTarget", "batch_record", "generate_proteins", "plan_samples",
+           "prepare_generation", "write_batch"]
 
 DEFAULT_STEPS = 500  # MultiFlow's inference num_timesteps, for a model whose record sets none
 DEFAULT_LENGTHS = (70, 100, 200, 300)
@@ -175,34 +176,6 @@ chain, ``per_length`` samples are made and their lengths come from the contig dr
         return out if self.conditions is None else {**out, "conditions": self.conditions.record()}
 
 
-@dataclass
-class ProteinGenerationSummary(JsonRecord):
-    """Counts and timing of a protein generation run."""
-
-    n: int
-    mode: str
-    batches: int
-    wall_s: float
-    samples_per_s: float
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class GeneratedProteins:
-    """Generated proteins in id order: backbones (N, CA, C, O) with their sequences, the run's summary, and the run
-    folder (None: in memory only). ``trajectories``: one chain of M models per sample (``trajectory=True``)."""
-
-    chains: list[BackboneChain]
-    sequences: list[str]
-    ids: list[str]
-    summary: ProteinGenerationSummary
-    out_dir: Path | None = None
-    trajectories: list[BackboneChain] | None = None
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
 def _named(argument: str, items: Any, prefix: str) -> list[tuple[str, Any]]:
     """(name, item) of a dict (its keys), a list / tuple (``<prefix><k>``, or the chains' own names) or one item."""
     if isinstance(items, dict):
@@ -248,16 +221,6 @@ def load_targets(config: ProteinGenerateConfig) -> list[ProteinTarget] | None:
     return None
 
 
-def check_memory(config: ProteinGenerateConfig, model: LoadedProteinModel, batches: list[list[int]]) -> None:
-    """Refuse (:class:`InputError`) a run whose heaviest batch (chain lengths per batch) would not fit in memory
-    (:func:`pipeline.proteins.memory.check_fits`), before any sampling or file."""
-    pairs, b, n = pair_load(batches)
-    fix = ("lower --residue-budget (fewer chains per batch)" if b > 1 else
-           "give shorter chains (--lengths, or shorter --sequence-in / --structure-in inputs)")
-    check_fits(network_bytes(model.net.cfg, pairs), config.max_memory_gb, config.device,
-               f"generate: a batch of {b} chain(s) of {n} residues", fix)
-
-
 @dataclass
 class _Batch:
     """One sampled batch: per sample its manifest row, chain and (optionally) trajectory chain."""
@@ -270,9 +233,10 @@ class _Batch:
     wall_s: float
 
 
-def _sample_batch(model: LoadedProteinModel, plan: GenerationPlan, idx: list[int], k: int, inputs: SampleInputs,
-                  sampler: SamplerConfig, seed: int, trajectory: bool) -> _Batch:
-    start, net = time.perf_counter(), model.net
+def _sample_batch(prep: PreparedGeneration, k: int, seed: int, trajectory: bool) -> _Batch:
+    """Batch ``k`` of the run sampled with ``batch_seed(seed, k)`` (in memory)."""
+    start, net, plan, idx, inputs, sampler = (time.perf_counter(), prep.model.net, prep.plan, prep.batches[k],
+                                              prep.sample_inputs, prep.sampler)
     rng = torch.Generator(device=net.device).manual_seed(batch_seed(seed, k))
     res = sample_proteins(net, inputs.conditioning(plan, idx, sampler.mode, net.device), sampler, rng,
                           trajectory=trajectory)
@@ -300,12 +264,31 @@ def _write_json(path: Path, obj: Any) -> None:
         json.dump(obj, f, indent=1, sort_keys=True)
 
 
-def prepare_generation(config: ProteinGenerateConfig, model: Any = None) -> tuple[Any, SamplerConfig, Any, Any,
-                                                                                list[list[int]], dict[str, Any], str]:
-    """(model, sampler, plan, inputs, batches, run settings, inputs fingerprint) of a run, every input checked
-    (:class:`InputError`) before anything is written; ``model``: ``config.model`` already loaded (a cache), or None.
-    :func:`generate_proteins` and the campaign's generate shards (:mod:`workflows.design.protein_shards`) open the
-    same run folder with these."""
+@dataclass(frozen=True)
+class PreparedGeneration:
+    """A protein generate run with every input checked (the twin of
+    :class:`pipeline.crystals.generate.PreparedGeneration`): the model, the sampler, the plan of samples and their
+    per-sample inputs, the batches (sample indices, sorted by length, cut by the residue budget), and what the run
+    folder is opened with (``settings``, ``inputs``: the fingerprint of the model and the targets). Batch k draws
+    from ``batch_seed(seed, k)``."""
+
+    model: LoadedProteinModel
+    sampler: SamplerConfig
+    plan: GenerationPlan
+    sample_inputs: SampleInputs
+    batches: list[list[int]]
+    settings: dict[str, Any]
+    inputs: str
+
+    @property
+    def n_batches(self) -> int:
+        return len(self.batches)
+
+
+def prepare_generation(config: ProteinGenerateConfig, model: LoadedProteinModel | None = None) -> PreparedGeneration:
+    """:class:`PreparedGeneration` of ``config``, every input checked (:class:`InputError`) before anything is
+    written; ``model``: ``config.model`` already loaded (a cache), or None. :func:`generate_proteins` and the
+    campaign's generate shards (:mod:`workflows.design.distributed`) open the same run folder with it."""
     targets = load_targets(config)
     model = model if model is not None else load_protein_model(config.model, config.device)
     check_motif_input(config.conditions, model)  # amortised motif method: a model with a motif input
@@ -316,40 +299,57 @@ def prepare_generation(config: ProteinGenerateConfig, model: Any = None) -> tupl
         raise InputError(f"ProteinGenerateConfig: {exc}") from None
     plan, inputs = plan_inputs(config.lengths, config.per_length, config.seed, targets, config.conditions)
     batches = plan.batches(config.residue_budget)
-    check_memory(config, model, [[plan.lengths[i] for i in idx] for idx in batches])
+    check_batches_fit(model.net.cfg, [[plan.lengths[i] for i in idx] for idx in batches], config.max_memory_gb,
+                      config.device)
     settings = {"sampler": asdict(sampler), "generation": config.plan_settings(), "n": len(plan.ids)}
     tgt_fp = [(t.name, t.sequence, t.coords if t.coords is not None else "") for t in (targets or [])]
-    return model, sampler, plan, inputs, batches, settings, fingerprint([list(model.inputs), tgt_fp])
+    return PreparedGeneration(model, sampler, plan, inputs, batches, settings,
+                              fingerprint([list(model.inputs), tgt_fp]))
+
+
+def batch_record(out: str | os.PathLike, k: int) -> Path:
+    """``OUT/batches/<k>.json``: batch k of a generate run is done when it exists (written last)."""
+    return Path(out) / "batches" / f"{k:05d}.json"
+
+
+def write_batch(prepared: PreparedGeneration, config: ProteinGenerateConfig, out: str | os.PathLike, k: int) -> int:
+    """Sample batch ``k`` of the run and write it into the run folder ``out`` (opened by the caller): its PDB files
+    (and trajectories), then :func:`batch_record` last, atomically; nothing when that record exists. Returns the
+    chains written. The batch depends only on (config, k), not on the process that samples it."""
+    record = batch_record(out, k)
+    if record.is_file():
+        return 0
+    batch = _sample_batch(prepared, k, config.seed, config.trajectory)
+    for row, chain, traj in zip(batch.rows, batch.chains, batch.trajectories):
+        write_structure(Path(out) / row["file"], chain)
+        if traj is not None:
+            write_structure(Path(out) / row["trajectory"], traj)
+    _write_json(record, {"batch": k, "rows": batch.rows, "wall_s": batch.wall_s})
+    return len(batch.rows)
 
 
 def generate_proteins(config: ProteinGenerateConfig, *, out_dir: str | os.PathLike | None = None,
                       restart: bool = False, progress: bool = True) -> GeneratedProteins:
     """Generate the proteins of ``config``, in memory or into the run folder ``out_dir`` (module docstring). Bad
     inputs raise :class:`InputError` before the folder is touched (:func:`prepare_generation`)."""
-    model, sampler, plan, inputs, batches, settings, inputs_fp = prepare_generation(config)
+    prep = prepare_generation(config)
+    mode, n = prep.sampler.mode, len(prep.plan.ids)
     if out_dir is None:
-        warn_untrained_lengths(plan.lengths, model)
-        bar, done = tqdm(total=len(plan.ids), unit="protein", desc="generating", disable=not progress), []
-        for k, idx in enumerate(batches):
-            done.append(_sample_batch(model, plan, idx, k, inputs, sampler, config.seed, config.trajectory))
+        warn_untrained_lengths(prep.plan.lengths, prep.model)
+        bar, done = tqdm(total=n, unit="protein", desc="generating", disable=not progress), []
+        for k, idx in enumerate(prep.batches):
+            done.append(_sample_batch(prep, k, config.seed, config.trajectory))
             bar.update(len(idx))
         bar.close()
-        return _in_memory(done, len(plan.ids), sampler.mode, settings)
-    with open_run(out_dir, "generate-proteins", settings, inputs_fp, restart=restart) as run:
-        warn_untrained_lengths(plan.lengths, model)  # once the inputs and the folder are accepted
-        out, bar = run.path, tqdm(total=len(plan.ids), unit="protein", desc="generating", disable=not progress)
-        for k, idx in enumerate(batches):
-            if not (out / "batches" / f"{k:05d}.json").is_file():
-                batch = _sample_batch(model, plan, idx, k, inputs, sampler, config.seed, config.trajectory)
-                for row, chain, traj in zip(batch.rows, batch.chains, batch.trajectories):
-                    write_structure(out / row["file"], chain)
-                    if traj is not None:
-                        write_structure(out / row["trajectory"], traj)
-                _write_json(out / "batches" / f"{k:05d}.json",
-                            {"batch": k, "rows": batch.rows, "wall_s": batch.wall_s})
+        return _in_memory(done, n, mode, prep.settings)
+    with open_run(out_dir, "generate-proteins", prep.settings, prep.inputs, restart=restart) as run:
+        warn_untrained_lengths(prep.plan.lengths, prep.model)  # once the inputs and the folder are accepted
+        bar = tqdm(total=n, unit="protein", desc="generating", disable=not progress)
+        for k, idx in enumerate(prep.batches):
+            write_batch(prep, config, run.path, k)
             bar.update(len(idx))
         bar.close()
-        return _finish(out, len(batches), sampler.mode, settings)
+        return _finish(run.path, prep.n_batches, mode, prep.settings)
 
 
 def _summary(rows: list[dict[str, Any]], n_batches: int, wall: float, mode: str,
@@ -373,7 +373,7 @@ def _in_memory(batches: list[_Batch], n: int, mode: str, settings: dict[str, Any
 def _finish(out: Path, n_batches: int, mode: str, settings: dict[str, Any]) -> GeneratedProteins:
     rows, wall = [], 0.0
     for k in range(n_batches):
-        rec = json.loads((out / "batches" / f"{k:05d}.json").read_text())
+        rec = json.loads(batch_record(out, k).read_text())
         per = rec["wall_s"] / max(1, len(rec["rows"]))
         rows.extend({**r, "wall_s": per} for r in rec["rows"])
         wall += rec["wall_s"]

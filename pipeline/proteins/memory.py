@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 GB = 1e9
 FLOAT = 4  # bytes; estimates are for float32 (bf16 autocast keeps the frames and attention in float32)
 
-__all__ = ["available_bytes", "check_fits", "esmfold_bytes", "memory_limit", "network_bytes", "pair_load"]
+__all__ = ["available_bytes", "check_batches_fit", "check_fits", "esmfold_bytes", "memory_limit", "network_bytes", "pair_load"]
 
 
 def available_bytes(device: str = "cpu") -> int | None:
@@ -125,3 +125,14 @@ def check_fits(need: int, max_memory_gb: float | None, device: str, what: str, f
         return
     raise InputError(f"{what} needs about {_size(need)} of memory, more than {_size(limit)} ({source}); "
                      f"{fix}, or raise the limit with --max-memory-gb (max_memory_gb=...) if more memory is free")
+
+
+def check_batches_fit(cfg: "ProteinNetworkConfig", batches: list[list[int]], max_memory_gb: float | None,
+                      device: str) -> None:
+    """Refuse (:class:`InputError`) a generate run whose heaviest batch (chain lengths per batch) would not fit in
+    memory (:func:`check_fits`), before any sampling or file."""
+    pairs, b, n = pair_load(batches)
+    fix = ("lower --residue-budget (fewer chains per batch)" if b > 1 else
+           "give shorter chains (--lengths, or shorter --sequence-in / --structure-in inputs)")
+    check_fits(network_bytes(cfg, pairs), max_memory_gb, device, f"generate: a batch of {b} chain(s) of {n} residues",
+               fix)

@@ -20,20 +20,26 @@ from structures.errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.proteins.conditions import ProteinConditions
     from pipeline.proteins.network.checkpoint import LoadedProteinModel
+    from pipeline.proteins.network.config import ProteinNetworkConfig
 
-__all__ = ["check_motif_input", "warn_untrained_lengths"]
+__all__ = ["check_motif_input", "require_motif_input", "warn_untrained_lengths"]
 
 
 def check_motif_input(conditions: ProteinConditions | None, model: LoadedProteinModel) -> None:
     """InputError when ``conditions`` ask for the amortised motif method and ``model``'s network has no motif input
     (module docstring); nothing otherwise."""
-    if conditions is None or conditions.motif is None or conditions.motif_method != "amortised":
-        return
-    if not model.net.cfg.motif_input:
-        raise InputError(f"ProteinConditions.motif_method (--motif-method) 'amortised' needs a model trained with "
-                         f"motif masks ('genmatch train proteins --motif-prob P', which adds a motif input); model "
-                         f"{model.source} has no motif input: give such a model (--model), or use motif_method "
-                         "'replacement', which works with any model")
+    if conditions is not None and conditions.motif is not None and conditions.motif_method == "amortised":
+        require_motif_input(model.net.cfg, "ProteinConditions.motif_method (--motif-method)", f"model {model.source}")
+
+
+def require_motif_input(cfg: ProteinNetworkConfig, argument: str, model: str = "this model") -> None:
+    """InputError, naming ``argument`` and ``model``, when the network config ``cfg`` has no motif input: the one
+    check behind :func:`check_motif_input` (a run) and :func:`pipeline.proteins.sampler.sample_proteins` (a
+    batch)."""
+    if not cfg.motif_input:
+        raise InputError(f"{argument} 'amortised' needs a model trained with motif masks ('genmatch train proteins "
+                         f"--motif-prob P', which adds a motif input); {model} has no motif input: give such a "
+                         "model (--model), or use motif_method 'replacement', which works with any model")
 
 
 def warn_untrained_lengths(lengths: Sequence[int], model: LoadedProteinModel) -> None:

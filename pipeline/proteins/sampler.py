@@ -48,6 +48,7 @@ from pipeline.proteins.conditioning import (Conditioning, check_start_time, give
 from pipeline.proteins.flow import ProteinFlow, ProteinFlowConfig, ProteinState, sample_prior
 from pipeline.proteins.names import MODES, PRECISIONS, Mode
 from pipeline.proteins.replacement import MotifPath
+from pipeline.proteins.model_checks import require_motif_input
 from structures.errors import InputError
 from structures.ids import safe_id
 from structures.proteins.frames import Frames, backbone_from_frames
@@ -242,10 +243,8 @@ def initial_state(cond: Conditioning, config: SamplerConfig, rng: torch.Generato
         given = ProteinState(given.trans.to(dtype), given.rotmats.to(dtype), given.aatypes)
         state = refinement_state(flow, given, cond.res_mask, float(config.start_time), rng)
     else:
-        state = sample_prior(cond.res_mask, config.flow, rng, dtype)
-        if cond.motif is not None and cond.motif.amortised:  # the free residues' source: N(0, s^2 I), not centred
-            noise = torch.randn(state.trans.shape, generator=rng, device=state.trans.device, dtype=dtype)
-            state = replace(state, trans=noise * config.flow.trans_scale * cond.res_mask[..., None].to(dtype))
+        amortised = cond.motif is not None and cond.motif.amortised  # free residues' source N(0, s^2 I), not centred
+        state = sample_prior(cond.res_mask, config.flow, rng, dtype, centred=not amortised)
     return cond.hold(state, config.mode)
 
 
@@ -254,9 +253,8 @@ def sample_proteins(net: ProteinNetwork, cond: Conditioning, config: SamplerConf
                     trajectory: bool = False) -> SampleResult:
     """Sample one batch with the network (in its dtype, on its device). ``prior`` replaces the draw of x_0."""
     config.validate()
-    if cond.motif is not None and cond.motif.amortised and not net.cfg.motif_input:
-        raise InputError("motif method 'amortised' needs a model trained with motif masks (a motif input; "
-                         "'genmatch train proteins --motif-prob'); this model has none: use method 'replacement'")
+    if cond.motif is not None and cond.motif.amortised:
+        require_motif_input(net.cfg, "motif method")
     flow = ProteinFlow.build(config.flow)
     cond = cond.to(net.device)
     dtype = torch.promote_types(net.dtype, torch.float32)

@@ -11,6 +11,8 @@ adds where). They never raise on bad input: a batch records the reason per struc
   cannot be told from a whole one when it is cut between rows.
 * :func:`structure_problem`: a parsed structure — at least one site, a finite lattice with
   positive volume, finite coordinates, ordered sites of real elements, optionally Z <= ``max_z``.
+* :func:`cif_roundtrip_problem`: a CIF text written for a structure of ``n`` sites must read back with ``n``
+  sites (two atoms on one site do not).
 """
 
 from __future__ import annotations
@@ -121,4 +123,29 @@ def structure_problem(structure: "Structure", max_z: int | None = None) -> str |
             return f"species {sp} is not a chemical element"
         if max_z is not None and z > max_z:
             return f"element {sp} (Z = {z}) is beyond what the model covers (Z <= {max_z})"
+    return None
+
+
+def cif_text(structure: "Structure") -> str:
+    """The CIF text pymatgen writes for ``structure`` (``CifWriter``, no symmetry search)."""
+    from pymatgen.io.cif import CifWriter
+
+    return str(CifWriter(structure))
+
+
+def cif_roundtrip_problem(text: str, n_sites: int) -> str | None:
+    """Why a CIF text does not read back as the same number of sites (None when it does): pymatgen cannot
+    read a file with two atoms on one site, or merges them."""
+    import warnings
+
+    from pymatgen.core import Structure
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            back = Structure.from_str(text, fmt="cif")
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for unreadable CIFs
+        return f"pymatgen cannot read it back ({type(exc).__name__}); e.g. two atoms on one site"
+    if len(back) != n_sites:
+        return f"reads back with {len(back)} of {n_sites} sites (atoms on one site were merged)"
     return None

@@ -4,21 +4,21 @@ verb's own fan-out (docs/design.md, "On a cluster").
 The stage folder stays the verb's run folder (:func:`pipeline.common.run.open_run`), so a stage that ran on a
 cluster and one that ran serially are the same files, and either resumes the other:
 
-- **generate (crystals)**: shard k is batch k of the verb (``batch_size`` crystals, atom counts drawn up front from
-  the run seed), sampled with the verb's own seed for it, ``SeedSequence([seed, k])``
-  (:func:`pipeline.crystals.generate._batch_rng`), so a crystal does not depend on which worker drew it or on how
-  many there are. The campaign process opens the run folder (its ``run.json``, as the verb would write it), the
-  workers write ``batches/<k>.json`` and ``cifs/`` atomically exactly as the verb does, and the verb, called
-  last, finds every batch done and writes the manifest. A shard is done when its batch record exists: a worker or
-  the campaign killed mid-shard loses that shard only, and a rerun (or dask, which reschedules a lost worker's
-  tasks) redoes it.
+- **generate**: shard k is batch k of the verb (crystals: ``batch_size`` crystals, atom counts drawn up front
+  from the run seed; proteins: the chains sorted by length and cut by the residue budget), sampled from the verb's
+  own seed for it, ``SeedSequence([seed, k])``, by the verb's own ``write_batch``
+  (:func:`pipeline.crystals.generate.write_batch`, :func:`pipeline.proteins.generate.write_batch`), so a sample
+  does not depend on which worker drew it or on how many there are. The campaign process opens the run folder
+  with the verb's ``prepare_generation`` (its ``run.json``, as the verb would write it), the workers write the
+  structures and then ``batches/<k>.json`` atomically, and the verb, called last, finds every batch done and
+  writes the manifest. A shard is done when its batch record exists: a worker or the campaign killed mid-shard
+  loses that shard only, and a rerun (or dask, which reschedules a lost worker's tasks) redoes it.
 - **relax (crystals)**: the usable structures not yet done in contiguous shards, each relaxed by the verb into
   its own run folder ``shards/relax-<hash of its structures>`` (its checkpoint resumes it); the shards'
   checkpoint rows and relaxed CIFs are then merged into the stage's run folder, and the verb, called last, finds
   every structure done and writes ``relax_results`` and the summary. CHGNet's batched forward pass gives each structure the same numbers whatever
   it is batched with (checked by tests/workflows/design/test_distributed.py), so the shards change no result.
 - **score**: the verb's ``dask_scheduler`` (fingerprints and energies fan out; the scores do not depend on it).
-- **generate (proteins)**: the same, batch k of the verb a shard (:mod:`workflows.design.protein_shards`).
 
 Without an address, ``workers`` > 1 starts a ``LocalCluster`` of that many single-threaded processes for the
 campaign (:func:`campaign_cluster`).
@@ -36,7 +36,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from structures.atomic import atomic_open, atomic_path
 
-__all__ = ["campaign_cluster", "fan_out", "generate_crystals_sharded", "relax_crystals_sharded", "relax_shards"]
+__all__ = ["campaign_cluster", "fan_out", "generate_batch", "generate_sharded", "relax_crystals_sharded",
+           "relax_shards"]
 
 SHARDS = "shards"
 
@@ -76,7 +77,7 @@ def _each(fn: Callable[[Any], Any], chunk: list[Any]) -> list[Any]:
     return [fn(x) for x in chunk]
 
 
-# --------------------------------------------------------------------------------------------- generate (crystals)
+# ------------------------------------------------------------------------------------------------------ generate
 @lru_cache(maxsize=4)
 def _crystal_model(model: Any) -> Any:
     from pipeline.crystals.generate import load_model
@@ -84,65 +85,55 @@ def _crystal_model(model: Any) -> Any:
     return load_model(model)
 
 
-def _crystal_plan(config: Any) -> tuple[Any, Any, dict[str, Any], str]:
-    """(model, atom counts [total], run settings, inputs fingerprint): what :func:`generate_crystals` opens its
-    run folder with (the same lines; the verb refuses the folder at the end if they ever differ)."""
-    from pipeline.common.run import fingerprint
-    from pipeline.crystals.conditions import load_guidance_predictor
-    from pipeline.crystals.generate import atom_counts
+@lru_cache(maxsize=2)
+def _protein_model(model: Any, device: str) -> Any:
+    from pipeline.proteins.network.checkpoint import load_protein_model
 
-    model = _crystal_model(config.model)
-    for c in config.conditions or ():
-        c.check_model(model)
-    counts = atom_counts(config, model)
-    parts = [model.path if model.path else repr(model.record), counts]
-    predictors = sorted({c.predictor for c in config.conditions or () if c.predictor})
-    parts += [load_guidance_predictor(p).path or p for p in predictors]
-    return model, counts, config.run_settings(model), fingerprint(parts)
+    return load_protein_model(model, device)
 
 
-def crystal_batch(config: Any, out: str, k: int) -> int:
-    """Shard ``k`` of a crystal generate run in ``out``: batch k, written as :func:`generate_crystals` writes it
-    (its CIFs, then ``batches/<k>.json`` last); nothing when that record exists. Returns the crystals written."""
-    from pipeline.crystals.generate import (
-        _batch_rng,
-        _write_json,
-        _write_sample,
-        sample_tokens,
-    )
-    from structures.crystals.tokens import decode_batch
+def _prepare(material: str, config: Any) -> Any:
+    """The verb's :class:`PreparedGeneration` of ``config`` (the model cached per process)."""
+    if material == "crystals":
+        from pipeline.crystals.generate import prepare_generation
 
-    folder, bs = Path(out), config.batch_size
-    record = folder / "batches" / f"{k:05d}.json"
-    if record.is_file():
+        return prepare_generation(config, _crystal_model(config.model))
+    from pipeline.proteins.generate import prepare_generation as prepare_proteins
+
+    return prepare_proteins(config, _protein_model(config.model, config.device))
+
+
+def generate_batch(material: str, config: Any, out: str, k: int) -> int:
+    """Shard ``k`` of a generate run in ``out``: the verb's ``write_batch`` of batch k (its structures, then
+    ``batches/<k>.json`` last); nothing, without loading a model, when that record exists. Returns the samples
+    written."""
+    module = _verb_module(material)
+    if module.batch_record(out, k).is_file():
         return 0
-    model, counts, _, _ = _crystal_plan(config)
-    conds = config.per_sample_conditions() if config.conditions else None
-    start = k * bs
-    part = None if conds is None else conds[start:start + bs]
-    tok = sample_tokens(model, counts[start:start + bs], config, _batch_rng(config.seed, k), conditions=part)
-    decoded = decode_batch(tok.cpu())
-    rows = [_write_sample(folder, decoded.structure(j), start + j, int(counts[start + j]), k)
-            for j in range(len(decoded))]
-    for j, row in enumerate(rows):
-        if part is not None:
-            row.update(condition=part[j].label(), condition_index=(start + j) // config.n)
-    _write_json(record, {"batch": k, "tokens": tok.cpu().tolist(), "rows": rows})
-    return len(rows)
+    return module.write_batch(_prepare(material, config), config, out, k)
 
 
-def generate_crystals_sharded(config: Any, folder: Path, address: str | None, progress: bool) -> int:
-    """The missing batches of the crystal generate run in ``folder``, one task each on the cluster at
-    ``address`` (module docstring; None: in this process); returns how many shards ran. The caller then calls the
-    verb to finish."""
+def _verb_module(material: str) -> Any:
+    if material == "crystals":
+        import pipeline.crystals.generate as module
+    else:
+        import pipeline.proteins.generate as module
+    return module
+
+
+def generate_sharded(material: str, config: Any, folder: Path, address: str | None, progress: bool) -> int:
+    """The missing batches of the generate run in ``folder``, one task each on the cluster at ``address`` (module
+    docstring; None: in this process); returns how many shards ran. The run folder is opened here with the
+    verb's settings and inputs; the caller then calls the verb, which finds every batch done and writes the
+    manifest."""
     from pipeline.common.run import open_run
 
-    _, counts, settings, inputs = _crystal_plan(config)
-    n_batches = math.ceil(len(counts) / config.batch_size)
-    with open_run(folder, "generate-crystals", settings, inputs):
-        todo = [k for k in range(n_batches) if not (folder / "batches" / f"{k:05d}.json").is_file()]
+    prep, module = _prepare(material, config), _verb_module(material)
+    with open_run(folder, f"generate-{material}", prep.settings, prep.inputs):
+        todo = [k for k in range(prep.n_batches) if not module.batch_record(folder, k).is_file()]
         if todo:
-            fan_out(partial(crystal_batch, config, str(folder)), todo, address, "generate shards", progress)
+            fan_out(partial(generate_batch, material, config, str(folder)), todo, address, "generate shards",
+                    progress)
     return len(todo)
 
 

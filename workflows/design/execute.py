@@ -114,11 +114,9 @@ def _verb(material: str, p: StagePlan, state: _State, run: _Run) -> str:
     note = ""
     if kind == "generate":
         if address is not None:
-            from workflows.design.distributed import generate_crystals_sharded
-            from workflows.design.protein_shards import generate_proteins_sharded
+            from workflows.design.distributed import generate_sharded
 
-            sharded = generate_crystals_sharded if material == "crystals" else generate_proteins_sharded
-            note = f", {sharded(config, out, address, run.progress)} shards on the cluster"
+            note = f", {generate_sharded(material, config, out, address, run.progress)} shards on the cluster"
         api.generate(config, **verb)  # serial, or (every shard done) the manifest
     elif kind == "relax":
         if address is not None and material == "crystals":

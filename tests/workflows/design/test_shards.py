@@ -12,7 +12,7 @@ from pipeline.crystals.inputs import as_crystal_input
 from pipeline.crystals.relax.run import CHECKPOINT, CrystalRelaxConfig
 from workflows import crystals
 from workflows.design.distributed import (
-    generate_crystals_sharded,
+    generate_sharded,
     relax_crystals_sharded,
     relax_shards,
 )
@@ -30,10 +30,10 @@ def test_generate_and_relax_shards_write_the_serial_files(tmp_path: Path) -> Non
     config = CrystalGenerateConfig(n=4, steps=3, seed=5, batch_size=2)
     serial, sharded = tmp_path / "gen_serial", tmp_path / "gen_sharded"
     crystals.generate(config, out_dir=serial, threads=1, progress=False)
-    assert generate_crystals_sharded(config, sharded, None, False) == 2
+    assert generate_sharded("crystals", config, sharded, None, False) == 2
     (sharded / "batches" / "00001.json").unlink()  # a shard lost with its worker: only it is redone
     record = (sharded / "batches" / "00000.json").stat().st_mtime_ns
-    assert generate_crystals_sharded(config, sharded, None, False) == 1
+    assert generate_sharded("crystals", config, sharded, None, False) == 1
     assert (sharded / "batches" / "00000.json").stat().st_mtime_ns == record
     crystals.generate(config, out_dir=sharded, threads=1, progress=False)  # every shard done: the manifest
     a, b = _files(serial), _files(sharded)
@@ -80,15 +80,14 @@ def test_protein_generate_shards_write_the_serial_files(tmp_path: Path) -> None:
 
     from pipeline.proteins.generate import ProteinGenerateConfig
     from workflows import proteins
-    from workflows.design.protein_shards import generate_proteins_sharded
 
     config = ProteinGenerateConfig(lengths=(24,), per_length=3, steps=3, seed=2, residue_budget=48)
     serial, sharded = tmp_path / "serial", tmp_path / "sharded"
     with pytest.warns(UserWarning, match="outside the 60-128 residues"):
         proteins.generate(config, out_dir=serial, threads=1, progress=False)
-    assert generate_proteins_sharded(config, sharded, None, False) == 2
+    assert generate_sharded("proteins", config, sharded, None, False) == 2
     (sharded / "batches" / "00001.json").unlink()  # a shard lost with its worker: only it is redone
-    assert generate_proteins_sharded(config, sharded, None, False) == 1
+    assert generate_sharded("proteins", config, sharded, None, False) == 1
     with pytest.warns(UserWarning, match="outside the 60-128 residues"):
         proteins.generate(config, out_dir=sharded, threads=1, progress=False)  # every shard done: the manifests
     skip = SKIP | {f"{k:05d}.json" for k in range(2)}  # batch records hold their wall times
