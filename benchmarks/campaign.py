@@ -106,14 +106,17 @@ def _campaign(spec: Any, folder: Path, cache: Path, **how: Any) -> dict[str, Any
     from workflows.design import run
 
     os.environ["GENMATCH_CACHE"] = str(cache)  # read at call time, and by cluster workers started after this
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), os.times()
     result = run(spec, folder, progress=False, **how)
-    wall = time.perf_counter() - t0
+    wall, cpu1 = time.perf_counter() - t0, os.times()
     stages = {p.stage.kind: round(result.seconds[p.stage.index], 2) for p in result.plans}
     return {"wall_s": round(wall, 2), "stages_s": stages,
             "share": {k: round(v / wall, 4) for k, v in stages.items()},
             "other_s": round(wall - sum(stages.values()), 2),  # start-up of the cluster, planning, reading
-            "exported": len(result.table) if result.table is not None else 0, "export_dir": result.export_dir}
+            "exported": len(result.table) if result.table is not None else 0, "export_dir": result.export_dir,
+            # CPU seconds of this process (and of its waited-for children) and the machine's load at the end: how
+            # much of the machine the run had (other work on it slows both runs; see docs/results)
+            "cpu_s": round(sum(cpu1[:4]) - sum(cpu0[:4]), 1), "load_avg_1min_end": round(os.getloadavg()[0], 2)}
 
 
 def _files(folder: Path) -> dict[str, bytes]:
