@@ -13,11 +13,9 @@ cluster and one that ran serially are the same files, and either resumes the oth
   structures and then ``batches/<k>.json`` atomically, and the verb, called last, finds every batch done and
   writes the manifest. A shard is done when its batch record exists: a worker or the campaign killed mid-shard
   loses that shard only, and a rerun (or dask, which reschedules a lost worker's tasks) redoes it.
-- **relax (crystals)**: the usable structures not yet done in contiguous shards, each relaxed by the verb into
-  its own run folder ``shards/relax-<hash of its structures>`` (its checkpoint resumes it); the shards'
-  checkpoint rows and relaxed CIFs are then merged into the stage's run folder, and the verb, called last, finds
-  every structure done and writes ``relax_results`` and the summary. CHGNet's batched forward pass gives each structure the same numbers whatever
-  it is batched with (checked by tests/workflows/design/test_distributed.py), so the shards change no result.
+- **relax** (both materials, :mod:`workflows.design.relax_shards`): the usable structures not yet done in
+  contiguous shards, each relaxed by the verb into its own run folder ``shards/relax-<hash>``, then merged into the
+  stage's run folder; the verb, called last, finds every structure done.
 - **score**: the verb's ``dask_scheduler`` (fingerprints and energies fan out; the scores do not depend on it).
 
 Without an address, ``workers`` > 1 starts a ``LocalCluster`` of that many single-threaded processes for the
@@ -27,17 +25,11 @@ campaign (:func:`campaign_cluster`).
 from __future__ import annotations
 
 import contextlib
-import json
-import math
-import shutil
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from structures.atomic import atomic_open, atomic_path
-
-__all__ = ["campaign_cluster", "fan_out", "generate_batch", "generate_sharded", "relax_crystals_sharded",
-           "relax_shards"]
+__all__ = ["SHARDS", "campaign_cluster", "fan_out", "generate_batch", "generate_sharded"]
 
 SHARDS = "shards"
 
@@ -135,83 +127,3 @@ def generate_sharded(material: str, config: Any, folder: Path, address: str | No
             fan_out(partial(generate_batch, material, config, str(folder)), todo, address, "generate shards",
                     progress)
     return len(todo)
-
-
-# ----------------------------------------------------------------------------------------------- relax (crystals)
-def relax_shards(n_usable: int, workers: int, batch_size: int) -> int:
-    """Structures per relax shard: about four shards per worker, but at least half a CHGNet batch (in-flight
-    batching needs structures to fill its slots) and at least one."""
-    return max(1, math.ceil(batch_size / 2), math.ceil(n_usable / (4 * max(1, workers))))
-
-
-def relax_shard(config: Any, folder: str, name: str, inp: Any) -> int:
-    """Relax one shard (a :class:`~pipeline.common.io.CrystalInput` of usable structures) with the verb into its
-    own run folder ``folder/shards/<name>``; returns its structure count."""
-    from pipeline.crystals.relax.run import relax_crystals
-
-    relax_crystals(inp, config, Path(folder) / SHARDS / name, progress=False)
-    return len(inp)
-
-
-def relax_crystals_sharded(structures: Path, config: Any, folder: Path, address: str | None, workers: int,
-                           progress: bool) -> int:
-    """Relax the crystals of the folder ``structures`` in shards on the cluster at ``address`` (None: in this
-    process) and merge them into the relax run folder ``folder`` (module docstring); returns the number of shards. Structures already in the
-    folder's checkpoint (an interrupted serial run) are kept, not sharded; a shard's folder is named by its
-    content (``shards/relax-<hash>``), so a rerun with other shards never meets a folder of another shard. The
-    caller then calls the verb, which finds every structure done."""
-    from pipeline.common.io import CrystalInput
-    from pipeline.common.run import fingerprint, open_run
-    from pipeline.crystals.inputs import as_crystal_input
-    from pipeline.crystals.relax.run import CHECKPOINT, CHGNET_MAX_Z
-
-    inp = as_crystal_input(str(structures), "relax(structures=...)")
-    inp.require_some_usable()
-    problems = inp.usable(max_z=CHGNET_MAX_Z)
-    with open_run(folder, "relax-crystals", config.run_settings(), fingerprint([inp.fingerprint, inp.ids])):
-        done = _checkpoint_rows(folder / CHECKPOINT)
-        usable = [i for i, p in enumerate(problems) if p is None and inp.ids[i] not in done]
-        size = relax_shards(len(usable), workers, config.batch_size)
-        shards = []
-        for idx in (usable[s:s + size] for s in range(0, len(usable), size)):
-            ids = [inp.ids[i] for i in idx]
-            key = fingerprint([inp.fingerprint, ids])
-            shards.append((f"relax-{key[:16]}", CrystalInput(ids, [inp.structures[i] for i in idx], inp.source,
-                                                            [None] * len(idx), key)))
-        if shards:
-            fan_out(partial(_relax_item, config, str(folder)), shards, address, "relax shards", progress)
-        _merge_relax(folder, done, [name for name, _ in shards], CHECKPOINT)
-    return len(shards)
-
-
-def _relax_item(config: Any, folder: str, item: tuple[str, Any]) -> int:
-    """:func:`relax_shard` of one ``(name, shard)`` item (module-level, so dask can pickle it)."""
-    return relax_shard(config, folder, item[0], item[1])
-
-
-def _checkpoint_rows(path: Path) -> dict[str, str]:
-    """The finished rows of a relax checkpoint, id -> its line (a line cut by an interruption is not a row)."""
-    rows: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows[json.loads(line)["id"]] = line
-            except (ValueError, KeyError, TypeError):
-                continue
-    return rows
-
-
-def _merge_relax(folder: Path, done: dict[str, str], shards: list[str], checkpoint: str) -> None:
-    """The rows already ``done`` and the shards' finished rows into ``folder``'s checkpoint (one line per
-    structure) and the shards' relaxed CIFs into ``folder/relaxed`` (copied byte for byte), atomically."""
-    lines = dict(done)
-    for name in shards:
-        shard = folder / SHARDS / name
-        for ident, line in _checkpoint_rows(shard / checkpoint).items():
-            src = shard / "relaxed" / f"{ident}.cif"
-            if json.loads(line).get("structure") and src.is_file():
-                with atomic_path(folder / "relaxed" / src.name) as tmp:
-                    shutil.copyfile(src, tmp)
-            lines[ident] = line
-    with atomic_open(folder / checkpoint) as f:
-        f.write("".join(line + "\n" for line in lines.values()))

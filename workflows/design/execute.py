@@ -11,8 +11,9 @@ ids. A stage's ``stage.json``, written last, marks it finished.
 
 Where the per-item work runs: serially in this process, or, given a dask scheduler address (or ``workers`` > 1,
 a local cluster started for the campaign), generate's shards, relax's batches and score's fan-out on that cluster
-(:mod:`workflows.design.distributed`), to the same files. One progress line as each stage starts and one as it
-ends, with its count of structures or rows (and of shards); the verbs' tqdm bars in between.
+(:mod:`workflows.design.distributed`, :mod:`workflows.design.relax_shards`), to the same files. One progress line
+as each stage starts and one as it ends, with its count of structures or rows (and of shards); the verbs' tqdm
+bars in between.
 """
 
 from __future__ import annotations
@@ -85,8 +86,10 @@ def _load(material: str, p: StagePlan, state: _State) -> _State:
         state = dataclasses.replace(state, structures=p.folder / _STRUCTURE_FOLDERS[(material, kind)])
     if kind == "relax":
         state = dataclasses.replace(state, energies=p.folder / "relax_results.csv")
-    if kind == "score":
-        state = dataclasses.replace(state, table=pd.read_parquet(p.folder / "scores.parquet"))
+    if kind == "score":  # with a relax stage, its relax_ columns joined by id (select.join_relax)
+        from workflows.design.select import scored_table
+
+        state = dataclasses.replace(state, table=scored_table(p.folder, state.energies, material))
     if kind in ("filter", "deduplicate", "rank"):
         state = dataclasses.replace(state, table=pd.read_parquet(p.folder / "table.parquet"))
     if kind == "export":
@@ -105,7 +108,8 @@ def _structure_file(material: str, state: _State, ident: str) -> Path | None:
 
 def _verb(material: str, p: StagePlan, state: _State, run: _Run) -> str:
     """generate / relax / score through the Python API into the stage folder; with a cluster (``run.address``),
-    their per-item work on it first (:mod:`workflows.design.distributed`). Returns a note for the progress line."""
+    their per-item work on it first (:mod:`workflows.design.distributed`, :mod:`workflows.design.relax_shards`).
+    Returns a note for the progress line."""
     from workflows import crystals, proteins
 
     api: Any = crystals if material == "crystals" else proteins
@@ -119,11 +123,11 @@ def _verb(material: str, p: StagePlan, state: _State, run: _Run) -> str:
             note = f", {generate_sharded(material, config, out, address, run.progress)} shards on the cluster"
         api.generate(config, **verb)  # serial, or (every shard done) the manifest
     elif kind == "relax":
-        if address is not None and material == "crystals":
-            from workflows.design.distributed import relax_crystals_sharded
+        if address is not None:
+            from workflows.design.relax_shards import relax_crystals_sharded, relax_proteins_sharded
 
-            n = relax_crystals_sharded(state.structures, config, out, address, run.workers, run.progress)
-            note = f", {n} shards on the cluster"
+            shard = relax_crystals_sharded if material == "crystals" else relax_proteins_sharded
+            note = f", {shard(state.structures, config, out, address, run.workers, run.progress)} shards on the cluster"
         api.relax(str(state.structures), config, **verb)  # serial, or (every shard merged) the table
     else:
         if material == "crystals" and state.energies is not None and config.energies is None:
@@ -136,7 +140,9 @@ def _verb(material: str, p: StagePlan, state: _State, run: _Run) -> str:
 
 
 def _export(material: str, p: StagePlan, state: _State) -> None:
-    """``top.csv`` / ``top.parquet`` and the top K structures in each format (files copied or converted)."""
+    """``top.csv`` / ``top.parquet``, the top K structures in each format (files copied or converted), with
+    ``plots`` the PNGs of :mod:`workflows.design.report` in ``plots/``, and ``report.json``: the funnel
+    (structures or rows after each stage), the top ids and the plot files."""
     from workflows.design.select import top_rows
 
     settings = p.stage.config
@@ -161,8 +167,14 @@ def _export(material: str, p: StagePlan, state: _State) -> None:
             names.append(str(dst.relative_to(p.folder)))
         top[f"file_{fmt}"] = names
     _write_table(top, p.folder, "top")
-    report = {"funnel": [{"stage": name, "count": n} for name, n in state.funnel] + [
-        {"stage": p.folder.name, "count": len(top)}], "top": top["id"].astype(str).tolist()}
+    funnel = list(state.funnel) + [(p.folder.name, len(top))]
+    plots: list[str] = []
+    if settings.plots:  # PNGs in plots/ (workflows.design.report)
+        from workflows.design.report import campaign_plots
+
+        plots = campaign_plots(p.folder, material, funnel, state.table, top, state.energies)
+    report = {"funnel": [{"stage": name, "count": n} for name, n in funnel], "top": top["id"].astype(str).tolist(),
+              "plots": plots}
     with atomic_open(p.folder / "report.json") as f:
         f.write(json.dumps(report, indent=1) + "\n")
 

@@ -10,21 +10,26 @@
 * :func:`rank_rows`: the table reordered best first, with ``rank`` (1 = best) and ``rank_score`` (weighted) or
   ``pareto_front`` (pareto); ties keep table order (a stable sort).
 * :func:`top_rows`: the first K rows.
+* :func:`join_relax` / :func:`scored_table`: the score table with a relax stage's per-structure results joined to
+  it by id (:data:`workflows.design.settings.RELAX_COLUMNS`), in the score table's row order; a structure that
+  failed relax (or has no relax row) gets NaN numbers, and ``relax_converged`` false (missing, None, without a row).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from workflows.design.expressions import Expression
-from workflows.design.settings import RankSettings
+from workflows.design.settings import RELAX_COLUMNS, RankSettings
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["filter_rows", "pareto_fronts", "rank_rows", "top_rows", "weighted_scores"]
+__all__ = ["column_values", "filter_rows", "join_relax", "pareto_fronts", "rank_rows", "relax_columns", "scored_table",
+           "top_rows", "weighted_scores"]
 
 
 def filter_rows(table: "pd.DataFrame", expr: Expression) -> "pd.DataFrame":
@@ -32,7 +37,7 @@ def filter_rows(table: "pd.DataFrame", expr: Expression) -> "pd.DataFrame":
     return table[expr.evaluate(table)].reset_index(drop=True)
 
 
-def _values(table: "pd.DataFrame", columns: Sequence[str]) -> np.ndarray:
+def column_values(table: "pd.DataFrame", columns: Sequence[str]) -> np.ndarray:
     """The named columns as floats [N, D] (true/false as 1/0, missing as NaN)."""
     import pandas as pd
 
@@ -44,7 +49,7 @@ def _values(table: "pd.DataFrame", columns: Sequence[str]) -> np.ndarray:
 def weighted_scores(table: "pd.DataFrame", columns: Sequence[str], weights: Sequence[float],
                     ascending: Sequence[bool]) -> np.ndarray:
     """The weighted sum of z-scores [N] (module docstring); larger is better, NaN where a value is missing."""
-    x = _values(table, columns)  # [N, D]
+    x = column_values(table, columns)  # [N, D]
     total = np.zeros(len(table))
     for j, (w, asc) in enumerate(zip(weights, ascending)):
         col = x[:, j]
@@ -88,7 +93,7 @@ def rank_rows(table: "pd.DataFrame", settings: RankSettings) -> "pd.DataFrame":
         out["rank_score"] = score
         order = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")
     else:
-        fronts = pareto_fronts(_values(out, settings.columns), settings.ascending)
+        fronts = pareto_fronts(column_values(out, settings.columns), settings.ascending)
         out["pareto_front"] = fronts
         order = np.argsort(fronts, kind="stable")
     out = out.iloc[order].reset_index(drop=True)
@@ -99,3 +104,67 @@ def rank_rows(table: "pd.DataFrame", settings: RankSettings) -> "pd.DataFrame":
 def top_rows(table: "pd.DataFrame", k: int) -> "pd.DataFrame":
     """The first ``k`` rows (all when fewer)."""
     return table.head(k).reset_index(drop=True)
+
+
+#: per material: the status that counts as converged, the energy columns (before, after) and the other numbers
+_RELAX_SOURCE: dict[str, tuple[str, str, str, dict[str, str]]] = {
+    "crystals": ("converged", "e_initial_per_atom", "e_final_per_atom",
+                 {"relax_steps": "n_steps", "relax_fmax": "fmax_final"}),
+    "proteins": ("relaxed", "energy_before_per_residue", "energy_after_per_residue",
+                 {f"relax_{c}": c for c in ("clashes_after", "bond_violations_after", "bb_clashes_after",
+                                            "backbone_rmsd", "outer_iterations", "n_unrestrained")})}
+
+
+def relax_columns(material: str, relax: "pd.DataFrame") -> "pd.DataFrame":
+    """The ``relax_`` columns [M, C] of relax's table ``relax_results`` [M rows], indexed by the id score gives
+    the relaxed structure (its file's stem, ``cif_path`` / ``pdb_path``; the relax id where it has none).
+    ``relax_converged`` = status is converged (crystals) / relaxed (proteins); energy = the final energy,
+    its drop = initial - final (per atom or residue); numbers as floats, NaN where the relaxation failed."""
+    import pandas as pd
+
+    converged, before, after, numbers = _RELAX_SOURCE[material]
+    names = list(RELAX_COLUMNS[material])
+    status = relax["status"].astype(str).to_numpy()
+    failed = status == "failed"
+
+    def num(col: str) -> np.ndarray:
+        v = pd.to_numeric(relax[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        return np.where(failed, np.nan, v)
+
+    out = pd.DataFrame({names[0]: status == converged, names[1]: num(after), names[2]: num(before) - num(after),
+                        **{k: num(v) for k, v in numbers.items()}})
+    path_col = "cif_path" if material == "crystals" else "pdb_path"
+    paths = relax[path_col].fillna("").astype(str) if path_col in relax.columns else pd.Series([""] * len(relax))
+    out.index = [Path(p).stem if p else str(i) for p, i in zip(paths, relax["id"].astype(str))]
+    return out[names]
+
+
+def join_relax(scores: "pd.DataFrame", relax: "pd.DataFrame", material: str) -> "pd.DataFrame":
+    """``scores`` [N rows, in its order] with the :func:`relax_columns` of ``relax`` joined by id (a left join,
+    the first relax row of an id); a score row without a relax row gets NaN and ``relax_converged`` None."""
+    extra = relax_columns(material, relax)
+    extra = extra[~extra.index.duplicated(keep="first")]
+    ids = scores["id"].astype(str).to_numpy()
+    found = np.isin(ids, extra.index.to_numpy())
+    rows = extra.reindex(ids)
+    out = scores.reset_index(drop=True).drop(columns=[c for c in extra.columns if c in scores.columns])
+    for c in extra.columns:
+        v = rows[c].to_numpy()
+        if c == "relax_converged":
+            v = v.astype(bool) if found.all() else np.array(
+                [bool(x) if ok else None for x, ok in zip(v, found)], dtype=object)
+        else:
+            v = v.astype(float)
+        out[c] = v
+    return out
+
+
+def scored_table(score_dir: Path, relax_results: Path | None, material: str) -> "pd.DataFrame":
+    """The campaign's table after score: ``score_dir/scores.parquet``, joined (:func:`join_relax`) with the relax
+    table ``relax_results`` (its ``.parquet``) when the campaign has a relax stage."""
+    import pandas as pd
+
+    table = pd.read_parquet(Path(score_dir) / "scores.parquet")
+    if relax_results is None:
+        return table
+    return join_relax(table, pd.read_parquet(Path(relax_results).with_suffix(".parquet")), material)

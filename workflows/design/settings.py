@@ -5,8 +5,8 @@ The score columns are those written to ``scores.csv`` by :func:`pipeline.crystal
 (``_metrics``; with a hull ``_stability``, with ``training`` novelty / S.U.N.) and by
 :func:`pipeline.proteins.score.summary` (``_table``: geometry, DSSP and ProteinMPNN records of
 :func:`pipeline.proteins.score.score.score_sample`; ESMFold designability with a folding model; ``cluster`` with
-diversity; novelty with a reference). Each is typed :data:`~workflows.design.expressions.BOOL`, ``NUM`` or
-``STR`` for the static checks of filter expressions.
+diversity; novelty with a reference); in a campaign with a relax stage also :data:`RELAX_COLUMNS`. Each is
+typed :data:`~workflows.design.expressions.BOOL`, ``NUM`` or ``STR`` for the static checks of filter expressions.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import Any
 
 from workflows.design.expressions import BOOL, NUM, STR, Expression
 
-__all__ = ["CRYSTAL_COLUMNS", "EXPORT_FORMATS", "PROTEIN_COLUMNS", "RANK_METHODS", "DeduplicateSettings",
-           "ExportSettings", "FilterSettings", "RankSettings", "missing_column_hint", "score_columns"]
+__all__ = ["CRYSTAL_COLUMNS", "EXPORT_FORMATS", "PROTEIN_COLUMNS", "RANK_METHODS", "RELAX_COLUMNS",
+           "DeduplicateSettings", "ExportSettings", "FilterSettings", "RankSettings", "missing_column_hint",
+           "score_columns"]
 
 _B, _N, _S = BOOL, NUM, STR
 CRYSTAL_COLUMNS: dict[str, str] = {
@@ -37,6 +38,18 @@ PROTEIN_FOLDING_COLUMNS: dict[str, str] = {"scrmsds": _S, "scrmsd": _N, "best_se
                                            "codesign_scrmsd": _N, "codesign_designable": _B}
 PROTEIN_DIVERSITY_COLUMNS: dict[str, str] = {"cluster": _N}
 PROTEIN_NOVELTY_COLUMNS: dict[str, str] = {"max_tm": _N, "novelty": _N, "nearest_reference": _S}
+#: columns a relax stage adds to the campaign table (joined by id after score, :func:`workflows.design.select.
+#: join_relax`): ``relax_converged`` (crystals: FIRE reached fmax; proteins: no violation left, status "relaxed";
+#: false for a step-limited or failed relaxation); the numbers of relax_results, NaN where the relaxation failed.
+#: Crystals (CHGNet, eV/atom): final energy, its drop from the input geometry, FIRE steps, final max force (eV/A).
+#: Proteins (Amber99SB, kcal/mol/residue): energy after, its drop, heavy-atom clashes, bond violations and backbone
+#: clashes after, backbone RMSD to the input (A), outer iterations, unrestrained residues.
+RELAX_COLUMNS: dict[str, dict[str, str]] = {
+    "crystals": {"relax_converged": _B, "relax_energy_per_atom": _N, "relax_energy_drop_per_atom": _N,
+                 "relax_steps": _N, "relax_fmax": _N},
+    "proteins": {"relax_converged": _B, "relax_energy_per_residue": _N, "relax_energy_drop_per_residue": _N,
+                 "relax_clashes_after": _N, "relax_bond_violations_after": _N, "relax_bb_clashes_after": _N,
+                 "relax_backbone_rmsd": _N, "relax_outer_iterations": _N, "relax_n_unrestrained": _N}}
 #: columns a rank stage adds, per method
 RANK_COLUMNS: dict[str, dict[str, str]] = {"weighted": {"rank": _N, "rank_score": _N},
                                            "pareto": {"rank": _N, "pareto_front": _N}}
@@ -58,21 +71,25 @@ def missing_column_hint(material: str, name: str) -> str:
             return f"{name} needs diversity = true in the score stage"
         if name in PROTEIN_NOVELTY_COLUMNS:
             return f"{name} needs a novelty reference in the score stage"
+    if name in RELAX_COLUMNS[material]:
+        return f"{name} is a relax column; add a relax stage before score"
     if any(name in cols for cols in RANK_COLUMNS.values()):
         return f"{name} is added by a rank stage; put one before"
     return ""
 
 
-def score_columns(material: str, config: Any) -> dict[str, str]:
+def score_columns(material: str, config: Any, relax: bool = False) -> dict[str, str]:
     """The columns (name -> type) of the score table that ``config`` (a CrystalScoreConfig or ProteinScoreConfig)
-    produces for ``material``."""
+    produces for ``material``; with ``relax`` (the campaign has a relax stage) also :data:`RELAX_COLUMNS`, which
+    the campaign joins to it."""
+    extra = RELAX_COLUMNS[material] if relax else {}
     if material == "crystals":
         out = dict(CRYSTAL_COLUMNS)
         if config.hull is not None and config.hull != "none":
             out |= CRYSTAL_HULL_COLUMNS
             if config.training is not None:
                 out |= CRYSTAL_NOVELTY_COLUMNS
-        return out
+        return out | extra
     out = dict(PROTEIN_COLUMNS)
     if config.esmfold_path() is not None:
         out |= PROTEIN_FOLDING_COLUMNS
@@ -80,7 +97,7 @@ def score_columns(material: str, config: Any) -> dict[str, str]:
         out |= PROTEIN_DIVERSITY_COLUMNS
     if config.reference is not None:
         out |= PROTEIN_NOVELTY_COLUMNS
-    return out
+    return out | extra
 
 
 @dataclass(frozen=True)
@@ -119,10 +136,11 @@ class RankSettings:
 @dataclass(frozen=True)
 class ExportSettings:
     """The first ``top_k`` rows of the table (ranked if a rank stage came before): their structures in each of
-    ``formats`` and one ``top.csv``."""
+    ``formats`` and one ``top.csv``; with ``plots``, the PNGs of :mod:`workflows.design.report`."""
 
     top_k: int
     formats: tuple[str, ...]
+    plots: bool = True
 
 
 def finite(value: float) -> bool:

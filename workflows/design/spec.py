@@ -25,13 +25,13 @@
     ascending = false
     [[stage]]
     kind = "export"
-    top_k = 10
+    top_k = 10                     # formats = ["cif"], plots = true
 
 The stage kinds and their order: ``generate`` first (once); ``relax`` (once) after it and before ``score``;
 ``score`` (once); ``filter``, ``deduplicate`` and ``rank`` after ``score``, any number; ``export`` last. Filter
-expressions and rank columns are checked against the columns the score stage produces
-(:func:`workflows.design.settings.score_columns`). Relative paths (a seed CIF, a motif PDB, a model file) are
-taken relative to the spec file's folder. Every problem is an :class:`~structures.errors.InputError`
+expressions and rank columns are checked against the columns the score stage produces, with a relax stage also
+its ``relax_`` columns (:func:`workflows.design.settings.score_columns`). Relative paths (a seed CIF, a motif PDB,
+a model file) are taken relative to the spec file's folder. Every problem is an :class:`~structures.errors.InputError`
 ``SPEC.toml:LINE: stage[i].key: what is wrong``, the line found by :mod:`workflows.design.locate`.
 """
 
@@ -254,14 +254,15 @@ def _own_stage(c: _Checker, material: str, kind: str, path: KeyPath, table: dict
         asc = _per_column(c, path, table, "ascending", len(cols), True, lambda v: isinstance(v, bool),
                           "true (smaller is better) or false")
         return RankSettings(method, tuple(cols), tuple(float(w) for w in weights), asc)
-    c.check_keys(path, table, ["top_k", "formats"], "an export stage")
+    c.check_keys(path, table, ["top_k", "formats", "plots"], "an export stage")
     top_k = _get(c, path, table, "top_k", 10, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                  "an integer >= 1")
     allowed = EXPORT_FORMATS[material]
     formats = _get(c, path, table, "formats", [allowed[0]],
                    lambda v: isinstance(v, list) and v and all(f in allowed for f in v),
                    f"a non-empty list of {', '.join(repr(f) for f in allowed)}")
-    return ExportSettings(top_k, tuple(dict.fromkeys(formats)))
+    plots = _get(c, path, table, "plots", True, lambda v: isinstance(v, bool), "true or false")
+    return ExportSettings(top_k, tuple(dict.fromkeys(formats)), plots)
 
 
 def _check_order(c: _Checker, kinds: list[str]) -> None:
@@ -326,7 +327,7 @@ def parse_spec(text: str, source: str = "<spec>", base_dir: str | Path = ".") ->
         if kind in ("generate", "relax", "score"):
             config = _pipeline_stage(c, material, kind, path, table, base)
             if kind == "score":
-                columns = score_columns(material, config)
+                columns = score_columns(material, config, relax=any(x["kind"] == "relax" for x in tables))
         else:
             config = _own_stage(c, material, kind, path, table, columns)
             if kind == "rank":

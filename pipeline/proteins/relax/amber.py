@@ -23,13 +23,16 @@ Reported (:class:`~pipeline.proteins.relax.result.ProteinRelaxResult`): the Ambe
 per residue, kcal/mol, of the built model and of the relaxed one; heavy-atom clashes and bond violations of both;
 the scorer's backbone clash count of the input and of the relaxed backbone; the N, CA, C RMSD of the relaxed
 backbone to the input, in the input's frame (no superposition: the restraints keep the frame). Deterministic: the
-CPU platform, one thread, deterministic forces, fixed seeds.
+CPU platform, one thread, deterministic forces, fixed seeds, and OpenMM's Modeller drawing its hydrogens' starting
+positions from a private generator (not Python's global one, which other threads, e.g. a dask worker's event loop,
+draw from too).
 """
 
 from __future__ import annotations
 
 import io
 import random
+import threading
 from typing import Any
 
 import numpy as np
@@ -45,6 +48,7 @@ BACKBONE = ("N", "CA", "C", "O")
 BUILD_SEED = 1  # PDBFixer's integrator seed and Python's random seed while building (0 would be a random seed)
 RESTRAINT_GROUP = 1  # force group of the restraints (the force field is group 0)
 _PLATFORM_PROPERTIES = {"Threads": "1", "DeterministicForces": "true"}
+_BUILD_LOCK = threading.Lock()  # one build at a time per process: the build swaps openmm.app.modeller.random
 
 
 def cpu_platform() -> Any:
@@ -116,21 +120,33 @@ def backbone_pdb(chain: BackboneChain) -> str:
 def build_model(chain: BackboneChain, ph: float) -> tuple[Any, np.ndarray]:
     """PDBFixer's all-atom model of a backbone: (OpenMM topology, positions [N, 3] in nm)."""
     from openmm import unit
-    from pdbfixer import PDBFixer
+    from openmm.app import modeller
 
-    state = random.getstate()  # PDBFixer and OpenMM's Modeller place some atoms with Python's random module
-    random.seed(BUILD_SEED)
-    try:
-        fixer = PDBFixer(pdbfile=io.StringIO(backbone_pdb(chain)), platform=cpu_platform())
-        fixer.findMissingResidues()
-        fixer.missingResidues = {}  # gaps stay gaps: no loop is modelled
-        fixer.findMissingAtoms()
-        fixer.addMissingAtoms(seed=BUILD_SEED)  # AlphaFold2 passes 0, which OpenMM reads as "pick a random seed"
-        fixer.addMissingHydrogens(ph)
-    finally:
-        random.setstate(state)
+    # OpenMM's Modeller places hydrogens at random starting positions drawn from its module's ``random``: a
+    # private generator seeded here, so that another thread drawing from the global one (a dask worker's event
+    # loop) changes nothing; the same draws as random.seed(BUILD_SEED) on the global generator
+    with _BUILD_LOCK:
+        shared = modeller.random
+        modeller.random = random.Random(BUILD_SEED)
+        try:
+            fixer = _fixed(chain, ph)
+        finally:
+            modeller.random = shared
     xyz = np.asarray(fixer.positions.value_in_unit(unit.nanometer), np.float64)
     return fixer.topology, xyz
+
+
+def _fixed(chain: BackboneChain, ph: float) -> Any:
+    """PDBFixer with the missing atoms and hydrogens of ``chain`` added (its seeds fixed)."""
+    from pdbfixer import PDBFixer
+
+    fixer = PDBFixer(pdbfile=io.StringIO(backbone_pdb(chain)), platform=cpu_platform())
+    fixer.findMissingResidues()
+    fixer.missingResidues = {}  # gaps stay gaps: no loop is modelled
+    fixer.findMissingAtoms()
+    fixer.addMissingAtoms(seed=BUILD_SEED)  # AlphaFold2 passes 0, which OpenMM reads as "pick a random seed"
+    fixer.addMissingHydrogens(ph)
+    return fixer
 
 
 def _heavy_atoms(topology: Any, system: Any, xyz_nm: np.ndarray) -> HeavyAtoms:

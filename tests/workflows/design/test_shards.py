@@ -1,6 +1,7 @@
-"""The shards of generate and relax (workflows/design/distributed.py), run in this process (no cluster; the
-cluster runs the same functions): the same files as the verbs' serial runs; a lost shard is the only one redone;
-a relax interrupted serially is finished in shards without redoing its finished structures."""
+"""The shards of generate (workflows/design/distributed.py) and relax (workflows/design/relax_shards.py), run in
+this process (no cluster; the cluster runs the same functions): the same files as the verbs' serial runs; a lost
+shard is the only one redone; a relax interrupted serially is finished in shards without redoing its finished
+structures."""
 
 from __future__ import annotations
 
@@ -11,11 +12,8 @@ from pipeline.crystals.generate import CrystalGenerateConfig
 from pipeline.crystals.inputs import as_crystal_input
 from pipeline.crystals.relax.run import CHECKPOINT, CrystalRelaxConfig
 from workflows import crystals
-from workflows.design.distributed import (
-    generate_sharded,
-    relax_crystals_sharded,
-    relax_shards,
-)
+from workflows.design.distributed import generate_sharded
+from workflows.design.relax_shards import relax_crystals_sharded, relax_shards
 
 SKIP = {".genmatch.lock", "run.json", "manifest.json", "relax_summary.json"}  # the lock; clocks and versions
 

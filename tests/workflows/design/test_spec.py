@@ -185,3 +185,52 @@ def test_a_locator_that_ignores_the_stage_index_is_caught(monkeypatch: pytest.Mo
     with pytest.raises(InputError) as e:
         parse_spec(text, "c.toml")
     assert not str(e.value).startswith(f"c.toml:{_expected_line(text)}: ")
+
+
+NO_RELAX = BASE.replace('[[stage]]\nkind = "relax"\nmax_steps = 5\n\n', "", 1)
+RELAX_CASES = {  # (spec, old, new, pattern): a relax column where the campaign has no relax stage, and others
+    "filter, crystals": (NO_RELAX, 'expr = "valid and density > 1"',
+                         'expr = "valid and relax_converged and relax_energy_per_atom < -5"  # <-',
+                         r"stage\[2\]\.expr: filter: unknown column 'relax_converged'.* at column 11 .*; "
+                         r"relax_converged is a relax column; add a relax stage before score"),
+    "rank, crystals": (NO_RELAX, 'columns = ["density", "n_atoms"]', 'columns = ["density", "relax_steps"]  # <-',
+                       r"stage\[3\]\.columns: 'relax_steps' is not a column of the score table \(relax_steps is a "
+                       r"relax column; add a relax stage before score\)"),
+    "filter, proteins": (PROTEINS, 'expr = "helix > 0.2', 'expr = "relax_clashes_after == 0 and helix > 0.2',
+                         r"stage\[3\]\.expr: filter: unknown column 'relax_clashes_after'.*; relax_clashes_after is "
+                         r"a relax column; add a relax stage before score"),
+    "another material's relax column": (BASE, 'expr = "valid and density > 1"',
+                                        'expr = "relax_backbone_rmsd < 1"  # <-',
+                                        r"unknown column 'relax_backbone_rmsd'"),
+    "plots not a bool": (BASE, "top_k = 2", 'top_k = 2\nplots = "yes"  # <-',
+                         r"stage\[5\]\.plots: must be true or false, got 'yes'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RELAX_CASES))
+def test_relax_columns_need_a_relax_stage(case: str) -> None:
+    base, old, new, pattern = RELAX_CASES[case]
+    assert old in base
+    text = base.replace(old, new, 1)
+    if "<-" not in new:
+        text = text.replace('cluster >= 0"', 'cluster >= 0"  # <-', 1)
+    with pytest.raises(InputError) as e:
+        parse_spec(text, "c.toml")
+    msg = str(e.value)
+    assert msg.startswith(f"c.toml:{_expected_line(text)}: ") and re.search(pattern, msg), msg
+
+
+def test_relax_columns_with_a_relax_stage_and_the_plots_switch() -> None:
+    """The same filters parse once the campaign relaxes (crystals: BASE has a relax stage; proteins: one added),
+    a relax column ranks, and ``plots`` defaults to true."""
+    crystals = parse_spec(BASE.replace('expr = "valid and density > 1"',
+                                       'expr = "relax_converged and relax_energy_per_atom < -5"').replace(
+        'columns = ["density", "n_atoms"]', 'columns = ["density", "relax_fmax"]'), "c.toml")
+    assert crystals.stage("rank").config.columns == ("density", "relax_fmax")
+    assert crystals.stage("export").config.plots is True
+    proteins = parse_spec(PROTEINS.replace('[[stage]]\nkind = "score"', '[[stage]]\nkind = "relax"\n\n'
+                                           '[[stage]]\nkind = "score"', 1).replace(
+        'expr = "helix > 0.2', 'expr = "relax_clashes_after == 0 and relax_backbone_rmsd < 1.0 and helix > 0.2')
+        .replace("top_k = 3", "top_k = 3\nplots = false"), "p.toml")
+    assert set(proteins.stage("filter").config.expr.columns) >= {"relax_clashes_after", "relax_backbone_rmsd"}
+    assert proteins.stage("export").config.plots is False
