@@ -65,21 +65,15 @@ def relax_crystals_sharded(structures: Path, config: Any, folder: Path, address:
     """Relax the crystals of the folder ``structures`` in shards on the cluster at ``address`` (None: in this
     process) and merge them into the relax run folder ``folder`` (module docstring); returns the number of
     shards. The caller then calls the verb, which finds every usable structure done."""
-    from pipeline.common.run import fingerprint, open_run
     from pipeline.crystals.inputs import as_crystal_input
     from pipeline.crystals.relax.run import CHECKPOINT, CHGNET_MAX_Z
 
     inp = as_crystal_input(str(structures), "relax(structures=...)")
     inp.require_some_usable()
     problems = inp.usable(max_z=CHGNET_MAX_Z)
-    with open_run(folder, "relax-crystals", config.run_settings(), fingerprint([inp.fingerprint, inp.ids])):
-        done = _checkpoint_rows(folder / CHECKPOINT)
-        shards = _cut(inp, inp.structures, problems, done, partial(relax_shards, workers=workers,
-                                                                  batch_size=config.batch_size))
-        if shards:
-            fan_out(partial(_relax_item, config, str(folder)), shards, address, "relax shards", progress)
-        _merge_relax(folder, done, [name for name, _ in shards], CHECKPOINT, _cif_name)
-    return len(shards)
+    twin = _Twin("relax-crystals", CHECKPOINT, _cif_name, _relax_item)
+    size_of = partial(relax_shards, workers=workers, batch_size=config.batch_size)
+    return _sharded(twin, config, folder, inp, inp.structures, problems, size_of, (address, progress))
 
 
 def _relax_item(config: Any, folder: str, item: tuple[str, Any]) -> int:
@@ -110,18 +104,13 @@ def relax_proteins_sharded(structures: Path, config: Any, folder: Path, address:
     at ``address`` (None: in this process) and merge them into the relax run folder ``folder`` (module
     docstring); returns the number of shards. The caller then calls the verb, which finds every usable chain
     done and writes the failed rows of the unusable ones, the table and the summary."""
-    from pipeline.common.run import fingerprint, open_run
     from pipeline.proteins.relax.run import CHECKPOINT, pdb_name
     from pipeline.proteins.score.inputs import as_protein_input
 
     inp = as_protein_input(str(structures), argument="relax(backbones=...)")
-    with open_run(folder, "relax-proteins", config.run_settings(), fingerprint([inp.fingerprint, inp.ids])):
-        done = _checkpoint_rows(folder / CHECKPOINT)
-        shards = _cut(inp, inp.chains, inp.problems, done, partial(relax_shards, workers=workers))
-        if shards:
-            fan_out(partial(_relax_protein_item, config, str(folder)), shards, address, "relax shards", progress)
-        _merge_relax(folder, done, [name for name, _ in shards], CHECKPOINT, pdb_name)
-    return len(shards)
+    twin = _Twin("relax-proteins", CHECKPOINT, pdb_name, _relax_protein_item)
+    return _sharded(twin, config, folder, inp, inp.chains, inp.problems, partial(relax_shards, workers=workers),
+                    (address, progress))
 
 
 def _relax_protein_item(config: Any, folder: str, item: tuple[str, Any]) -> int:
@@ -130,6 +119,34 @@ def _relax_protein_item(config: Any, folder: str, item: tuple[str, Any]) -> int:
 
 
 # ------------------------------------------------------------------------------------------- shared by both
+@dataclasses.dataclass(frozen=True)
+class _Twin:
+    """What differs between the materials' relax shards: the verb's run kind, its checkpoint file, a structure's
+    file name under ``relaxed/`` and the task of one shard."""
+
+    kind: str
+    checkpoint: str
+    file_name: Callable[[str], str]
+    task: Callable[[Any, str, tuple[str, Any]], int]
+
+
+def _sharded(twin: _Twin, config: Any, folder: Path, inp: Any, items: list[Any], problems: list[str | None],
+             size_of: Callable[[int], int], where: tuple[str | None, bool]) -> int:
+    """Open the relax run folder as the verb does, relax the shards of :func:`_cut` on the cluster at
+    ``where[0]`` (None: in this process; ``where[1]``: progress) and merge them (:func:`_merge_relax`); returns
+    the number of shards."""
+    from pipeline.common.run import fingerprint, open_run
+
+    address, progress = where
+    with open_run(folder, twin.kind, config.run_settings(), fingerprint([inp.fingerprint, inp.ids])):
+        done = _checkpoint_rows(folder / twin.checkpoint)
+        shards = _cut(inp, items, problems, done, size_of)
+        if shards:
+            fan_out(partial(twin.task, config, str(folder)), shards, address, "relax shards", progress)
+        _merge_relax(folder, done, [name for name, _ in shards], twin.checkpoint, twin.file_name)
+    return len(shards)
+
+
 def _cut(inp: Any, items: list[Any], problems: list[str | None], done: dict[str, str],
          size_of: Callable[[int], int]) -> list[tuple[str, Any]]:
     """The n usable structures of ``inp`` (``problems[i]`` None) not in ``done``, in input order, cut into
