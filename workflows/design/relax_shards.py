@@ -18,13 +18,14 @@ serially are the same files, and either resumes the other:
    every usable structure done: it writes the rows of the unusable ones, ``relax_results`` and the summary.
 
 A structure's result must not depend on what it is relaxed with: CHGNet's batched forward pass gives each crystal
-the same numbers whatever it is batched with, and a protein is minimised alone by OpenMM on the CPU platform with
+the same numbers whatever it is batched with (bit for bit, :mod:`pipeline.crystals.relax.efs`), and a protein is minimised alone by OpenMM on the CPU platform with
 one thread, deterministic forces and fixed build seeds (:mod:`pipeline.proteins.relax.amber`). A dask worker runs
 its task in a thread beside an event loop that draws from Python's global ``random``, from which OpenMM's Modeller
 draws the hydrogens' starting positions, so the build must seed a generator of its own. Both materials are checked
 byte for byte against the serial verb, in this process and on a 2-process cluster
-(tests/workflows/design/test_shards.py, test_distributed.py, test_relax_shards.py). Only the order of the
-checkpoint's lines differs (shard order, the unusable structures' rows last).
+(tests/workflows/design/test_shards.py, test_distributed.py, test_relax_shards.py). Only the internal checkpoint
+differs: its lines in shard order (the unusable structures' rows last) and each row's ``index`` its place in its
+shard; the verb's tables and files, written from it by id, are the same.
 """
 
 from __future__ import annotations
