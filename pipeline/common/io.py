@@ -42,15 +42,26 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 def read_checkpoint(path: Path | None) -> dict[str, dict[str, Any]]:
     """The finished rows of a run's JSON-lines checkpoint by their ``id`` ({} when there is none); a line cut by an
     interruption is not a row."""
-    rows: dict[str, dict[str, Any]] = {}
+    return {row["id"]: row for _, row in _checkpoint_rows(path)}
+
+
+def read_checkpoint_lines(path: Path | None) -> dict[str, str]:
+    """The same rows as :func:`read_checkpoint`, each as its line exactly as written (to copy them byte for byte)."""
+    return {row["id"]: line for line, row in _checkpoint_rows(path)}
+
+
+def _checkpoint_rows(path: Path | None) -> list[tuple[str, dict[str, Any]]]:
+    """(line, row) of each finished row: a line that is not a JSON object with an ``id`` is not a row."""
+    out = []
     if path is not None and path.is_file():
         for line in path.read_text().splitlines():
             try:
                 row = json.loads(line)
             except ValueError:
                 continue
-            rows[row["id"]] = row
-    return rows
+            if isinstance(row, dict) and "id" in row:
+                out.append((line, row))
+    return out
 
 
 def json_default(o: Any) -> Any:

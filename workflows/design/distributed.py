@@ -86,13 +86,9 @@ def _protein_model(model: Any, device: str) -> Any:
 
 def _prepare(material: str, config: Any) -> Any:
     """The verb's :class:`PreparedGeneration` of ``config`` (the model cached per process)."""
-    if material == "crystals":
-        from pipeline.crystals.generate import prepare_generation
-
-        return prepare_generation(config, _crystal_model(config.model))
-    from pipeline.proteins.generate import prepare_generation as prepare_proteins
-
-    return prepare_proteins(config, _protein_model(config.model, config.device))
+    model = (_crystal_model(config.model) if material == "crystals" else
+             _protein_model(config.model, config.device))
+    return _verb_module(material).prepare_generation(config, model)
 
 
 def generate_batch(material: str, config: Any, out: str, k: int) -> int:

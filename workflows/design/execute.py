@@ -33,6 +33,7 @@ from structures.atomic import atomic_open, atomic_path
 from structures.errors import InputError
 from structures.version import genmatch_version
 from workflows.design.plan import CAMPAIGN_FILE, STAGE_FILE, StagePlan, plan
+from workflows.design.settings import RankSettings
 from workflows.design.spec import CampaignSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,12 +49,15 @@ LOCK_FILE = ".design.lock"
 
 @dataclass
 class _State:
-    """What the next stage reads: the structures' folder, relax energies, the current table."""
+    """What the next stage reads: the structures' folder, relax energies, the current table (and, for export,
+    the table after score and the last rank's settings)."""
 
     structures: Path | None = None
     energies: Path | None = None
     table: "pd.DataFrame | None" = None
     funnel: tuple[tuple[str, int], ...] = ()  # (stage folder, structures or rows after it)
+    scored: "pd.DataFrame | None" = None  # the table after score (for the export's plots)
+    rank: RankSettings | None = None  # the settings of the last rank stage
 
 
 @dataclass
@@ -89,9 +93,12 @@ def _load(material: str, p: StagePlan, state: _State) -> _State:
     if kind == "score":  # with a relax stage, its relax_ columns joined by id (select.join_relax)
         from workflows.design.select import scored_table
 
-        state = dataclasses.replace(state, table=scored_table(p.folder, state.energies, material))
+        table = scored_table(p.folder, state.energies, material)
+        state = dataclasses.replace(state, table=table, scored=table)
     if kind in ("filter", "deduplicate", "rank"):
         state = dataclasses.replace(state, table=pd.read_parquet(p.folder / "table.parquet"))
+    if kind == "rank":
+        state = dataclasses.replace(state, rank=p.stage.config)
     if kind == "export":
         state = dataclasses.replace(state, table=pd.read_parquet(p.folder / "top.parquet"))
     if kind in ("generate", "relax"):
@@ -172,7 +179,7 @@ def _export(material: str, p: StagePlan, state: _State) -> None:
     if settings.plots:  # PNGs in plots/ (workflows.design.report)
         from workflows.design.report import campaign_plots
 
-        plots = campaign_plots(p.folder, material, funnel, state.table, top, state.energies)
+        plots = campaign_plots(p.folder, material, funnel, state.scored, state.table, top, state.rank)
     report = {"funnel": [{"stage": name, "count": n} for name, n in funnel], "top": top["id"].astype(str).tolist(),
               "plots": plots}
     with atomic_open(p.folder / "report.json") as f:

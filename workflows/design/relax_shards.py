@@ -31,13 +31,13 @@ shard; the verb's tables and files, written from it by id, are the same.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import shutil
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
+from pipeline.common.io import read_checkpoint_lines
 from structures.atomic import atomic_open, atomic_path
 from workflows.design.distributed import SHARDS, fan_out
 
@@ -140,7 +140,7 @@ def _sharded(twin: _Twin, config: Any, folder: Path, inp: Any, items: list[Any],
 
     address, progress = where
     with open_run(folder, twin.kind, config.run_settings(), fingerprint([inp.fingerprint, inp.ids])):
-        done = _checkpoint_rows(folder / twin.checkpoint)
+        done = read_checkpoint_lines(folder / twin.checkpoint)
         shards = _cut(inp, items, problems, done, size_of)
         if shards:
             fan_out(partial(twin.task, config, str(folder)), shards, address, "relax shards", progress)
@@ -168,18 +168,6 @@ def _cut(inp: Any, items: list[Any], problems: list[str | None], done: dict[str,
     return shards
 
 
-def _checkpoint_rows(path: Path) -> dict[str, str]:
-    """The finished rows of a relax checkpoint, id -> its line (a line cut by an interruption is not a row)."""
-    rows: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows[json.loads(line)["id"]] = line
-            except (ValueError, KeyError, TypeError):
-                continue
-    return rows
-
-
 def _merge_relax(folder: Path, done: dict[str, str], shards: list[str], checkpoint: str,
                  file_name: Callable[[str], str] = _cif_name) -> None:
     """The rows already ``done`` and the shards' finished rows into ``folder``'s checkpoint (one line per
@@ -189,7 +177,7 @@ def _merge_relax(folder: Path, done: dict[str, str], shards: list[str], checkpoi
     lines = dict(done)
     for name in shards:
         shard = folder / SHARDS / name
-        for ident, line in _checkpoint_rows(shard / checkpoint).items():
+        for ident, line in read_checkpoint_lines(shard / checkpoint).items():
             src = shard / "relaxed" / file_name(ident)
             if src.is_file():
                 with atomic_path(folder / "relaxed" / src.name) as tmp:

@@ -13,20 +13,20 @@
 Deterministic: the same table gives the same bytes. The figures are built on matplotlib's Agg canvas directly
 (``matplotlib.figure.Figure``, no pyplot state, no backend switch), at a fixed size and ``DPI``, with PNG metadata
 ``{"Software": None}`` (matplotlib writes no time into a PNG); each file is written atomically
-(:func:`structures.atomic.atomic_path`). Stage folders are ``<i>-<kind>-<key>`` (:mod:`workflows.design.plan`);
-the rank settings are read from the rank stage's ``stage.json``.
+(:func:`structures.atomic.atomic_path`). The campaign hands over the tables and the rank settings it holds
+(:mod:`workflows.design.execute`); stage folders ``<i>-<kind>-<key>`` (:mod:`workflows.design.plan`) label the funnel.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from structures.atomic import atomic_path
+from workflows.design.settings import RankSettings
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -129,36 +129,19 @@ def _label(folder_name: str) -> str:
     return f"{int(m.group(1))} {m.group(2)}" if m else folder_name
 
 
-def _kind(folder_name: str) -> str:
-    m = re.match(r"\d+-([a-z]+)-", folder_name)
-    return m.group(1) if m else ""
-
-
-def _rank_settings(campaign: Path, funnel: Sequence[tuple[str, int]]) -> dict[str, Any] | None:
-    """The settings of the last rank stage (its ``stage.json``), ``ascending`` one per column; None without one."""
-    names = [n for n, _ in funnel if _kind(n) == "rank"]
-    if not names:
-        return None
-    s = json.loads((campaign / names[-1] / "stage.json").read_text())["settings"]
-    cols = list(s["columns"])
-    asc = s.get("ascending", True)
-    return {"method": s.get("method", "weighted"), "columns": cols,
-            "ascending": list(asc) if isinstance(asc, list) else [bool(asc)] * len(cols)}
-
-
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
-def campaign_plots(export_dir: Path, material: str, funnel: Sequence[tuple[str, int]], table: "pd.DataFrame",
-                   top: "pd.DataFrame", relax_results: Path | None) -> list[str]:
+def campaign_plots(export_dir: Path, material: str, funnel: Sequence[tuple[str, int]], scored: "pd.DataFrame | None",
+                   table: "pd.DataFrame", top: "pd.DataFrame", rank: RankSettings | None) -> list[str]:
     """Write the plots of the module docstring into ``export_dir/plots``; returns their paths relative to
     ``export_dir`` in the order written. ``funnel``: (stage folder, count) of every stage, export's last;
-    ``table``: the table export read; ``top``: the exported rows; ``relax_results``: relax's table (None: no
-    relax stage), joined to the score table as the campaign does."""
-    from workflows.design.select import column_values, scored_table
+    ``scored``: the table after score (relax columns joined; None without a score stage); ``table``: the table
+    export read; ``top``: the exported rows; ``rank``: the settings of the last rank stage (None without one)."""
+    from workflows.design.select import column_values
 
-    campaign, out = export_dir.parent, export_dir / PLOTS_DIR
+    out = export_dir / PLOTS_DIR
     written: list[str] = []
 
     def path(name: str) -> Path:
@@ -166,18 +149,16 @@ def campaign_plots(export_dir: Path, material: str, funnel: Sequence[tuple[str, 
         return out / name
 
     plot_funnel(path("funnel.png"), funnel)
-    score_dirs = [campaign / n for n, _ in funnel if _kind(n) == "score"]
-    scored = scored_table(score_dirs[0], relax_results, material) if score_dirs else table
-    rank = _rank_settings(campaign, funnel)
-    columns = rank["columns"] if rank else [c for c in DEFAULT_COLUMNS[material] if c in scored.columns]
+    scored = scored if scored is not None else table
+    columns = list(rank.columns) if rank else [c for c in DEFAULT_COLUMNS[material] if c in scored.columns]
     for col in columns:
         if col not in scored.columns or col not in top.columns:
             continue
         a, t = column_values(scored, [col])[:, 0], column_values(top, [col])[:, 0]
         if np.isfinite(a).any() or np.isfinite(t).any():
             plot_histogram(path(f"hist_{_safe(col)}.png"), col, a, t)
-    if rank and rank["method"] == "pareto" and len(rank["columns"]) >= 2 and "pareto_front" in table.columns:
-        cols, asc = rank["columns"][:2], rank["ascending"][:2]
+    if rank and rank.method == "pareto" and len(rank.columns) >= 2 and "pareto_front" in table.columns:
+        cols, asc = list(rank.columns[:2]), list(rank.ascending[:2])
         exported = np.arange(len(table)) < len(top)  # top is the table's head (select.top_rows)
         fronts = column_values(table, ["pareto_front"])[:, 0]
         plot_pareto(path("pareto.png"), cols, asc, column_values(table, cols), fronts, exported)

@@ -57,8 +57,6 @@ __all__ = ["KINDS", "MATERIALS", "CampaignSpec", "Stage", "load_spec", "parse_sp
 
 MATERIALS = ("crystals", "proteins")
 KINDS = ("generate", "relax", "score", "filter", "deduplicate", "rank", "export")
-#: stage kinds that exist for a material but cannot run yet
-NOT_AVAILABLE: dict[tuple[str, str], str] = {}  # (material, kind) of stages not built yet: none now
 #: settings whose string values are files: taken relative to the spec's folder when that file exists
 PATH_KEYS = {"model", "sequence_in", "structure_in", "seed", "predictor", "motif", "refine", "reference", "hull",
              "hull_reference", "training", "esmfold", "energies"}
@@ -316,8 +314,6 @@ def parse_spec(text: str, source: str = "<spec>", base_dir: str | Path = ".") ->
         if "material" in t and t["material"] != material:
             raise c.error(("stage", i, "material"), f"a {t['material']} {kind} stage cannot take the {material} "
                           "this campaign makes; remove it or change [campaign] material")
-        if (material, kind) in NOT_AVAILABLE:
-            raise c.error(("stage", i, "kind"), NOT_AVAILABLE[(material, kind)])
     _check_order(c, [t["kind"] for t in tables])
     base = Path(base_dir)
     stages, columns = [], {}
