@@ -1,6 +1,7 @@
-"""Motif scaffolding with the shipped protein model (issue 24, item 6): 20 motifs, methods ``replacement``, ``hold``
-and ``amortised`` (:mod:`pipeline.proteins.replacement`) against unconditional samples of the same model at the same
-lengths. ``--model`` (default: the shipped protein_small) samples replacement, hold and the unconditional baseline;
+"""Motif scaffolding with the shipped protein model (issue 24, item 6): 20 motifs, methods ``replacement``, ``hold``,
+``guided`` (replacement plus reconstruction guidance, :mod:`pipeline.proteins.motif_guidance`) and ``amortised``
+(:mod:`pipeline.proteins.replacement`) against unconditional samples of the same model at the same lengths.
+``--model`` (default: the shipped protein_small) samples replacement, hold, guided and the unconditional baseline;
 ``amortised`` (FrameFlow's motif scaffolding, Yim et al. 2024: the network is told the motif) needs a model trained
 with motif masks (``genmatch train proteins --motif-prob P``, a motif input), given as ``--amortised-model PATH``;
 without it the method is skipped and the JSON says so (``skipped``).
@@ -35,7 +36,7 @@ clashes and CA-CA outliers per sample no more than the unconditional samples'. R
 (10-19 and 20-30 residues). A per-method table goes to stderr, one JSON object is the last line of stdout.
 
 Usage: python benchmarks/motif_scaffolding.py [--n 8] [--steps 50] [--seed 0] [--motifs 20]
-       [--methods replacement,hold,amortised] [--model PATH] [--amortised-model PATH] [--mpnn] [--esmfold PATH]
+       [--methods replacement,hold,guided,amortised] [--model PATH] [--amortised-model PATH] [--mpnn] [--esmfold PATH]
        [--threads 1] [--out FILE.json]
 """
 
@@ -59,7 +60,7 @@ MODEL_RECORD = Path(__file__).resolve().parents[1] / "pipeline" / "models" / "pr
 N_MOTIFS = 20
 MOTIF_SIZE = (10, 30)
 SCAFFOLD_LENGTH = (60, 120)
-METHODS = ("replacement", "hold", "amortised")
+METHODS = ("replacement", "hold", "guided", "amortised")
 NO_AMORTISED_MODEL = ("skipped: no --amortised-model PATH given (a model trained with 'genmatch train proteins "
                       "--motif-prob', which has a motif input)")
 SIZE_BINS = ((10, 19), (20, 30))
@@ -236,8 +237,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--motifs", type=int, default=N_MOTIFS, help=f"run the first N of the {N_MOTIFS} motifs")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--model", default=None, help="model of replacement, hold and the unconditional baseline (a "
-                    "shipped name or a file; default: the shipped protein_small)")
+    ap.add_argument("--model", default=None, help="model of replacement, hold, guided and the unconditional "
+                    "baseline (a shipped name or a file; default: the shipped protein_small)")
     ap.add_argument("--amortised-model", default=None, metavar="PATH",
                     help="model of method amortised: trained with 'genmatch train proteins --motif-prob' (a motif "
                     "input); without it amortised is skipped")

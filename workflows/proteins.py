@@ -23,8 +23,9 @@ a previous result, or a PDB / mmCIF file or folder). Design conditions (``condit
         motif="motif.pdb", contig="10-40/A3-22/10-40", length="60-100", motif_sequence=True, forbid="C"),
         per_length=8, steps=50)
 
-``motif_method``: "replacement" (default, any model), "hold", or "amortised" (FrameFlow's motif scaffolding, Yim
-et al. 2024: the network is told the motif; a model trained with ``train(..., motif_prob=0.5)``, ``model=`` its file).
+``motif_method``: "replacement" (default, any model), "guided" (replacement plus reconstruction guidance, any model;
+``motif_guidance`` its strength), "hold", or "amortised" (FrameFlow's motif scaffolding, Yim et al. 2024: the network
+is told the motif; a model trained with ``train(..., motif_prob=0.5)``, ``model=`` its file).
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from pipeline.proteins.conditioning import Conditioning
+from pipeline.proteins.motif_guidance import DEFAULT_GUIDANCE
 from pipeline.proteins.replacement import MOTIF_METHODS, MotifCondition
 from pipeline.proteins.sampler import GenerationPlan, ProteinTarget, batch_conditioning, plan_samples
 from pipeline.proteins.sequence import NUM_AA
@@ -115,6 +116,7 @@ class ProteinConditions:
     length: str | int | tuple[int, int] | None = None  # total length range of the contig, e.g. "60-100"
     motif_sequence: bool = False
     motif_method: str = "replacement"  # how the sampler holds the motif (pipeline/proteins/replacement.py)
+    motif_guidance: float | None = None  # gamma of motif_method "guided" (pipeline/proteins/motif_guidance.py)
     fix: Any = None  # "A5=W,A9=H", "12=W", or a dict
     forbid: Any = ""  # "C", "C,M" or a list of letters
     allowed: Any = None  # "12=DE,A7=KR" or a dict
@@ -128,6 +130,11 @@ class ProteinConditions:
         put = lambda k, v: object.__setattr__(self, k, v)
         check_bool(f"{_NAME}.motif_sequence", self.motif_sequence)
         put("motif_method", check_choice(f"{_NAME}.motif_method", self.motif_method, MOTIF_METHODS))
+        if self.motif_guidance is not None:
+            if self.motif_method != "guided":
+                raise InputError(f"{_NAME}.motif_guidance is the strength of motif_method 'guided'; set motif_method "
+                                 f"'guided' or drop it")
+            put("motif_guidance", check_float(f"{_NAME}.motif_guidance", self.motif_guidance, minimum=0.0))
         if self.motif is not None and self.refine is not None:
             raise InputError(f"{_NAME}: give motif (scaffolding) or refine (refinement of a chain), not both")
         self._read_motif(put)
@@ -262,6 +269,8 @@ class ProteinConditions:
                        motif_residues=[f"{c}{r}" for c, r in zip(m.chain_ids, m.res_ids)],
                        motif_sequence=m.sequence, motif_sequence_fixed=bool(m.sequence_fixed.any()),
                        motif_method=self.motif_method)
+            if self.motif_method == "guided":
+                rec["motif_guidance"] = self.motif_guidance if self.motif_guidance is not None else DEFAULT_GUIDANCE
         if self._chain is not None:
             rec.update(refine=self.refine, refine_sha256=_sha256(self.refine), start_time=self.start_time)
         if self.fix:
@@ -301,7 +310,7 @@ class SampleInputs:
         if c._chain is not None:
             _refine_conditioning(cond, c._chain)
         if c._motif is not None:
-            motif_conditioning(cond, [self.placements[i] for i in idx], c.motif_method)
+            motif_conditioning(cond, [self.placements[i] for i in idx], c.motif_method, c.motif_guidance)
         if c._sequence_field() is not None:
             _sequence_conditioning(cond, c, [plan.lengths[i] for i in idx],
                                    [self.placements[i] if self.placements else None for i in idx])
@@ -353,7 +362,8 @@ def plan_inputs(lengths: Sequence[int], per_length: int, seed: int, targets: Seq
 # ------------------------------------------------------------------------------------------ conditioning
 
 
-def motif_conditioning(cond: Conditioning, placements: Sequence[MotifPlacement], method: str) -> None:
+def motif_conditioning(cond: Conditioning, placements: Sequence[MotifPlacement], method: str,
+                       guidance: float | None = None) -> None:
     """The one place where a motif becomes the sampler's conditioning: its frames (centred on its CA centroid) as a
     :class:`~pipeline.proteins.replacement.MotifCondition` of ``method``, its amino acids where they are kept."""
     b, n = cond.res_mask.shape
@@ -364,7 +374,8 @@ def motif_conditioning(cond: Conditioning, placements: Sequence[MotifPlacement],
         trans[i, :L], rots[i, :L] = torch.from_numpy(p.trans), torch.from_numpy(p.rotmats)
         seq[i, :L], held[i, :L] = torch.from_numpy(p.aatype), torch.from_numpy(p.motif_mask)
         kept[i, :L] = torch.from_numpy(p.sequence_fixed)
-    cond.motif, cond.sequence = MotifCondition(trans, rots, held, method), seq  # type: ignore[arg-type]
+    cond.motif = MotifCondition(trans, rots, held, method, guidance)  # type: ignore[arg-type]
+    cond.sequence = seq
     cond.fixed_sequence = kept if bool(kept.any()) else None
 
 

@@ -31,6 +31,9 @@ free residues as usual and, after every step, writes the motif residues with :cl
   Before the first prediction o = 0.
 * **Hold** (``method="hold"``): the motif written clean (f = 1) from the first step, at the same rigid motion: the frames
   are right but the network sees clean residues at a noisy time. A baseline, and the "wrong time" of the oracle test.
+* **Guided** (``method="guided"``, issue 24 item 2 (c)): replacement, with the network's prediction of the free
+  residues corrected by reconstruction guidance toward a chain in which the network itself predicts the motif
+  (:mod:`pipeline.proteins.motif_guidance`; ``guidance`` its strength gamma).
 * **Amortised** (``method="amortised"``, issue 24 item 2 (a); FrameFlow's motif scaffolding, Yim et al. 2024) is not
   replacement and does not use :class:`MotifPath`: the motif is held clean where it is given (its CA centroid at the
   origin), the free residues start from N(0, s^2 I) around it, and a network trained with motif masks
@@ -57,10 +60,10 @@ from manifolds.paths import GeodesicSO3Path
 from pipeline.proteins.flow import ProteinFlow, ProteinState, kabsch_rotation
 from structures.errors import InputError
 
-__all__ = ["MOTIF_METHODS", "MotifCondition", "MotifMethod", "MotifPath", "path_fraction"]
+__all__ = ["MOTIF_METHODS", "MotifCondition", "MotifMethod", "MotifPath", "fit_motif", "path_fraction"]
 
-MotifMethod = Literal["replacement", "hold", "amortised"]
-MOTIF_METHODS: tuple[str, ...] = ("replacement", "hold", "amortised")
+MotifMethod = Literal["replacement", "hold", "amortised", "guided"]
+MOTIF_METHODS: tuple[str, ...] = ("replacement", "hold", "amortised", "guided")
 
 
 @dataclass
@@ -71,6 +74,7 @@ class MotifCondition:
     rotmats: Tensor  # [B, N, 3, 3]
     mask: Tensor  # [B, N] bool: motif residues
     method: MotifMethod = "replacement"
+    guidance: float | None = None  # gamma (A^2) of method "guided", None: its default (motif_guidance.py)
 
     @property
     def amortised(self) -> bool:
@@ -96,6 +100,10 @@ class MotifCondition:
                              f"{tuple(self.trans.shape)} and {tuple(self.rotmats.shape)}; pad them like res_mask")
         if bool((self.mask & ~res_mask.bool()).any()):
             raise InputError("a motif residue lies on padding (outside its chain); keep the motif mask inside res_mask")
+        if self.guidance is not None and (self.method != "guided" or not 0.0 <= self.guidance < float("inf")):
+            what = "is only for motif method 'guided'" if self.method != "guided" else "must be a finite number >= 0"
+            raise InputError(f"the motif guidance {self.guidance} {what}; drop it or use method 'guided' with a "
+                             "strength such as 16")
 
 
 def path_fraction(kappa: Callable[[Tensor], Tensor], t: float, s: float) -> float:
@@ -129,19 +137,9 @@ class MotifPath:
         return f_trans, None
 
     def match(self, pred_trans: Tensor) -> None:
-        """Fit the rigid motion (R, o) that puts the motif's CA on the prediction of the motif residues, per chain,
-        from a prediction ``[B, N, 3]``: Kabsch least squares (module docstring); translation only for motifs of
-        fewer than 3 residues."""
-        m = self.motif.mask.to(pred_trans.dtype)[..., None]  # [B, N, 1]
-        count = m.sum(1, keepdim=True).clamp_min(1.0)  # [B, 1, 1]
-        motif = self.motif.trans.to(pred_trans)
-        c_motif = (motif * m).sum(1, keepdim=True) / count  # [B, 1, 3]
-        c_pred = (pred_trans * m).sum(1, keepdim=True) / count
-        # pred ~ R motif (columns) <=> pred ~ motif R^T (rows); no reflections
-        rot = kabsch_rotation(motif - c_motif, pred_trans - c_pred, m[..., 0]).transpose(1, 2)  # [B, 3, 3]
-        eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
-        self.rotation = torch.where((count.reshape(-1) >= 3)[:, None, None], rot, eye)
-        self.offset = c_pred - c_motif @ self.rotation.transpose(1, 2)  # [B, 1, 3]
+        """Fit the rigid motion (R, o) that puts the motif's CA on the prediction ``[B, N, 3]`` of the motif residues
+        (:func:`fit_motif`)."""
+        self.rotation, self.offset = fit_motif(self.motif, pred_trans)
 
     def place(self, state: ProteinState, t: float, rng: torch.Generator | None = None) -> ProteinState:
         """``state`` with the motif residues on their path at time t (exactly the motif, plus the offset, at t = 1
@@ -161,6 +159,22 @@ class MotifPath:
         trans = torch.where(mask[..., None], trans_m, state.trans)
         rots = torch.where(mask[..., None, None], rots_m, state.rotmats)
         return ProteinState(centred(trans, self.res_mask), rots, state.aatypes)
+
+
+def fit_motif(motif: MotifCondition, pred_trans: Tensor) -> tuple[Tensor, Tensor]:
+    """(R ``[B, 3, 3]``, o ``[B, 1, 3]``): the rigid motion that puts the motif's CA on the prediction ``[B, N, 3]``
+    of the motif residues, per chain, R motif_i + o ~ pred_i: Kabsch least squares (module docstring); translation
+    only, R = I, for motifs of fewer than 3 residues."""
+    m = motif.mask.to(pred_trans.dtype)[..., None]  # [B, N, 1]
+    count = m.sum(1, keepdim=True).clamp_min(1.0)  # [B, 1, 1]
+    trans = motif.trans.to(pred_trans)
+    c_motif = (trans * m).sum(1, keepdim=True) / count  # [B, 1, 3]
+    c_pred = (pred_trans * m).sum(1, keepdim=True) / count
+    # pred ~ R motif (columns) <=> pred ~ motif R^T (rows); no reflections
+    rot = kabsch_rotation(trans - c_motif, pred_trans - c_pred, m[..., 0]).transpose(1, 2)  # [B, 3, 3]
+    eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+    rotation = torch.where((count.reshape(-1) >= 3)[:, None, None], rot, eye)
+    return rotation, c_pred - c_motif @ rotation.transpose(1, 2)
 
 
 def centred(trans: Tensor, res_mask: Tensor) -> Tensor:

@@ -47,6 +47,7 @@ from pipeline.proteins.conditioning import (Conditioning, check_start_time, give
                                            refinement_steps)
 from pipeline.proteins.flow import ProteinFlow, ProteinFlowConfig, ProteinState, sample_prior
 from pipeline.proteins.names import MODES, PRECISIONS, Mode
+from pipeline.proteins.motif_guidance import DEFAULT_GUIDANCE, guided_prediction
 from pipeline.proteins.replacement import MotifPath
 from pipeline.proteins.model_checks import require_motif_input
 from structures.errors import InputError
@@ -130,27 +131,34 @@ class NetworkPredictor:
             cat = self.flow.sequence.network_time(full)
         return struct, struct.clone(), cat
 
-    @torch.no_grad()
     def __call__(self, state: ProteinState, t: float) -> Prediction:
+        """z_hat at (state, t); differentiable in the translations when ``state.trans`` requires grad (motif
+        guidance, :mod:`pipeline.proteins.motif_guidance`), else run without autograd."""
         so3_t, r3_t, cat_t = self.times(t, state.trans)
         motif = self.cond.motif
         inp = ProteinNetworkInput(trans=state.trans, rotmats=state.rotmats, aatypes=state.aatypes,
                                   res_mask=self.cond.res_mask, so3_t=so3_t, r3_t=r3_t, cat_t=cat_t,
                                   trans_sc=self.trans_sc, aatypes_sc=self.aatypes_sc,
                                   motif_mask=motif.mask if motif is not None and motif.amortised else None)
-        out = self.net.predict(inp, bf16=self.config.precision == "bf16")
+        with torch.set_grad_enabled(state.trans.requires_grad):
+            out = self.net.predict(inp, bf16=self.config.precision == "bf16")
         dtype = state.trans.dtype
         pred = Prediction(out.pred_trans.to(dtype), out.pred_rotmats.to(dtype), out.pred_logits.to(dtype))
-        if self.config.self_condition:
-            fixed_structure, _ = held(self.cond, self.config.mode)
-            self.trans_sc = torch.where(fixed_structure[..., None], state.trans, pred.trans)
-            if self.config.mode == "folding":
-                self.aatypes_sc = torch.nn.functional.one_hot(state.aatypes, NUM_TOKENS).to(dtype)
-            else:
-                self.aatypes_sc = pred.logits
+        self.self_condition_on(pred, state)
         if self.history is not None:
             self.history.append((inp, pred))
         return pred
+
+    def self_condition_on(self, pred: Prediction, state: ProteinState) -> None:
+        """Keep ``pred`` (detached) as the next call's self-conditioning input (held frames: the state's)."""
+        if not self.config.self_condition:
+            return
+        fixed_structure, _ = held(self.cond, self.config.mode)
+        self.trans_sc = torch.where(fixed_structure[..., None], state.trans, pred.trans).detach()
+        if self.config.mode == "folding":
+            self.aatypes_sc = torch.nn.functional.one_hot(state.aatypes, NUM_TOKENS).to(pred.trans.dtype)
+        else:
+            self.aatypes_sc = pred.logits.detach()
 
 
 @dataclass
@@ -187,7 +195,7 @@ def integrate(flow: ProteinFlow, predict: Predictor, state: ProteinState, cond: 
     before_last = state.aatypes
     for k in range(len(grid) - 1):
         t, h = grid[k], grid[k + 1] - grid[k]
-        pred = _restricted(predict(state, t), cond)
+        pred = _restricted(_predict(predict, state, t, cond), cond)
         before_last = state.aatypes
         state = flow.step(state, t, h, pred, rng).keep(state, fixed_structure, fixed_sequence)
         if motif is not None:
@@ -196,9 +204,9 @@ def integrate(flow: ProteinFlow, predict: Predictor, state: ProteinState, cond: 
         if traj is not None:
             traj.append(_cpu(state))
     if flow.config.multiflow_exact:  # MultiFlow's final call: at the previous time, with the previous sequence
-        pred = predict(replace(state, aatypes=before_last), grid[-2])
+        pred = _predict(predict, replace(state, aatypes=before_last), grid[-2], cond)
     else:
-        pred = predict(state, grid[-1])
+        pred = _predict(predict, state, grid[-1], cond)
     pred = _restricted(pred, cond)
     if config.mode == "structure":
         seq = pred.logits[..., :MASK_INDEX].argmax(-1)
@@ -221,6 +229,16 @@ def held(cond: Conditioning, mode: str) -> tuple[Tensor, Tensor]:
     if cond.motif is not None and cond.motif.amortised:
         structure = structure | cond.motif.mask
     return structure, sequence
+
+
+def _predict(predict: Predictor, state: ProteinState, t: float, cond: Conditioning) -> Prediction:
+    """``predict(state, t)``, guided toward the motif for the motif method ``guided``
+    (:func:`~pipeline.proteins.motif_guidance.guided_prediction`)."""
+    motif = cond.motif
+    if motif is None or motif.method != "guided":
+        return predict(state, t)
+    gamma = DEFAULT_GUIDANCE if motif.guidance is None else motif.guidance
+    return guided_prediction(predict, state, t, motif, cond.res_mask, gamma)
 
 
 def _restricted(pred: Prediction, cond: Conditioning) -> Prediction:

@@ -134,10 +134,11 @@ def test_a_tiny_run_prints_its_json_and_writes_it(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert json.loads(out.read_text()) == result
-    assert set(result["methods"]) == {"replacement", "hold", "unconditional"}
+    assert set(result["methods"]) == {"replacement", "hold", "guided", "unconditional"}
     assert result["skipped"] == {"amortised": bench.NO_AMORTISED_MODEL}  # the default methods, no amortised model
-    assert result["settings"]["methods"] == ["replacement", "hold"] and result["settings"]["amortised_model"] is None
-    for method in ("replacement", "hold"):
+    assert result["settings"]["methods"] == ["replacement", "hold", "guided"]
+    assert result["settings"]["amortised_model"] is None
+    for method in ("replacement", "hold", "guided"):
         s = result["methods"][method]
         assert s["n_samples"] == 1 and s["motif_rmsd_mean"] < 1.0  # both methods keep the motif's frames
         assert set(result["goals"][method]) == {"rmsd_success_ge_90", "continuous_ge_90",

@@ -32,6 +32,12 @@ DESIGN_ERRORS: dict[str, Case] = {  # name -> case
                                            text="--motif-method says how a motif is kept"),
     "design-motif-method-unknown": C(*GP, *SCAFFOLD, "--motif-method", "glue", "--out", E,
                                      text="invalid choice"),
+    "design-motif-guidance-without-guided": C(*GP, *SCAFFOLD, "--motif-guidance", "4", "--out", E,
+                                              text="--motif-guidance is the strength of --motif-method guided"),
+    "design-motif-guidance-negative": C(*GP, *SCAFFOLD, "--motif-method", "guided", "--motif-guidance", "-1",
+                                        "--out", E, text="--motif-guidance"),
+    "design-motif-guidance-not-a-number": C(*GP, *SCAFFOLD, "--motif-method", "guided", "--motif-guidance", "nan",
+                                            "--out", E, text="--motif-guidance"),
     # amortised needs a model with a motif input (the shipped protein_small has none): refused once the model is
     # read, before the run folder is opened (into an existing run: this message, not "holds a ... run")
     "design-motif-amortised-without-motif-input": C(*GP, *SCAFFOLD, "--motif-method", "amortised", "--out", E,

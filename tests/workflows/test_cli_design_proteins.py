@@ -176,6 +176,29 @@ def test_amortised_needs_a_model_with_a_motif_input(files: dict[str, Path], tmp_
     assert not (tmp_path / "run").exists()
 
 
+def test_guided_scaffolds_hold_the_motif_and_record_their_strength(files: dict[str, Path]) -> None:
+    """``--motif-method guided --motif-guidance 8`` (replacement plus reconstruction guidance, any model): the motif
+    comes out exact up to a rigid motion and the run records the method and its strength; from Python a strength
+    without the method is refused naming the field."""
+    out = files["root"] / "guided"
+    assert main(["generate", "proteins", "--motif", str(files["motif"]), "--contig", CONTIG, "--length", LENGTH,
+                 "--motif-method", "guided", "--motif-guidance", "8", "--per-length", "1", "--steps", "4",
+                 "--threads", "1", "--quiet", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    conditions = manifest["summary"]["settings"]["generation"]["conditions"]
+    assert conditions["motif_method"] == "guided" and conditions["motif_guidance"] == 8.0
+    motif = np.asarray(read_chain(files["motif"]).coords)  # [10, 4, 3]
+    row = manifest["rows"][0]
+    x = np.asarray(read_chain(out / row["file"]).coords)
+    assert kabsch_rmsd(x[[p["position"] - 1 for p in row["motif_placement"]], 1], motif[:, 1]) < 1e-3
+    with pytest.raises(InputError, match=r"ProteinConditions\.motif_guidance is the strength of motif_method "
+                       "'guided'"):
+        ProteinConditions(motif=files["motif"], contig=CONTIG, length=LENGTH, motif_guidance=4.0)
+    with pytest.raises(InputError, match=r"ProteinConditions\.motif_guidance must be a finite number >= 0"):
+        ProteinConditions(motif=files["motif"], contig=CONTIG, length=LENGTH, motif_method="guided",
+                          motif_guidance=-1.0)
+
+
 def test_the_motif_methods_of_the_command_line_are_the_samplers(capsys: pytest.CaptureFixture[str]) -> None:
     """``--motif-method`` takes exactly MOTIF_METHODS (checked when parsed; the help imports no torch) and its help
     names each, with what amortised needs."""

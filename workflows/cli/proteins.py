@@ -102,9 +102,13 @@ def _design_args(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--motif-sequence", action="store_true", help="keep the amino acids of every motif residue")
     g.add_argument("--motif-method", type=motif_method, default="replacement", metavar="METHOD",
                    help="how the motif is kept while sampling: replacement (on its path at every step; works with "
-                   "any model; default), hold (clean frames throughout) or amortised (the network is told the "
-                   "motif: needs a model trained with 'genmatch train proteins --motif-prob', i.e. with a motif "
-                   "input); docs/conditioning.md")
+                   "any model; default), guided (replacement plus reconstruction guidance through the network: "
+                   "any model, about 3x slower), hold (clean frames throughout) or amortised (the network is "
+                   "told the motif: needs a model trained with 'genmatch train proteins --motif-prob', i.e. with "
+                   "a motif input); docs/conditioning.md")
+    g.add_argument("--motif-guidance", type=nonnegative_float, default=None, metavar="GAMMA",
+                   help="strength of --motif-method guided, in A^2 (default 16; 0 is replacement; too large and "
+                   "the chain blows up)")
     g.add_argument("--fix", default=None, help="fixed amino acids: 'A5=W,A9=H' (residues of the --motif / --refine "
                    "file) or '12=W' (positions of the designed chain, from 1)")
     g.add_argument("--forbid", default=None, help="amino acids no designed residue may take, e.g. C or C,M")
@@ -124,13 +128,17 @@ def _conditions(args: argparse.Namespace):  # noqa: ANN202 - a ProteinConditions
     if args.motif_method != "replacement" and not args.motif:
         raise UsageError("genmatch generate proteins: --motif-method says how a motif is kept; give --motif and "
                          "--contig too")
+    if args.motif_guidance is not None and args.motif_method != "guided":
+        raise UsageError("genmatch generate proteins: --motif-guidance is the strength of --motif-method guided; "
+                         "add --motif-method guided or drop it")
     if not given:
         return None
     if args.lengths is not None and (args.motif or args.refine):
         raise UsageError(f"genmatch generate proteins: --lengths with {'--motif' if args.motif else '--refine'}: "
                          "the lengths come from the contig (--length) or the refined chain; drop --lengths")
     return ProteinConditions(motif=args.motif, contig=args.contig, length=args.length,
-                             motif_sequence=args.motif_sequence, motif_method=args.motif_method, fix=args.fix,
+                             motif_sequence=args.motif_sequence, motif_method=args.motif_method,
+                             motif_guidance=args.motif_guidance, fix=args.fix,
                              forbid=args.forbid or "", allowed=args.allow, refine=args.refine,
                              start_time=args.start_time)
 
