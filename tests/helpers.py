@@ -34,3 +34,17 @@ def tiny_config(**kw):
                 warmup_steps=5, lr=3e-3, limit=64, val_fraction=0.25, val_times=2, seed=0)
     base.update(kw)
     return CrystalTrainConfig(**base)
+
+
+def plain_protein_model(path: Path) -> Path:
+    """The shipped protein_small without a motif input, saved at ``path``: an unconditional model (as a MultiFlow
+    checkpoint is), the model that the amortised motif method must refuse."""
+    from dataclasses import replace
+
+    from pipeline.proteins.network import ProteinNetwork
+    from pipeline.proteins.network.checkpoint import load_protein_model, save_protein_checkpoint
+
+    shipped = load_protein_model("protein_small")
+    net = ProteinNetwork(replace(shipped.net.cfg, motif_input=False), init=False)
+    net.load_state_dict({k: v for k, v in shipped.net.state_dict().items() if not k.startswith("motif_")})
+    return save_protein_checkpoint(path, net, shipped.info)

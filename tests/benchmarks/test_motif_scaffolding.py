@@ -106,7 +106,6 @@ def test_clashes_count_motif_scaffold_pairs_separately() -> None:
     (["--methods", "replacement,glue"], "glue is not one of"),
     (["--methods", "amortised"], "--methods amortised: give --amortised-model PATH"),
     (["--methods", "hold", "--amortised-model", "protein_small"], "add amortised to --methods"),
-    (["--amortised-model", "protein_small"], "protein_small has no motif input"),
     (["--amortised-model", "/nonexistent/motif.safetensors"], "--amortised-model: model: checkpoint not found"),
     (["--model", "/nonexistent/model.safetensors"], "--model: model: checkpoint not found"),
     (["--esmfold", "/nonexistent/esmfold"], "is not a folder"),
@@ -117,6 +116,16 @@ def test_bad_arguments_exit_2(argv: list[str], message: str, capsys: pytest.Capt
     with pytest.raises(SystemExit) as exc:
         bench.parse(argv)
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_an_amortised_model_without_a_motif_input_exits_2(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from helpers import plain_protein_model
+
+    plain = plain_protein_model(tmp_path / "plain.safetensors")
+    with pytest.raises(SystemExit) as exc:
+        bench.parse(["--amortised-model", str(plain)])
+    assert exc.value.code == 2 and "plain.safetensors has no motif input" in capsys.readouterr().err
 
 
 def test_an_esmfold_folder_without_a_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

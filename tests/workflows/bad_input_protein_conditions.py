@@ -38,12 +38,12 @@ DESIGN_ERRORS: dict[str, Case] = {  # name -> case
                                         "--out", E, text="--motif-guidance"),
     "design-motif-guidance-not-a-number": C(*GP, *SCAFFOLD, "--motif-method", "guided", "--motif-guidance", "nan",
                                             "--out", E, text="--motif-guidance"),
-    # amortised needs a model with a motif input (the shipped protein_small has none): refused once the model is
-    # read, before the run folder is opened (into an existing run: this message, not "holds a ... run")
-    "design-motif-amortised-without-motif-input": C(*GP, *SCAFFOLD, "--motif-method", "amortised", "--out", E,
-                                                    text=AMORTISED),
-    "design-motif-amortised-into-gen-run": C(*GP, *SCAFFOLD, "--motif-method", "amortised", "--out", "{gen_run}",
-                                             text=AMORTISED),
+    # amortised needs a model with a motif input ({plain_model}: protein_small without it): refused once the model
+    # is read, before the run folder is opened (into an existing run: this message, not "holds a ... run")
+    "design-motif-amortised-without-motif-input": C(*GP, *SCAFFOLD, "--model", "{plain_model}", "--motif-method",
+                                                    "amortised", "--out", E, text=AMORTISED),
+    "design-motif-amortised-into-gen-run": C(*GP, *SCAFFOLD, "--model", "{plain_model}", "--motif-method",
+                                             "amortised", "--out", "{gen_run}", text=AMORTISED),
     "design-train-motif-prob-above-1": C("train", "proteins", "--motif-prob", "1.5", "--out", E,
                                          text="--motif-prob"),
     "design-train-motif-prob-negative": C("train", "proteins", "--motif-prob", "-0.1", "--out", E,

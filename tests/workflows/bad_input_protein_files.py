@@ -101,6 +101,7 @@ def _write_all(folder: Path, files: dict[str, str | bytes]) -> Path:
 
 def protein_inputs(c: Corpus) -> Corpus:
     """Add the inputs of :data:`FILE_ERRORS` and of the batch tests to ``c`` (and watch their folders)."""
+    from helpers import plain_protein_model
     from pipeline.proteins.network.checkpoint import SHIPPED_PROTEIN_MODEL
     from structures.data import load_proteins
     from structures.proteins.io import BackboneChain, write_structure
@@ -112,6 +113,7 @@ def protein_inputs(c: Corpus) -> Corpus:
     structs.mkdir()
     c.paths["structs"] = str(structs)
     write_structure(structs / "good.pdb", good[0])
+    c.paths["plain_model"] = str(plain_protein_model(structs / "plain.safetensors"))  # no motif input
     write_structure(structs / "good.cif", good[0])
     bad = _bad_structures(structs / "good.pdb", structs / "good.cif")
     _write_all(structs, {BAD_STRUCTURES[k][0]: v for k, v in bad.items()})

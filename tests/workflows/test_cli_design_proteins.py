@@ -167,12 +167,17 @@ def test_amortised_scaffolds_hold_the_motif_exactly(files: dict[str, Path], moti
 
 
 def test_amortised_needs_a_model_with_a_motif_input(files: dict[str, Path], tmp_path: Path) -> None:
-    """From Python too: the shipped model has no motif input; refused naming the argument, before any folder."""
+    """From Python too: a model without a motif input (protein_small without it) is refused naming the argument,
+    before any folder."""
+    from helpers import plain_protein_model
+
+    plain = plain_protein_model(tmp_path / "plain.safetensors")
     cond = ProteinConditions(motif=files["motif"], contig=CONTIG, length=LENGTH, motif_method="amortised")
     for out_dir in (tmp_path / "run", None):
         with pytest.raises(InputError, match=r"ProteinConditions\.motif_method .*'amortised' needs a model trained "
-                           r"with motif masks .*--motif-prob.*protein_small.* 'replacement', which works with any"):
-            proteins.generate(conditions=cond, per_length=1, steps=3, threads=1, progress=False, out_dir=out_dir)
+                           r"with motif masks .*--motif-prob.*plain\.safetensors.* 'replacement', which works with"):
+            proteins.generate(conditions=cond, model=plain, per_length=1, steps=3, threads=1, progress=False,
+                              out_dir=out_dir)
     assert not (tmp_path / "run").exists()
 
 
