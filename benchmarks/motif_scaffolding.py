@@ -3,8 +3,9 @@
 (:mod:`pipeline.proteins.replacement`) against unconditional samples of the same model at the same lengths.
 ``--model`` (default: the shipped protein_small) samples replacement, hold, guided and the unconditional baseline;
 ``amortised`` (FrameFlow's motif scaffolding, Yim et al. 2024: the network is told the motif) needs a model trained
-with motif masks (``genmatch train proteins --motif-prob P``, a motif input), given as ``--amortised-model PATH``;
-without it the method is skipped and the JSON says so (``skipped``).
+with motif masks (``genmatch train proteins --motif-prob P``, a motif input): ``--amortised-model PATH``, else
+``--model`` when it has one (the shipped protein_small does); otherwise the method is skipped and the JSON says so
+(``skipped``).
 
 Motifs. Cut from chains of the embedded backbone set (``structures.data.load_proteins``) that the shipped
 ``protein_small`` never saw: its record (pipeline/models/protein_small.json, ``dataset``) says it trained on chains
@@ -61,8 +62,8 @@ N_MOTIFS = 20
 MOTIF_SIZE = (10, 30)
 SCAFFOLD_LENGTH = (60, 120)
 METHODS = ("replacement", "hold", "guided", "amortised")
-NO_AMORTISED_MODEL = ("skipped: no --amortised-model PATH given (a model trained with 'genmatch train proteins "
-                      "--motif-prob', which has a motif input)")
+NO_AMORTISED_MODEL = ("skipped: --model has no motif input and no --amortised-model PATH was given (a model "
+                      "trained with 'genmatch train proteins --motif-prob', which has a motif input)")
 SIZE_BINS = ((10, 19), (20, 30))
 
 
@@ -274,31 +275,37 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def check_models(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Both models load, and the amortised one has a motif input (else exit 2, before anything runs or is written);
-    without ``--amortised-model`` the method amortised is dropped from ``args.methods`` and noted in
+    """Both models load, and the amortised one has a motif input (else exit 2, before anything runs or is written).
+    Without ``--amortised-model`` the amortised method uses ``--model`` when that has a motif input (the shipped
+    protein_small has one since its re-ship), else it is dropped from ``args.methods`` and noted in
     ``args.skipped``."""
     from pipeline.proteins.network.checkpoint import load_protein_model
     from structures.errors import InputError
 
-    args.skipped, args.sources = {}, {}  # method -> why it is skipped; flag -> the model file
-    if args.amortised_model is None and "amortised" in args.methods:
-        if args.methods == ("amortised",):
-            ap.error("--methods amortised: give --amortised-model PATH (a model trained with --motif-prob)")
-        args.methods = tuple(m for m in args.methods if m != "amortised")
-        args.skipped["amortised"] = NO_AMORTISED_MODEL
-    if args.amortised_model is not None and "amortised" not in args.methods:
-        ap.error("--amortised-model: the model of method amortised; add amortised to --methods")
-    models = {"--model": args.model} | ({} if args.amortised_model is None else
-                                         {"--amortised-model": args.amortised_model})
-    for flag, model in models.items():
+    def load(flag: str, model: str | None) -> Any:
         try:
-            loaded = load_protein_model(model)  # None: the default model
+            return load_protein_model(model)  # None: the default model
         except InputError as exc:
             ap.error(f"{flag}: {exc}")
-        if flag == "--amortised-model" and not loaded.net.cfg.motif_input:
-            ap.error(f"--amortised-model: {model} has no motif input; give a model trained with 'genmatch train "
-                     "proteins --motif-prob'")
-        args.sources[flag] = loaded.source
+
+    if args.amortised_model is not None and "amortised" not in args.methods:
+        ap.error("--amortised-model: the model of method amortised; add amortised to --methods")
+    base = load("--model", args.model)
+    args.skipped, args.sources = {}, {"--model": base.source}  # method -> why it is skipped; flag -> the model file
+    if args.amortised_model is None and "amortised" in args.methods:
+        if base.net.cfg.motif_input:
+            args.amortised_model = args.model if args.model is not None else str(base.source)
+        elif args.methods == ("amortised",):
+            ap.error("--methods amortised: give --amortised-model PATH (a model trained with --motif-prob)")
+        else:
+            args.methods = tuple(m for m in args.methods if m != "amortised")
+            args.skipped["amortised"] = NO_AMORTISED_MODEL
+    if args.amortised_model is not None:
+        loaded = load("--amortised-model", args.amortised_model)
+        if not loaded.net.cfg.motif_input:
+            ap.error(f"--amortised-model: {args.amortised_model} has no motif input; give a model trained with "
+                     "'genmatch train proteins --motif-prob'")
+        args.sources["--amortised-model"] = loaded.source
 
 
 def table(summaries: dict[str, dict[str, Any]]) -> str:

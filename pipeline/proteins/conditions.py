@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ from pipeline.proteins.replacement import MOTIF_METHODS, MotifCondition
 from pipeline.proteins.sampler import GenerationPlan, ProteinTarget, batch_conditioning, plan_samples
 from pipeline.proteins.sequence import NUM_AA
 from structures.errors import InputError
+from structures.proteins.assignments import Key, assignments, key_text, letters
 from structures.proteins.contig import ContigSpec, parse_contig
 from structures.proteins.frames import frames_from_atoms
 from structures.proteins.inputs import read_backbones
@@ -55,51 +55,6 @@ __all__ = ["ProteinConditions", "SampleInputs", "motif_conditioning", "plan_inpu
 
 _NAME = "ProteinConditions"
 _DRAWS = 24  # stream tag of the contig draws' seeds (batch seeds use [seed, k])
-_KEY = re.compile(r"^([A-Z]?)([0-9]+)$")
-Key = tuple[str, int]  # (chain letter or "", number)
-
-
-def _key_text(key: Key) -> str:
-    return f"{key[0]}{key[1]}"
-
-def _letters(name: str, text: Any, where: str) -> tuple[str, ...]:
-    """Amino-acid letters of ``text`` ("DE", "D,E" or a sequence of letters), each one of the 20."""
-    items = list(text) if isinstance(text, (list, tuple, set, frozenset)) else None
-    if items is None and not isinstance(text, str):
-        raise InputError(f"{name}: {where} must be amino-acid letters such as 'C' or 'D,E', got {text!r}")
-    letters = [x for x in (items if items is not None else re.split(r"[,\s]*", text)) if x != ""]
-    letters = [str(x).strip() for x in letters]
-    bad = [x for x in letters if x not in RESTYPES or len(x) != 1]
-    if bad or not letters:
-        what = f"{bad[0]!r} is not one of the 20 amino acids" if bad else "no amino acid given"
-        raise InputError(f"{name}: {where}: {what}; use upper-case one-letter codes from {RESTYPES}")
-    return tuple(sorted(set(letters), key=RESTYPES.index))
-
-
-def _assignments(name: str, value: Any) -> dict[Key, tuple[str, ...]]:
-    """``"A5=W,12=DE"`` or ``{"A5": "W"}`` -> {key: letters}; keys ``<chain><number>`` or ``<number>``."""
-    if isinstance(value, str):
-        pairs = []
-        for part in (p.strip() for p in value.split(",")):
-            if part.count("=") != 1:
-                raise InputError(f"{name}: {part!r} is not <residue>=<amino acids>; write e.g. 'A5=W,A9=H' "
-                                 "(motif / refined residues) or '12=W' (designed positions)")
-            pairs.append(tuple(s.strip() for s in part.split("=")))
-    elif isinstance(value, dict):
-        pairs = [(_key_text(k) if isinstance(k, tuple) else str(k).strip(), v) for k, v in value.items()]
-    else:
-        raise InputError(f"{name} must be text such as 'A5=W,A9=H' or a dict {{'A5': 'W'}}, got {value!r}")
-    out: dict[Key, tuple[str, ...]] = {}
-    for k, v in pairs:
-        m = _KEY.match(k)
-        if m is None or int(m.group(2)) < 1 and not m.group(1):
-            raise InputError(f"{name}: residue {k!r} is not <chain><number> (A5, a residue of the input file) or "
-                             "a position >= 1 of the designed chain (12)")
-        key = (m.group(1), int(m.group(2)))
-        if key in out:
-            raise InputError(f"{name}: residue {k} is given twice; give each residue once")
-        out[key] = _letters(name, v, f"residue {k}")
-    return out
 
 
 def _sha256(path: str) -> str:
@@ -139,16 +94,16 @@ class ProteinConditions:
             raise InputError(f"{_NAME}: give motif (scaffolding) or refine (refinement of a chain), not both")
         self._read_motif(put)
         self._read_refine(put)
-        fix = _assignments(f"{_NAME}.fix", self.fix) if self.fix else {}
+        fix = assignments(f"{_NAME}.fix", self.fix) if self.fix else {}
         many = next((k for k, v in fix.items() if len(v) != 1), None)
         if many:
-            raise InputError(f"{_NAME}.fix: residue {_key_text(many)} is given {len(fix[many])} amino acids; fix "
+            raise InputError(f"{_NAME}.fix: residue {key_text(many)} is given {len(fix[many])} amino acids; fix "
                              "one per residue (A5=W), or give a set in allowed")
         put("fix", {k: v[0] for k, v in fix.items()})
-        put("forbid", _letters(f"{_NAME}.forbid", self.forbid, "forbid") if self.forbid else ())
+        put("forbid", letters(f"{_NAME}.forbid", self.forbid, "forbid") if self.forbid else ())
         if len(self.forbid) == NUM_AA:
             raise InputError(f"{_NAME}.forbid: all 20 amino acids are forbidden; allow at least one")
-        put("allowed", _assignments(f"{_NAME}.allowed", self.allowed) if self.allowed else {})
+        put("allowed", assignments(f"{_NAME}.allowed", self.allowed) if self.allowed else {})
         self._check_residues()
 
     def _read_motif(self, put: Any) -> None:
@@ -196,23 +151,23 @@ class ProteinConditions:
         """Keys with a chain letter name residues of the motif / refined chain; fix and allowed agree."""
         both = sorted(set(self.fix) & set(self.allowed))
         if both:
-            raise InputError(f"{_NAME}.allowed: residue {_key_text(both[0])} is also fixed; give it in fix or in "
+            raise InputError(f"{_NAME}.allowed: residue {key_text(both[0])} is also fixed; give it in fix or in "
                              "allowed, not both")
         bad = next((k for k, aa in self.fix.items() if aa in self.forbid), None)
         if bad:
-            raise InputError(f"{_NAME}.fix: residue {_key_text(bad)} is fixed to {self.fix[bad]}, which forbid "
+            raise InputError(f"{_NAME}.fix: residue {key_text(bad)} is fixed to {self.fix[bad]}, which forbid "
                              "excludes; drop one of them")
         for name, keys in (("fix", self.fix), ("allowed", self.allowed)):
             for key in keys:
                 if key[0]:
                     self._file_residue(name, key)
                 if key in self.allowed and not set(self.allowed[key]) - set(self.forbid):
-                    raise InputError(f"{_NAME}.allowed: residue {_key_text(key)} allows only forbidden amino "
+                    raise InputError(f"{_NAME}.allowed: residue {key_text(key)} allows only forbidden amino "
                                      "acids; allow at least one other")
 
     def _file_residue(self, name: str, key: Key) -> int:
         """Index of residue ``key`` (chain, author number) in the motif (contig order) or the refined chain."""
-        where = f"{_NAME}.{name}: residue {_key_text(key)}"
+        where = f"{_NAME}.{name}: residue {key_text(key)}"
         if self._motif is not None:
             m = self._motif
             hits = [i for i, (c, r) in enumerate(zip(m.chain_ids, m.res_ids)) if c == key[0] and r == key[1]]
@@ -274,11 +229,11 @@ class ProteinConditions:
         if self._chain is not None:
             rec.update(refine=self.refine, refine_sha256=_sha256(self.refine), start_time=self.start_time)
         if self.fix:
-            rec["fix"] = {_key_text(k): v for k, v in self.fix.items()}
+            rec["fix"] = {key_text(k): v for k, v in self.fix.items()}
         if self.forbid:
             rec["forbid"] = "".join(self.forbid)
         if self.allowed:
-            rec["allowed"] = {_key_text(k): "".join(v) for k, v in self.allowed.items()}
+            rec["allowed"] = {key_text(k): "".join(v) for k, v in self.allowed.items()}
         return rec
 
     def position(self, key: Key, length: int, placement: MotifPlacement | None) -> int:
@@ -322,7 +277,7 @@ class SampleInputs:
         p = self.placements[i] if self.placements else None
         if p is None:
             return {}
-        m, fix = self.conditions._motif, {_key_text(k): v for k, v in self.conditions.fix.items()}  # type: ignore
+        m, fix = self.conditions._motif, {key_text(k): v for k, v in self.conditions.fix.items()}  # type: ignore
         at = np.flatnonzero(p.motif_mask)
         names = [f"{m.chain_ids[j]}{m.res_ids[j]}" for j in p.motif_index[at]]
         placed = [{"position": int(k) + 1, "residue": r, "aa": fix.get(r, indices_to_sequence(m.aatype[j:j + 1])),
@@ -402,10 +357,10 @@ def _sequence_conditioning(cond: Conditioning, c: ProteinConditions, lengths: li
         for key, aa in c.fix.items():
             k = c.position(key, L, p)
             seq[i, k], fixed[i, k] = RESTYPES.index(aa), True
-        for key, letters in c.allowed.items():
+        for key, aas in c.allowed.items():
             k = c.position(key, L, p)
             allowed[i, k] = torch.zeros(NUM_AA, dtype=torch.bool)
-            allowed[i, k, [RESTYPES.index(a) for a in letters if a not in c.forbid]] = True
+            allowed[i, k, [RESTYPES.index(a) for a in aas if a not in c.forbid]] = True
     allowed[fixed] = True  # a given amino acid is kept, whatever forbid says
     cond.sequence, cond.fixed_sequence = seq, (fixed if bool(fixed.any()) else None)
     cond.allowed = allowed if not bool(allowed.all()) else None

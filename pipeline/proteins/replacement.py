@@ -29,8 +29,9 @@ free residues as usual and, after every step, writes the motif residues with :cl
   centred and the state consistent this shift is small (the motif's source shares the state's centred noise); it
   moves the free residues and the motif together, so nothing drifts (test: the centroid of every state is 0).
   Before the first prediction o = 0.
-* **Hold** (``method="hold"``): the motif written clean (f = 1) from the first step, at the same rigid motion: the frames
-  are right but the network sees clean residues at a noisy time. A baseline, and the "wrong time" of the oracle test.
+* **Hold** (``method="hold"``): the motif written clean (f = 1) from the first step, at the same rigid motion: the
+  frames are right but the network sees clean residues at a noisy time. A baseline, and the "wrong time" of the
+  oracle test.
 * **Guided** (``method="guided"``, issue 24 item 2 (c)): replacement, with the network's prediction of the free
   residues corrected by reconstruction guidance toward a chain in which the network itself predicts the motif
   (:mod:`pipeline.proteins.motif_guidance`; ``guidance`` its strength gamma).

@@ -1,7 +1,7 @@
 """benchmarks/motif_scaffolding.py: the 20 seeded motifs (sizes, kinds, cut from chains the shipped model never
-trained on), the metrics on hand-made coordinates, tiny end-to-end runs (replacement and hold with the shipped
-model, amortised skipped without ``--amortised-model``; amortised with a motif-capable model made here) and the
-refusals of bad arguments."""
+trained on), the metrics on hand-made coordinates, tiny end-to-end runs (every method with the shipped model, which
+has a motif input; amortised skipped for a model without one; amortised with a motif-capable model made here) and
+the refusals of bad arguments."""
 
 from __future__ import annotations
 
@@ -104,7 +104,6 @@ def test_clashes_count_motif_scaffold_pairs_separately() -> None:
     (["--steps", "1"], "--steps must be at least 2"),
     (["--motifs", "21"], "there are 20 motifs"),
     (["--methods", "replacement,glue"], "glue is not one of"),
-    (["--methods", "amortised"], "--methods amortised: give --amortised-model PATH"),
     (["--methods", "hold", "--amortised-model", "protein_small"], "add amortised to --methods"),
     (["--amortised-model", "/nonexistent/motif.safetensors"], "--amortised-model: model: checkpoint not found"),
     (["--model", "/nonexistent/model.safetensors"], "--model: model: checkpoint not found"),
@@ -126,6 +125,14 @@ def test_an_amortised_model_without_a_motif_input_exits_2(tmp_path: Path,
     with pytest.raises(SystemExit) as exc:
         bench.parse(["--amortised-model", str(plain)])
     assert exc.value.code == 2 and "plain.safetensors has no motif input" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # amortised alone, and --model cannot do it
+        bench.parse(["--model", str(plain), "--methods", "amortised"])
+    assert exc.value.code == 2 and "--methods amortised: give --amortised-model PATH" in capsys.readouterr().err
+    args = bench.parse(["--model", str(plain)])  # the default methods: amortised skipped, and said so
+    assert args.methods == ("replacement", "hold", "guided")
+    assert args.skipped == {"amortised": bench.NO_AMORTISED_MODEL}
+    args = bench.parse([])  # the shipped model has a motif input: it is the amortised model too
+    assert args.methods == bench.METHODS and args.sources["--amortised-model"] == args.sources["--model"]
 
 
 def test_an_esmfold_folder_without_a_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -143,13 +150,13 @@ def test_a_tiny_run_prints_its_json_and_writes_it(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert json.loads(out.read_text()) == result
-    assert set(result["methods"]) == {"replacement", "hold", "guided", "unconditional"}
-    assert result["skipped"] == {"amortised": bench.NO_AMORTISED_MODEL}  # the default methods, no amortised model
-    assert result["settings"]["methods"] == ["replacement", "hold", "guided"]
-    assert result["settings"]["amortised_model"] is None
-    for method in ("replacement", "hold", "guided"):
+    assert set(result["methods"]) == {"replacement", "hold", "guided", "amortised", "unconditional"}
+    assert result["skipped"] == {}  # the shipped model has a motif input: the amortised model by default
+    assert result["settings"]["methods"] == ["replacement", "hold", "guided", "amortised"]
+    assert result["settings"]["amortised_model"] == result["settings"]["model"]
+    for method in ("replacement", "hold", "guided", "amortised"):
         s = result["methods"][method]
-        assert s["n_samples"] == 1 and s["motif_rmsd_mean"] < 1.0  # both methods keep the motif's frames
+        assert s["n_samples"] == 1 and s["motif_rmsd_mean"] < 1.0  # every method keeps the motif's frames
         assert set(result["goals"][method]) == {"rmsd_success_ge_90", "continuous_ge_90",
                                                 "motif_clashes_le_unconditional", "ca_ca_outliers_le_unconditional"}
     assert "motif_rmsd_mean" not in result["methods"]["unconditional"]

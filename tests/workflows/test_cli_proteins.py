@@ -136,7 +136,8 @@ def test_the_shipped_model_is_the_default(tmp_path, capsys, monkeypatch):
 
 def test_bf16_precision_runs_close_to_fp32_and_is_recorded(tmp_path):
     """--precision bf16 (autocast) on the shipped trained model: recorded in the run settings; one network call
-    stays within 1 A / 0.1 / 1 of the fp32 call (translations, rotation entries, logits) but is not fp32."""
+    stays within 1 A / 0.1 / 0.05 of the fp32 call (translations, rotation entries, amino-acid probabilities; the
+    logits reach |131| with the re-shipped model, where bf16's relative rounding is ~1 %) but is not fp32."""
     import json
 
     from manifolds import so3
@@ -158,5 +159,6 @@ def test_bf16_precision_runs_close_to_fp32_and_is_recorded(tmp_path):
                               so3_t=torch.full((b, 1), 0.5), r3_t=torch.full((b, 1), 0.5), cat_t=torch.full((b, 1), 0.5))
     with torch.no_grad():
         a, c = net.predict(inp), net.predict(inp, bf16=True)
-    d = [float((getattr(a, k) - getattr(c, k)).abs().max()) for k in ("pred_trans", "pred_rotmats", "pred_logits")]
-    assert 0 < d[0] < 1.0 and d[1] < 0.1 and d[2] < 1.0, d
+    d = [float((getattr(a, k) - getattr(c, k)).abs().max()) for k in ("pred_trans", "pred_rotmats")]
+    d.append(float((a.pred_logits.softmax(-1) - c.pred_logits.softmax(-1)).abs().max()))  # measured 0.003
+    assert 0 < d[0] < 1.0 and d[1] < 0.1 and d[2] < 0.05, d
