@@ -383,9 +383,10 @@ def test_amortised_source_is_uncentred_and_the_network_is_told_the_motif():
 
 
 def test_amortised_needs_a_motif_network_and_keeps_a_real_motif_where_it_is_given():
-    """Without a motif input: InputError naming the fix. ``protein_small`` with the (zero) motif input, a real
-    10-residue motif at residues 10-19 of 40, 8 steps of co-design: finite, the motif frames exactly the given ones
-    (its CA centroid at the origin; the chain is not re-centred around it: chain centroids 1.6 and 1.8 A)."""
+    """Without a motif input: InputError naming the fix. ``protein_small`` (shipped with a trained motif input since
+    its re-ship; ``with_motif_input`` is then itself), a real 10-residue motif at residues 10-19 of 40, 8 steps of
+    co-design: finite, the motif frames exactly the given ones (its CA centroid at the origin; the chain is not
+    re-centred around it)."""
     _, motif, _ = REPL._real_motif()
     cond, config = _amortised(motif, 2), SamplerConfig(steps=8)
     with pytest.raises(InputError, match="motif-prob.*method 'replacement'"):
