@@ -293,14 +293,15 @@ def check_models(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     base = load("--model", args.model)
     args.skipped, args.sources = {}, {"--model": base.source}  # method -> why it is skipped; flag -> the model file
     if args.amortised_model is None and "amortised" in args.methods:
-        if base.net.cfg.motif_input:
+        if base.net.cfg.motif_input:  # the model already loaded and checked: not read a second time
             args.amortised_model = args.model if args.model is not None else str(base.source)
+            args.sources["--amortised-model"] = base.source
         elif args.methods == ("amortised",):
             ap.error("--methods amortised: give --amortised-model PATH (a model trained with --motif-prob)")
         else:
             args.methods = tuple(m for m in args.methods if m != "amortised")
             args.skipped["amortised"] = NO_AMORTISED_MODEL
-    if args.amortised_model is not None:
+    if args.amortised_model is not None and "--amortised-model" not in args.sources:
         loaded = load("--amortised-model", args.amortised_model)
         if not loaded.net.cfg.motif_input:
             ap.error(f"--amortised-model: {args.amortised_model} has no motif input; give a model trained with "
