@@ -292,7 +292,13 @@ def check_models(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error("--amortised-model: the model of method amortised; add amortised to --methods")
     base = load("--model", args.model)
     args.skipped, args.sources = {}, {"--model": base.source}  # method -> why it is skipped; flag -> the model file
-    if args.amortised_model is None and "amortised" in args.methods:
+    if args.amortised_model is not None:
+        loaded = load("--amortised-model", args.amortised_model)
+        if not loaded.net.cfg.motif_input:
+            ap.error(f"--amortised-model: {args.amortised_model} has no motif input; give a model trained with "
+                     "'genmatch train proteins --motif-prob'")
+        args.sources["--amortised-model"] = loaded.source
+    elif "amortised" in args.methods:
         if base.net.cfg.motif_input:  # the model already loaded and checked: not read a second time
             args.amortised_model = args.model if args.model is not None else str(base.source)
             args.sources["--amortised-model"] = base.source
@@ -301,12 +307,6 @@ def check_models(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         else:
             args.methods = tuple(m for m in args.methods if m != "amortised")
             args.skipped["amortised"] = NO_AMORTISED_MODEL
-    if args.amortised_model is not None and "--amortised-model" not in args.sources:
-        loaded = load("--amortised-model", args.amortised_model)
-        if not loaded.net.cfg.motif_input:
-            ap.error(f"--amortised-model: {args.amortised_model} has no motif input; give a model trained with "
-                     "'genmatch train proteins --motif-prob'")
-        args.sources["--amortised-model"] = loaded.source
 
 
 def table(summaries: dict[str, dict[str, Any]]) -> str:
